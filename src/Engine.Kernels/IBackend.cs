@@ -1,0 +1,58 @@
+// Owns: the op contract every compute backend implements (reference, CPU SIMD, later CUDA).
+// Invariants: ops never allocate per call on the hot path; parameter order is sources, arguments, destination;
+// all activations are float32, row-major; weights are TensorViews of any supported DType (the backend dispatches).
+// Source: the op set mirrors llama.cpp's ggml ops used by Llama-family forwards.
+using Engine.Tensors;
+
+namespace Engine.Kernels;
+
+/// <summary>RoPE layout: adjacent pairs (2i, 2i+1) = llama "normal"; half split (i, i + d/2) = NEOX (qwen2/3).</summary>
+public enum RopeStyle { Normal, Neox }
+
+/// <summary>Rotary embedding parameters. <see cref="FreqFactors"/> (Llama-3 rope_freqs) divides each θ_i when present.</summary>
+public sealed record RopeParams(RopeStyle Style, int Dimensions, float FreqBase, float FreqScale = 1f, float[]? FreqFactors = null);
+
+/// <summary>
+/// A run of consecutive cached tokens of one sequence. K and V rows are float32 <c>[TokenCount, kvHeadCount * headDim]</c>
+/// with row stride <see cref="RowStride"/> floats. Token i of the page sits at absolute position <see cref="StartPosition"/> + i.
+/// A contiguous KV store is one page; a paged store passes its block table as a list of pages.
+/// </summary>
+public readonly record struct KvPage(nint K, nint V, int TokenCount, int StartPosition, int RowStride);
+
+/// <summary>Causal attention over KV pages with grouped-query heads.</summary>
+public readonly record struct AttentionParams(int HeadCount, int KvHeadCount, int HeadDim, float Scale);
+
+/// <summary>The compute contract. Implementations: <c>ReferenceBackend</c> (scalar, float64 accumulation, never optimised) and <c>CpuBackend</c> (SIMD, multi-threaded).</summary>
+public interface IBackend : IDisposable
+{
+    string Name { get; }
+
+    /// <summary>y[t, r] = Σ_c x[t, c] · W[r, c] for t &lt; n. W is a GGUF matrix ne = [cols, rows] of any supported type.
+    /// x: [n, cols], y: [n, rows].</summary>
+    void MatMul(ReadOnlySpan<float> x, int n, TensorView w, Span<float> y);
+
+    /// <summary>dst[i, :] = dequantized row ids[i] of <paramref name="table"/> (ne = [dim, vocab]). dst: [ids.Length, dim].</summary>
+    void GetRows(TensorView table, ReadOnlySpan<int> ids, Span<float> dst);
+
+    /// <summary>y[t] = x[t] / sqrt(mean(x[t]²) + eps) · weight, per row of length weight.Length. x, y: [n, dim]; may alias.</summary>
+    void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> y);
+
+    /// <summary>Rotates x in place: x is [positions.Length, headCount, headDim]; positions per row.</summary>
+    void Rope(Span<float> x, int headCount, int headDim, ReadOnlySpan<int> positions, RopeParams rope);
+
+    /// <summary>In-place softmax over one vector.</summary>
+    void Softmax(Span<float> x);
+
+    /// <summary>dst = silu(gate) · up, element-wise. May alias gate.</summary>
+    void SiluMul(ReadOnlySpan<float> gate, ReadOnlySpan<float> up, Span<float> dst);
+
+    /// <summary>dst = a + b, element-wise. May alias.</summary>
+    void Add(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> dst);
+
+    /// <summary>
+    /// Causal attention for n query rows q: [n, headCount, headDim] at absolute positions qPositions;
+    /// each query attends to every cached token whose position ≤ its own. Query head h reads KV head h / (headCount / kvHeadCount).
+    /// output: [n, headCount * headDim].
+    /// </summary>
+    void Attention(ReadOnlySpan<float> q, ReadOnlySpan<int> qPositions, ReadOnlySpan<KvPage> pages, AttentionParams p, Span<float> output);
+}
