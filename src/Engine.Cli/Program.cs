@@ -1,1 +1,8 @@
-Console.WriteLine("engine");
+// Entry point of the `engine` command: registers the sub-commands (one file each under Commands/).
+using System.CommandLine;
+
+var root = new RootCommand("Engine — in-process LLM inference with a paged, tiered KV memory");
+// Register commands here, one line each:
+// root.Subcommands.Add(Engine.Cli.Commands.InspectCommand.Create());
+
+return root.Parse(args).Invoke();
