@@ -1,10 +1,11 @@
 // Owns: the one entry point that opens any supported model/tokenizer file by its content (not its extension).
-// Detection order: directory (Hugging Face: config.json + *.safetensors) → "GGUF" magic → rwkv.cpp magic →
+// Detection order: directory (Hugging Face: config.json + *.safetensors, see HfModelLoader) → "GGUF" magic → rwkv.cpp magic →
 // safetensors (uint64 header length + '{') → JSON → llama2.c checkpoint (7-int32 header whose sizes add up to
 // the file length) → llama2.c tokenizer (the whole file walks as score/length/bytes records).
 // Invariant: every failure is a ModelFormatException naming the file.
 using Engine.Formats.Gguf;
 using Engine.Formats.Llama2c;
+using Engine.Formats.Safetensors;
 using Engine.Tensors;
 
 namespace Engine.Formats;
@@ -47,11 +48,7 @@ public static unsafe class ModelFiles
         var head = new ReadOnlySpan<byte>(p, (int)Math.Min(length, 16));
         if (GgufReader.HasMagic(head)) return "gguf";
         if (length >= 4 && *(uint*)p == RwkvMagic) return "rwkv";
-        if (length >= 9)
-        {
-            ulong n = *(ulong*)p;
-            if (n > 0 && n <= (ulong)(length - 8) && p[8] == (byte)'{') return "safetensors";
-        }
+        if (SafetensorsReader.LooksLikeSafetensors(p, length)) return "safetensors";
         int i = 0;
         while (i < head.Length && head[i] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n' or 0xEF or 0xBB or 0xBF) i++;
         if (i < head.Length && head[i] == (byte)'{') return "json";
@@ -62,15 +59,15 @@ public static unsafe class ModelFiles
 
     private static ModelFile OpenModel(string path, string? tokenizerPath)
     {
-        if (Directory.Exists(path))
-            throw new ModelFormatException(path, -1, "Hugging Face folders (config.json + safetensors) are not supported yet");
+        if (Directory.Exists(path)) return HfModelLoader.Open(path);
         if (!File.Exists(path)) throw new ModelFormatException(path, -1, "file not found");
         string kind = DetectKind(path);
         return kind switch
         {
             "gguf" => GgufReader.Read(path),
             "rwkv" => throw new ModelFormatException(path, 0, "rwkv.cpp format not supported yet"),
-            "safetensors" => throw new ModelFormatException(path, 0, "safetensors is not supported yet"),
+            "safetensors" => File.Exists(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".", "config.json"))
+                ? HfModelLoader.Open(path) : SafetensorsReader.Read(path),
             "json" => throw new ModelFormatException(path, 0,
                 "this is a JSON file (tokenizer.json or config.json?), not a model; pass the model file or its folder"),
             "llama2c-checkpoint" => Llama2cCheckpoint.Read(path, tokenizerPath),
