@@ -129,6 +129,21 @@ public class BlockPoolTests
     }
 
     [Test]
+    public void Lookup_RejectsEqualTokensUnderAnotherParent()
+    {
+        // A hash that ignores the parent: the chain identity must come from the parent check.
+        var pool = new BlockPool(6, 2, (_, tokens) => (ulong)tokens[0]);
+        int p = pool.Allocate(), q = pool.Allocate(), child = pool.Allocate();
+        pool.Commit(p, -1, [5, 6]);
+        pool.Commit(q, -1, [8, 8]);
+        pool.Commit(child, p, [7, 8]);
+        Assert.That(pool.TryAcquireCached(q, [7, 8], out _), Is.False, "same tokens and hash, different parent");
+        Assert.That(pool.TryAcquireCached(p, [7, 8], out int hit), Is.True);
+        Assert.That(hit, Is.EqualTo(child));
+        pool.Validate();
+    }
+
+    [Test]
     public void Lookup_MissesWhenParentWasReallocated()
     {
         var pool = new BlockPool(2, 2);
@@ -143,6 +158,16 @@ public class BlockPoolTests
         pool.Release(c);
         Assert.That(pool.TryAcquireCached(q, [3, 4], out _), Is.False, "c's parent was the old incarnation");
         pool.Validate();
+    }
+
+    [Test]
+    public void BudgetHelpers_MatchHandComputedSizes()
+    {
+        // Llama-2-7B-like: 32 layers, 32 KV heads, head dim 128, f16, 16-token blocks: 2·32·32·128·16·2 = 8 MiB.
+        long perBlock = BlockPool.BytesPerBlock(32, 32, 128, 16, 2);
+        Assert.That(perBlock, Is.EqualTo(8L << 20));
+        Assert.That(BlockPool.BlockCountForBudget(4L << 30, perBlock), Is.EqualTo(512));
+        Assert.That(BlockPool.BlockCountForBudget((8L << 20) - 1, perBlock), Is.EqualTo(0));
     }
 
     [Test]

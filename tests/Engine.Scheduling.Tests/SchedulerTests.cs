@@ -46,7 +46,8 @@ public class SchedulerTests
         s.AddRequest(new Request(1, a, 40));
         var plans = Driver.Run(s, ex, step =>
         {
-            if (step == 2) s.AddRequest(new Request(2, b, 5));
+            // B is more important than A: only the decode-first rule keeps A from starving behind B's chunks.
+            if (step == 2) s.AddRequest(new Request(2, b, 5, priority: 1));
             return step < 2;
         });
         // Steps 0-1: A alone. From step 2 on: A decodes first (1 token), B gets the remaining 31 of the budget,
@@ -137,7 +138,9 @@ public class SchedulerTests
         {
             var (s, ex) = Make(new SchedulerOptions { BlockCount = 40, BlockSize = 8, MaxTokensPerStep = 48, HashFunction = hash });
             var system = Prompt(1, 37);
-            var prompts = Enumerable.Range(0, 12).Select(i => system.Concat(Prompt(100 + i, 3 + i)).ToArray()).ToArray();
+            // 12 prompts share a 37-token system prefix; 4 more share nothing (with the colliding hash their first
+            // blocks collide with the system prompt's and must miss).
+            var prompts = Enumerable.Range(0, 16).Select(i => i < 12 ? system.Concat(Prompt(100 + i, 3 + i)).ToArray() : Prompt(200 + i, 20 + i)).ToArray();
             for (int i = 0; i < prompts.Length; i++) s.AddRequest(new Request(i, prompts[i], 10 + i));
             Driver.Run(s, ex);
             for (int i = 0; i < prompts.Length; i++)

@@ -67,6 +67,20 @@ public sealed class BlockPool
         for (int b = 0; b < blockCount; b++) { _meta[b] = BlockMeta.Default; _parentBlock[b] = None; }
     }
 
+    /// <summary>
+    /// Bytes one block's K and V take for every layer: 2 · layers · kvHeads · headDim · blockSize · bytesPerElement.
+    /// </summary>
+    public static long BytesPerBlock(int layerCount, int kvHeadCount, int headDim, int blockSize, int bytesPerElement) =>
+        2L * layerCount * kvHeadCount * headDim * blockSize * bytesPerElement;
+
+    /// <summary>How many whole blocks a memory budget holds (the pool capacity for that budget).</summary>
+    public static int BlockCountForBudget(long budgetBytes, long bytesPerBlock)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytesPerBlock);
+        ArgumentOutOfRangeException.ThrowIfNegative(budgetBytes);
+        return (int)Math.Min(int.MaxValue / 2, budgetBytes / bytesPerBlock);
+    }
+
     public int Capacity { get; }
     public int BlockSize { get; }
 
