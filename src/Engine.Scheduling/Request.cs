@@ -59,6 +59,11 @@ public enum FinishReason
 }
 
 /// <summary>A read-only copy of a request's state.</summary>
+/// <param name="OutputTokens">Generated tokens so far (a fork's include its parent's at the fork).</param>
+/// <param name="ComputedTokens">Positions whose KV is computed (reset to 0 by a preemption, then catches up).</param>
+/// <param name="TargetTokens">Prompt + generated tokens: the count ComputedTokens catches up to (one more than it while decoding).</param>
+/// <param name="PrefixHitTokens">Tokens taken from the prefix cache at admissions instead of computed.</param>
+/// <param name="PreemptionCount">How often it was preempted (recompute).</param>
 public sealed record RequestSnapshot(
     long Id,
     RequestStatus Status,

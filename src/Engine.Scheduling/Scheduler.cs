@@ -141,6 +141,43 @@ public sealed class Scheduler
         return true;
     }
 
+    /// <summary>
+    /// Branches a waiting or running request (n-best, parallel sampling): the child continues from the parent's
+    /// current tokens (prompt + generated so far) with the parent's limits. A running parent's KV blocks are shared,
+    /// not copied; the first write into the shared partial last block becomes a copy-on-write order in a plan.
+    /// When the running cap is reached (or the parent waits) the child waits and recomputes (prefix hits usually
+    /// make that cheap). Not allowed while a step is in flight. Throws <see cref="RequestRejectedException"/>
+    /// (DuplicateId) when <paramref name="childId"/> is taken.
+    /// </summary>
+    public void Fork(long parentId, long childId, int? priority = null)
+    {
+        if (_inFlight != null) throw new InvalidOperationException("Fork is not allowed while a step is in flight");
+        if (!_states.TryGetValue(parentId, out var parent) || parent.Status is not (RequestStatus.Waiting or RequestStatus.Running))
+            throw new InvalidOperationException($"request {parentId} is not waiting or running; only a live request can be forked");
+        if (_states.ContainsKey(childId))
+        {
+            _rejected++;
+            throw new RequestRejectedException(childId, RejectionReason.DuplicateId, "a request with this id is already known (Forget it first)");
+        }
+        var p = parent.Request;
+        var child = new State(new Request(childId, p.PromptArray, p.MaxNewTokens, priority ?? p.Priority, p.StopTokenIds), _arrivals++);
+        child.Tokens.Clear();
+        child.Tokens.AddRange(parent.Tokens);
+        child.OutputCount = parent.OutputCount;
+        _states.Add(childId, child);
+        if (parent.Status == RequestStatus.Running && _running.Count < _options.MaxRunningRequests)
+        {
+            _blocks.Fork(parentId, childId);
+            child.Computed = parent.Computed;
+            child.Status = RequestStatus.Running;
+            _running.Add(child);
+        }
+        else
+        {
+            _waiting.Add(child);
+        }
+    }
+
     /// <summary>Drops a finished or cancelled request's record (its id may then be reused). Returns false otherwise.</summary>
     public bool Forget(long requestId)
     {

@@ -5,6 +5,7 @@
 // writes those values through each plan's block tables, poisons freshly allocated blocks, applies copy-on-write
 // orders, and asserts that every block it writes is held by exactly one sequence. RunAlone computes the same
 // function straight from a token list, with no paging: the reference every scheduled output must equal.
+// A per-request salt (think: each request's own sampler seed) lets forked branches diverge deterministically.
 using Engine.Memory.Paged;
 using Engine.Scheduling;
 
@@ -25,16 +26,16 @@ public static class FakeModel
     }
 
     /// <summary>Next token from all cached KV values of a sequence.</summary>
-    public static int Next(ReadOnlySpan<int> kvs, int vocab)
+    public static int Next(ReadOnlySpan<int> kvs, int vocab, int salt = 0)
     {
-        ulong h = 1469598103934665603UL;
+        ulong h = 1469598103934665603UL ^ (uint)salt; // salt: a per-request "sampler" so forks can diverge
         foreach (int v in kvs) h = (h ^ (uint)v) * 1099511628211UL;
         h ^= h >> 29;
         return (int)(h % (ulong)vocab);
     }
 
     /// <summary>The reference: generate for one request alone, without paging.</summary>
-    public static int[] RunAlone(IReadOnlyList<int> prompt, int maxNewTokens, int vocab, IReadOnlyCollection<int>? stops = null)
+    public static int[] RunAlone(IReadOnlyList<int> prompt, int maxNewTokens, int vocab, IReadOnlyCollection<int>? stops = null, int salt = 0)
     {
         var tokens = new List<int>(prompt);
         var kvs = new List<int>();
@@ -48,7 +49,7 @@ public static class FakeModel
                 prev = Mix(prev, tokens[fed], fed);
                 kvs.Add(prev);
             }
-            int next = Next(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(kvs), vocab);
+            int next = Next(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(kvs), vocab, salt);
             output.Add(next);
             tokens.Add(next);
             if (stops != null && stops.Contains(next)) break;
@@ -64,9 +65,11 @@ public sealed class FakeExecutor
     private readonly BlockPool _pool;
     private readonly int _blockSize;
     private readonly Random _poison = new(7);
+    private readonly Func<long, int> _saltOf;
 
-    public FakeExecutor(BlockPool pool, int vocab)
+    public FakeExecutor(BlockPool pool, int vocab, Func<long, int>? saltOf = null)
     {
+        _saltOf = saltOf ?? (_ => 0);
         _pool = pool;
         _blockSize = pool.BlockSize;
         _kv = new int[pool.Capacity * pool.BlockSize];
@@ -104,7 +107,7 @@ public sealed class FakeExecutor
                 int end = s.StartPosition + s.TokenIds.Length;
                 var kvs = new int[end];
                 for (int p = 0; p < end; p++) kvs[p] = _kv[Slot(s.BlockTable, p)];
-                results.Add(new StepResult(s.RequestId, FakeModel.Next(kvs, Vocab)));
+                results.Add(new StepResult(s.RequestId, FakeModel.Next(kvs, Vocab, _saltOf(s.RequestId))));
             }
         }
         return results;

@@ -103,20 +103,33 @@ public class SchedulerStressTests
             EnablePrefixCaching = rng.Next(4) != 0,
         };
         var s = new Scheduler(options);
-        var ex = new FakeExecutor(s.Pool, vocab);
+        static int Salt(long id) => (int)id * 7919;
+        var ex = new FakeExecutor(s.Pool, vocab, Salt);
         int[] stops = vocab == 7 ? [0] : [];
         // An oversize request arrives too and must be rejected alone.
         var tooBig = new Request(-1, Enumerable.Repeat(1, 150).ToArray(), 60);
         Assert.Throws<RequestRejectedException>(() => s.AddRequest(tooBig));
 
         var cancelled = new HashSet<long>();
+        var forks = new List<(long Child, int[] Prompt, int[] SoFar, int MaxNew)>(); // branches and their history at fork
         int lastArrival = specs.Max(x => x.Arrival), lastCancel = specs.Max(x => x.CancelAt);
-        Driver.Run(s, ex, step =>
+        int copies = 0;
+        Driver.Run(s, ex, onPlan: p => copies += p.Copies.Count, beforeStep: step =>
         {
             foreach (var x in specs)
             {
                 if (x.Arrival == step) s.AddRequest(new Request(x.Id, x.Prompt, x.MaxNew, x.Priority, stops));
                 if (x.CancelAt == step && s.Cancel(x.Id)) cancelled.Add(x.Id);
+            }
+            if (step < 40 && rng.Next(8) == 0)
+            {
+                var x = specs[rng.Next(specs.Count)];
+                if (s.TryGetRequest(x.Id, out var r) && r!.Status is RequestStatus.Running or RequestStatus.Waiting)
+                {
+                    long child = 1000 + forks.Count;
+                    s.Fork(x.Id, child);
+                    forks.Add((child, x.Prompt, r.OutputTokens, x.MaxNew));
+                }
             }
             // Checked every step by Driver: Validate (ref counts == table entries, free + used + cached == capacity).
             return step < Math.Max(lastArrival, lastCancel);
@@ -131,9 +144,18 @@ public class SchedulerStressTests
                 continue;
             }
             Assert.That(r.Status, Is.EqualTo(RequestStatus.Finished), $"seed {seed}: request {x.Id}");
-            Assert.That(r.OutputTokens, Is.EqualTo(FakeModel.RunAlone(x.Prompt, x.MaxNew, vocab, stops)),
+            Assert.That(r.OutputTokens, Is.EqualTo(FakeModel.RunAlone(x.Prompt, x.MaxNew, vocab, stops, Salt(x.Id))),
                 $"seed {seed}: request {x.Id}, B={blockSize}, blocks={options.BlockCount}, budget={options.MaxTokensPerStep}, preempted {r.PreemptionCount}×");
         }
+        foreach (var f in forks)
+        {
+            var r = s.GetRequest(f.Child);
+            var expected = f.SoFar.Concat(FakeModel.RunAlone(f.Prompt.Concat(f.SoFar).ToArray(), f.MaxNew - f.SoFar.Length, vocab, stops, Salt(f.Child))).ToArray();
+            Assert.That(r.Status, Is.EqualTo(RequestStatus.Finished), $"seed {seed}: fork {f.Child}");
+            Assert.That(r.OutputTokens, Is.EqualTo(expected), $"seed {seed}: fork {f.Child}");
+        }
+        TestContext.Out.WriteLine($"seed {seed}: {specs.Count} requests, {cancelled.Count} cancelled, {forks.Count} forks, {copies} copy-on-write copies, " +
+            $"{s.Stats.Preemptions} preemptions, {s.Stats.PrefixHitTokens} prefix-hit tokens, {s.Stats.Steps} steps");
         AssertClean(s);
     }
 }

@@ -252,6 +252,52 @@ public class SchedulerTests
     }
 
     [Test]
+    public void Fork_SharesBlocks_CopiesOnWrite_AndEachBranchMatchesItsAloneContinuation()
+    {
+        var s = new Scheduler(new SchedulerOptions { BlockCount = 64, BlockSize = 4, MaxTokensPerStep = 64 });
+        static int Salt(long id) => (int)id * 7919; // each branch samples differently
+        var ex = new FakeExecutor(s.Pool, Vocab, Salt);
+        var prompt = Prompt(3, 9);
+        s.AddRequest(new Request(1, prompt, 12));
+        for (int i = 0; i < 3; i++) s.OnStepCompleted(ex.Execute(s.Step()));
+        // 9 prompt + 3 sampled tokens; 11 positions computed → blocks [4][4][3 of 4].
+        var sofar = s.GetRequest(1).OutputTokens;
+        Assert.That(sofar, Has.Length.EqualTo(3));
+        var parentBlocks = s.Blocks.Get(1).ToArray();
+        Assert.That(parentBlocks, Has.Length.EqualTo(3));
+
+        s.Fork(1, 2);
+        s.Fork(1, 3, priority: 0);
+        Assert.Multiple(() =>
+        {
+            Assert.That(s.Pool.UsedCount, Is.EqualTo(3), "forking copies nothing");
+            Assert.That(parentBlocks.Select(b => s.Pool.RefCount(b)), Is.All.EqualTo(3));
+            Assert.That(s.GetRequest(2).OutputTokens, Is.EqualTo(sofar));
+            Assert.Throws<RequestRejectedException>(() => s.Fork(1, 3));
+            Assert.Throws<InvalidOperationException>(() => s.Fork(42, 43));
+        });
+
+        var plan = s.Step();
+        Assert.Throws<InvalidOperationException>(() => s.Fork(1, 4), "not while a step is in flight");
+        // All three write position 11 into the shared partial block: the first two copy it, the last owns it.
+        Assert.That(plan.Copies, Has.Count.EqualTo(2));
+        Assert.That(plan.Copies.Select(c => c.SourceBlock), Is.All.EqualTo(parentBlocks[2]));
+        Assert.That(plan.Copies.Select(c => c.TokenCount), Is.All.EqualTo(3));
+        s.OnStepCompleted(ex.Execute(plan));
+        Assert.That(s.Pool.RefCount(parentBlocks[0]), Is.EqualTo(3), "full blocks stay shared");
+        Driver.Run(s, ex);
+
+        Assert.That(s.GetRequest(1).OutputTokens, Is.EqualTo(FakeModel.RunAlone(prompt, 12, Vocab, salt: Salt(1))));
+        foreach (long child in new long[] { 2, 3 })
+        {
+            var expected = sofar.Concat(FakeModel.RunAlone(prompt.Concat(sofar).ToArray(), 12 - 3, Vocab, salt: Salt(child))).ToArray();
+            Assert.That(s.GetRequest(child).OutputTokens, Is.EqualTo(expected), $"branch {child}");
+        }
+        Assert.That(s.GetRequest(2).OutputTokens, Is.Not.EqualTo(s.GetRequest(3).OutputTokens), "branches diverge");
+        Assert.That(s.Pool.UsedCount, Is.EqualTo(0));
+    }
+
+    [Test]
     public void ExternalFinish_EndsTheRequest()
     {
         var (s, ex) = Make(new SchedulerOptions { BlockCount = 20, BlockSize = 4 });
