@@ -12,7 +12,8 @@
 // Invariants: a request that fits the pool and the context alone is never dropped (the most important running
 // request can always get blocks by preempting everyone else); Step and OnStepCompleted alternate; computed
 // counts advance only in OnStepCompleted; waiting requests hold no blocks; finished and cancelled requests free
-// their blocks immediately.
+// their blocks immediately; no waiting request is admitted in a step that had to preempt (avoids thrashing).
+// Not thread-safe: the runtime's step loop owns it (serialise AddRequest/Cancel from other threads with a lock).
 using System.Runtime.InteropServices;
 using Engine.Memory.Paged;
 
