@@ -1,0 +1,380 @@
+// Owns: continuous-batching bookkeeping — which tokens of which requests run each step, admission, chunked
+// prefill, preemption by recompute, prefix-cache reuse at admission, and freeing blocks of finished/cancelled
+// requests. Emits data-only SchedulePlans; never touches tensors.
+// Model (vLLM v1 scheduler): "there is no prefill phase nor decode phase". Each request has a token list
+// (prompt + generated) and a computed-token count that catches up to it; a step gives each scheduled request a
+// range [computed, computed + n). Order per step: running requests with one token left (decodes) first, then
+// running requests with more left (prefill chunks), then waiting requests (FIFO by priority) while the token
+// budget, the running cap and the pool allow. When the pool runs dry the least important running request
+// (lowest priority, latest arrival) is preempted by recompute: its blocks are freed and it re-queues with its
+// generated tokens kept in its token list, so it resumes exactly (its cached full blocks often come back as
+// prefix hits).
+// Invariants: a request that fits the pool and the context alone is never dropped (the most important running
+// request can always get blocks by preempting everyone else); Step and OnStepCompleted alternate; computed
+// counts advance only in OnStepCompleted; waiting requests hold no blocks; finished and cancelled requests free
+// their blocks immediately; no waiting request is admitted in a step that had to preempt (avoids thrashing).
+// Not thread-safe: the runtime's step loop owns it (serialise AddRequest/Cancel from other threads with a lock).
+using System.Runtime.InteropServices;
+using Engine.Memory.Paged;
+
+namespace Engine.Scheduling;
+
+/// <summary>Continuous-batching scheduler over a paged KV block pool (pure bookkeeping).</summary>
+public sealed class Scheduler
+{
+    private sealed class State(Request request, long arrival)
+    {
+        public readonly Request Request = request;
+        public readonly long Arrival = arrival;
+        public readonly List<int> Tokens = new(request.PromptArray); // prompt + generated
+        public RequestStatus Status = RequestStatus.Waiting;
+        public FinishReason FinishReason;
+        public int OutputCount, Computed, PrefixHitTokens, Preemptions;
+        public Entry? Entry; // set while the step being built schedules this request
+        public long Id => Request.Id;
+    }
+
+    private sealed class Entry(State state, int start, int count, List<int> newBlocks, List<BlockCopy> copies)
+    {
+        public readonly State State = state;
+        public readonly int Start = start, Count = count;
+        public readonly List<int> NewBlocks = newBlocks;
+        public readonly List<BlockCopy> Copies = copies;
+        public bool Samples => Start + Count == State.Tokens.Count;
+    }
+
+    /// <summary>More important first: larger priority, then earlier arrival.</summary>
+    private static readonly Comparer<State> Importance = Comparer<State>.Create((a, b) =>
+    {
+        int c = b.Request.Priority.CompareTo(a.Request.Priority);
+        return c != 0 ? c : a.Arrival.CompareTo(b.Arrival);
+    });
+
+    private readonly SchedulerOptions _options;
+    private readonly BlockManager _blocks;
+    private readonly Dictionary<long, State> _states = new();
+    private readonly SortedSet<State> _waiting = new(Importance);
+    private readonly List<State> _running = new();
+    private readonly List<long> _pendingFinished = new(), _pendingCancelled = new();
+    private List<Entry>? _inFlight;
+    private long _arrivals, _steps, _computedTokens, _prefixHitTokens, _preemptions, _finished, _cancelled, _rejected;
+
+    public Scheduler(SchedulerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.BlockCount < 1) throw new ArgumentOutOfRangeException(nameof(options), options.BlockCount, "BlockCount must be ≥ 1");
+        if (options.BlockSize < 1) throw new ArgumentOutOfRangeException(nameof(options), options.BlockSize, "BlockSize must be ≥ 1");
+        if (options.MaxTokensPerStep < 1) throw new ArgumentOutOfRangeException(nameof(options), options.MaxTokensPerStep, "MaxTokensPerStep must be ≥ 1");
+        if (options.MaxRunningRequests < 1) throw new ArgumentOutOfRangeException(nameof(options), options.MaxRunningRequests, "MaxRunningRequests must be ≥ 1");
+        if (options.MaxModelLength < 2) throw new ArgumentOutOfRangeException(nameof(options), options.MaxModelLength, "MaxModelLength must be ≥ 2");
+        _options = options;
+        _blocks = new BlockManager(new BlockPool(options.BlockCount, options.BlockSize, options.HashFunction));
+    }
+
+    public SchedulerOptions Options => _options;
+    public BlockPool Pool => _blocks.Pool;
+    public BlockManager Blocks => _blocks;
+    public int WaitingCount => _waiting.Count;
+    public int RunningCount => _running.Count;
+    public bool HasUnfinishedRequests => _waiting.Count > 0 || _running.Count > 0;
+    public bool IsStepInFlight => _inFlight != null;
+
+    public SchedulerStats Stats => new(_steps, _computedTokens, _prefixHitTokens, _preemptions, _finished, _cancelled, _rejected);
+
+    /// <summary>
+    /// Queues a request; it joins the batch at the next <see cref="Step"/> that has room. Throws
+    /// <see cref="RequestRejectedException"/> (and changes nothing) for a request that could never run.
+    /// </summary>
+    public void AddRequest(Request request)
+    {
+        if (!TryAddRequest(request, out var error)) throw error!;
+    }
+
+    /// <summary>Like <see cref="AddRequest"/> but returns the rejection instead of throwing it.</summary>
+    public bool TryAddRequest(Request request, out RequestRejectedException? rejection)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        rejection = Check(request);
+        if (rejection != null)
+        {
+            _rejected++;
+            return false;
+        }
+        var state = new State(request, _arrivals++);
+        _states.Add(request.Id, state);
+        _waiting.Add(state);
+        return true;
+    }
+
+    private RequestRejectedException? Check(Request r)
+    {
+        if (r.PromptLength == 0) return new(r.Id, RejectionReason.EmptyPrompt, "the prompt is empty");
+        if (r.MaxNewTokens < 1) return new(r.Id, RejectionReason.InvalidMaxNewTokens, $"MaxNewTokens is {r.MaxNewTokens}; it must be ≥ 1");
+        if (_states.ContainsKey(r.Id)) return new(r.Id, RejectionReason.DuplicateId, "a request with this id is already known (Forget it first)");
+        long total = (long)r.PromptLength + r.MaxNewTokens;
+        if (total > _options.MaxModelLength)
+            return new(r.Id, RejectionReason.ExceedsContextLength,
+                $"prompt {r.PromptLength} + max new tokens {r.MaxNewTokens} = {total} exceeds the context length {_options.MaxModelLength}");
+        // The last generated token is never fed back, so at most total - 1 positions need KV slots.
+        long blocks = (total - 1 + _options.BlockSize - 1) / _options.BlockSize;
+        if (blocks > _options.BlockCount)
+            return new(r.Id, RejectionReason.ExceedsPool,
+                $"it needs up to {blocks} KV blocks of {_options.BlockSize} tokens but the pool holds {_options.BlockCount}");
+        return null;
+    }
+
+    /// <summary>
+    /// Cancels a waiting or running request; a running one frees its blocks at once (if it is part of the step in
+    /// flight, its result is ignored). Returns false when the id is unknown or already finished/cancelled.
+    /// </summary>
+    public bool Cancel(long requestId)
+    {
+        if (!_states.TryGetValue(requestId, out var r)) return false;
+        switch (r.Status)
+        {
+            case RequestStatus.Waiting: _waiting.Remove(r); break;
+            case RequestStatus.Running: _blocks.Free(r.Id); _running.Remove(r); break;
+            default: return false;
+        }
+        r.Status = RequestStatus.Cancelled;
+        _pendingCancelled.Add(r.Id);
+        _cancelled++;
+        return true;
+    }
+
+    /// <summary>
+    /// Branches a waiting or running request (n-best, parallel sampling): the child continues from the parent's
+    /// current tokens (prompt + generated so far) with the parent's limits. A running parent's KV blocks are shared,
+    /// not copied; the first write into the shared partial last block becomes a copy-on-write order in a plan.
+    /// When the running cap is reached (or the parent waits) the child waits and recomputes (prefix hits usually
+    /// make that cheap). Not allowed while a step is in flight. Throws <see cref="RequestRejectedException"/>
+    /// (DuplicateId) when <paramref name="childId"/> is taken.
+    /// </summary>
+    public void Fork(long parentId, long childId, int? priority = null)
+    {
+        if (_inFlight != null) throw new InvalidOperationException("Fork is not allowed while a step is in flight");
+        if (!_states.TryGetValue(parentId, out var parent) || parent.Status is not (RequestStatus.Waiting or RequestStatus.Running))
+            throw new InvalidOperationException($"request {parentId} is not waiting or running; only a live request can be forked");
+        if (_states.ContainsKey(childId))
+        {
+            _rejected++;
+            throw new RequestRejectedException(childId, RejectionReason.DuplicateId, "a request with this id is already known (Forget it first)");
+        }
+        var p = parent.Request;
+        var child = new State(new Request(childId, p.PromptArray, p.MaxNewTokens, priority ?? p.Priority, p.StopTokenIds), _arrivals++);
+        child.Tokens.Clear();
+        child.Tokens.AddRange(parent.Tokens);
+        child.OutputCount = parent.OutputCount;
+        _states.Add(childId, child);
+        if (parent.Status == RequestStatus.Running && _running.Count < _options.MaxRunningRequests)
+        {
+            _blocks.Fork(parentId, childId);
+            child.Computed = parent.Computed;
+            child.Status = RequestStatus.Running;
+            _running.Add(child);
+        }
+        else
+        {
+            _waiting.Add(child);
+        }
+    }
+
+    /// <summary>Drops a finished or cancelled request's record (its id may then be reused). Returns false otherwise.</summary>
+    public bool Forget(long requestId)
+    {
+        if (!_states.TryGetValue(requestId, out var r) || r.Status is RequestStatus.Waiting or RequestStatus.Running) return false;
+        return _states.Remove(requestId);
+    }
+
+    public bool TryGetRequest(long requestId, out RequestSnapshot? snapshot)
+    {
+        snapshot = null;
+        if (!_states.TryGetValue(requestId, out var r)) return false;
+        snapshot = new RequestSnapshot(r.Id, r.Status, r.FinishReason,
+            r.Tokens.GetRange(r.Request.PromptLength, r.OutputCount).ToArray(),
+            r.Computed, r.Tokens.Count, r.PrefixHitTokens, r.Preemptions);
+        return true;
+    }
+
+    public RequestSnapshot GetRequest(long requestId) =>
+        TryGetRequest(requestId, out var s) ? s! : throw new KeyNotFoundException($"unknown request {requestId}");
+
+    /// <summary>
+    /// Plans the next step. Must be followed by <see cref="OnStepCompleted"/> before the next Step when the plan
+    /// schedules any request (an empty plan needs no completion).
+    /// </summary>
+    public SchedulePlan Step()
+    {
+        if (_inFlight != null) throw new InvalidOperationException($"Step called before OnStepCompleted for step {_steps - 1}");
+        var entries = new List<Entry>();
+        var preempted = new List<long>();
+        int budget = _options.MaxTokensPerStep;
+        _running.Sort(Importance);
+
+        // Running requests: decodes (one token left) first, then prefill chunks, most important first.
+        for (int pass = 0; pass < 2; pass++)
+        {
+            for (int i = 0; i < _running.Count && budget > 0; i++)
+            {
+                var r = _running[i];
+                int remaining = r.Tokens.Count - r.Computed;
+                if (r.Entry != null || remaining <= 0 || (remaining == 1) != (pass == 0)) continue;
+                int n = Math.Min(remaining, budget);
+                var newBlocks = new List<int>();
+                var copies = new List<BlockCopy>();
+                bool reserved;
+                while (!(reserved = _blocks.TryReserve(r.Id, n, newBlocks, copies)))
+                {
+                    var victim = _running[^1]; // least important (the list is sorted)
+                    if (victim.Entry != null)
+                    {
+                        budget += victim.Entry.Count;
+                        entries.Remove(victim.Entry);
+                        victim.Entry = null;
+                    }
+                    Preempt(victim, preempted);
+                    if (victim == r) break;
+                }
+                if (!reserved) break; // r itself was the least important; nothing after it remains
+                r.Entry = new Entry(r, r.Computed, n, newBlocks, copies);
+                entries.Add(r.Entry);
+                budget -= n;
+            }
+        }
+
+        // Waiting requests, FIFO by priority; none are admitted in a step that had to preempt.
+        while (preempted.Count == 0 && budget > 0 && _running.Count < _options.MaxRunningRequests && _waiting.Count > 0)
+        {
+            var r = _waiting.Min!;
+            _blocks.Create(r.Id);
+            var tokens = CollectionsMarshal.AsSpan(r.Tokens);
+            int hit = _options.EnablePrefixCaching ? _blocks.MatchPrefix(r.Id, tokens[..^1]) : 0;
+            int n = Math.Min(r.Tokens.Count - hit, budget);
+            var newBlocks = new List<int>();
+            var copies = new List<BlockCopy>();
+            if (!_blocks.TryReserve(r.Id, n, newBlocks, copies))
+            {
+                _blocks.Free(r.Id); // head of line waits for memory
+                break;
+            }
+            _waiting.Remove(r);
+            r.Status = RequestStatus.Running;
+            r.Computed = hit;
+            r.PrefixHitTokens += hit;
+            _prefixHitTokens += hit;
+            _running.Add(r);
+            r.Entry = new Entry(r, hit, n, newBlocks, copies);
+            entries.Add(r.Entry);
+            budget -= n;
+        }
+
+        var scheduled = new ScheduledRequest[entries.Count];
+        var allCopies = new List<BlockCopy>();
+        for (int i = 0; i < entries.Count; i++)
+        {
+            var e = entries[i];
+            e.State.Entry = null;
+            scheduled[i] = new ScheduledRequest(e.State.Id, e.Start, e.State.Tokens.GetRange(e.Start, e.Count).ToArray(),
+                _blocks.Get(e.State.Id).ToArray(), e.NewBlocks.ToArray(), e.Copies.ToArray(), e.Samples);
+            allCopies.AddRange(e.Copies);
+        }
+        var plan = new SchedulePlan(_steps, scheduled, allCopies, preempted,
+            _pendingFinished.ToArray(), _pendingCancelled.ToArray());
+        _pendingFinished.Clear();
+        _pendingCancelled.Clear();
+        _steps++;
+        _inFlight = entries.Count > 0 ? entries : null;
+        return plan;
+    }
+
+    /// <summary>
+    /// Applies the executor's results for the step in flight: advances computed counts, commits full blocks to the
+    /// prefix cache, appends sampled tokens and finishes requests (stop token, length, or <see cref="StepResult.Finished"/>),
+    /// freeing their blocks at once. Every scheduled request with SamplesToken needs a result with a token (or
+    /// Finished); results for requests cancelled meanwhile are ignored. On a malformed result list nothing changes.
+    /// </summary>
+    public void OnStepCompleted(IReadOnlyList<StepResult> results)
+    {
+        ArgumentNullException.ThrowIfNull(results);
+        if (_inFlight == null)
+        {
+            if (results.Count == 0) return;
+            throw new InvalidOperationException("OnStepCompleted with results but no step is in flight");
+        }
+        var byId = new Dictionary<long, StepResult>(results.Count);
+        var inPlan = new HashSet<long>(_inFlight.Select(e => e.State.Id));
+        foreach (var res in results)
+        {
+            if (!inPlan.Contains(res.RequestId))
+                throw new ArgumentException($"result for request {res.RequestId}, which is not part of step {_steps - 1}", nameof(results));
+            if (!byId.TryAdd(res.RequestId, res))
+                throw new ArgumentException($"two results for request {res.RequestId}", nameof(results));
+        }
+        foreach (var e in _inFlight)
+        {
+            if (e.State.Status != RequestStatus.Running || !e.Samples) continue;
+            if (!byId.TryGetValue(e.State.Id, out var res) || (res.SampledToken is null && !res.Finished))
+                throw new ArgumentException($"request {e.State.Id} reached its last position in step {_steps - 1} but no sampled token was reported", nameof(results));
+        }
+
+        var entries = _inFlight;
+        _inFlight = null;
+        foreach (var e in entries)
+        {
+            var r = e.State;
+            if (r.Status != RequestStatus.Running) continue; // cancelled while in flight
+            r.Computed = e.Start + e.Count;
+            _computedTokens += e.Count;
+            if (_options.EnablePrefixCaching) _blocks.Commit(r.Id, CollectionsMarshal.AsSpan(r.Tokens), r.Computed);
+            byId.TryGetValue(r.Id, out var res);
+            var reason = FinishReason.None;
+            if (e.Samples && res.SampledToken is int token)
+            {
+                r.Tokens.Add(token);
+                r.OutputCount++;
+                if (r.Request.IsStop(token)) reason = FinishReason.Stop;
+                else if (r.OutputCount >= r.Request.MaxNewTokens || r.Tokens.Count >= _options.MaxModelLength) reason = FinishReason.Length;
+            }
+            if (reason == FinishReason.None && res.Finished) reason = FinishReason.External;
+            if (reason != FinishReason.None) Finish(r, reason);
+        }
+    }
+
+    /// <summary>Checks the block manager's invariants and that every running request's table matches its computed count.</summary>
+    public void Validate()
+    {
+        _blocks.Validate();
+        foreach (var r in _running)
+        {
+            var table = _blocks.Get(r.Id);
+            if (_inFlight == null && table.TokenCount != r.Computed)
+                throw new InvalidOperationException($"request {r.Id}: table has {table.TokenCount} slots, computed {r.Computed}");
+        }
+        foreach (var r in _waiting)
+            if (_blocks.Contains(r.Id)) throw new InvalidOperationException($"waiting request {r.Id} holds blocks");
+        if (_blocks.SequenceCount != _running.Count)
+            throw new InvalidOperationException($"{_blocks.SequenceCount} block tables for {_running.Count} running requests");
+    }
+
+    private void Preempt(State r, List<long> preempted)
+    {
+        _blocks.Free(r.Id);
+        _running.Remove(r);
+        r.Computed = 0;
+        r.Status = RequestStatus.Waiting;
+        r.Preemptions++;
+        _waiting.Add(r);
+        preempted.Add(r.Id);
+        _preemptions++;
+    }
+
+    private void Finish(State r, FinishReason reason)
+    {
+        _blocks.Free(r.Id);
+        _running.Remove(r);
+        r.Status = RequestStatus.Finished;
+        r.FinishReason = reason;
+        _pendingFinished.Add(r.Id);
+        _finished++;
+    }
+}
