@@ -51,7 +51,10 @@ public static unsafe class ModelFiles
         if (SafetensorsReader.LooksLikeSafetensors(p, length)) return "safetensors";
         int i = 0;
         while (i < head.Length && head[i] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n' or 0xEF or 0xBB or 0xBF) i++;
-        if (i < head.Length && head[i] == (byte)'{') return "json";
+        if (i < head.Length && head[i] is (byte)'{' or (byte)'[') return "json";
+        // SentencePiece .model files are protobuf: field 1 (pieces), wire type 2 → first byte 0x0A.
+        if (length > 2 && p[0] == 0x0A && Llama2cTokenizerReader.LooksLikeTokenizer(p, length) == false
+            && !Llama2cCheckpoint.LooksLikeCheckpoint(p, length)) return "sentencepiece-model";
         if (Llama2cCheckpoint.LooksLikeCheckpoint(p, length)) return "llama2c-checkpoint";
         if (Llama2cTokenizerReader.LooksLikeTokenizer(p, length)) return "llama2c-tokenizer";
         return "unknown";
@@ -72,6 +75,8 @@ public static unsafe class ModelFiles
                 "this is a JSON file (tokenizer.json or config.json?), not a model; pass the model file or its folder"),
             "llama2c-checkpoint" => Llama2cCheckpoint.Read(path, tokenizerPath),
             "llama2c-tokenizer" => Llama2cTokenizerReader.Read(path),
+            "sentencepiece-model" => throw new ModelFormatException(path, 0,
+                "looks like a SentencePiece .model (protobuf), which is not supported; use llama2.c's tokenizer.bin or a GGUF vocabulary"),
             _ => throw new ModelFormatException(path, 0,
                 "unrecognised format (expected GGUF, safetensors, a llama2.c checkpoint or a llama2.c tokenizer)"),
         };
