@@ -82,6 +82,27 @@ public static unsafe class ModelFiles
         };
     }
 
+    /// <summary>Detects and parses a file image in memory (no tokenizer lookup; used by tests and fuzzing).
+    /// The result does not own <paramref name="p"/>: keep it alive while the ModelFile is used.</summary>
+    internal static ModelFile Parse(string name, byte* p, long length)
+    {
+        string kind = Detect(p, length);
+        switch (kind)
+        {
+            case "gguf": return GgufReader.Parse(name, p, length, null, out _);
+            case "safetensors":
+                return new ModelFile(name, ModelFileFormat.Safetensors, new Dictionary<string, object>(),
+                    SafetensorsReader.ParseTensors(name, p, length), null);
+            case "llama2c-checkpoint":
+                var (_, md, tensors) = Llama2cCheckpoint.Parse(name, p, length);
+                return new ModelFile(name, ModelFileFormat.Llama2c, md, tensors, null);
+            case "llama2c-tokenizer":
+                return new ModelFile(name, ModelFileFormat.Llama2c, Llama2cTokenizerReader.ReadMetadata(name, p, length), [], null);
+            default:
+                throw new ModelFormatException(name, 0, $"unsupported or unrecognised format ({kind})");
+        }
+    }
+
     /// <summary>The tokenizer.* metadata of a tokenizer file (llama2.c .bin or any GGUF).</summary>
     public static IReadOnlyDictionary<string, object> ReadTokenizerMetadata(string tokenizerPath)
     {

@@ -29,9 +29,7 @@ public static unsafe class Llama2cCheckpoint
         var map = Llama2cTokenizerReader.OpenMapped(path);
         try
         {
-            var config = ParseHeader(path, map.Pointer, map.Length);
-            var metadata = BuildMetadata(config, Path.GetFileNameWithoutExtension(path));
-            var tensors = BuildTensors(config, map.Pointer);
+            var (config, metadata, tensors) = Parse(path, map.Pointer, map.Length);
             tokenizerPath ??= FindTokenizerBeside(path, config.VocabSize);
             if (tokenizerPath != null)
             {
@@ -49,6 +47,13 @@ public static unsafe class Llama2cCheckpoint
             map.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Header, metadata (no tokenizer) and zero-copy tensor views of a checkpoint image at <paramref name="p"/>.</summary>
+    internal static (Llama2cConfig, Dictionary<string, object>, List<TensorView>) Parse(string file, byte* p, long length)
+    {
+        var config = ParseHeader(file, p, length);
+        return (config, BuildMetadata(config, Path.GetFileNameWithoutExtension(file)), BuildTensors(config, p));
     }
 
     /// <summary>tok{vocab}.bin, then tokenizer.bin, in the checkpoint's folder, whichever has vocab_size tokens.</summary>
