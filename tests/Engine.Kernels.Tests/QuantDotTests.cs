@@ -113,6 +113,39 @@ public unsafe class QuantDotTests
             }
     }
 
+    [TestCaseSource(nameof(TypeAndPath))]
+    public void DotRowsBatch_MatchesRowDots(DType t, string pathName)
+    {
+        var path = Enum.Parse<QuantKernelPath>(pathName);
+        var rnd = new Random(5 + (int)t);
+        int cols = 2 * t.BlockSize();
+        long rowBytes = t.ByteCount(cols);
+        int ab = QuantDot.ActivationBytes(t, cols), qxStride = ab + 8;
+        foreach (int n in new[] { 1, 2, 5, 33, 40 })
+        {
+            const int rows = 6;
+            var w = new byte[rowBytes * rows];
+            for (int r = 0; r < rows; r++) Quantize.Row(t, Gaussian(rnd, cols), w.AsSpan((int)(r * rowBytes), (int)rowBytes));
+            var qx = new byte[qxStride * n];
+            for (int i = 0; i < n; i++) QuantDot.QuantizeActivation(t, Gaussian(rnd, cols), qx.AsSpan(i * qxStride, ab));
+            const int yStride = rows + 3;
+            var y = new float[yStride * n];
+            y.AsSpan().Fill(-1f);
+            fixed (byte* pw = w) fixed (byte* px = qx) fixed (float* py = y)
+                QuantDot.DotRowsBatch(t, pw, rowBytes, 1, rows, px, qxStride, n, cols, py, yStride, path);
+            for (int i = 0; i < n; i++)
+                for (int r = 0; r < yStride; r++)
+                {
+                    if (r < 1 || r >= rows) { Assert.That(y[i * yStride + r], Is.EqualTo(-1f), $"n={n} t={i} r={r} written"); continue; }
+                    var row = w.AsSpan((int)(r * rowBytes), (int)rowBytes);
+                    var xrow = qx.AsSpan(i * qxStride, ab);
+                    double expected = QuantDotReference.Dot(t, row, xrow, cols);
+                    double scale = QuantDotReference.AbsDot(t, row, xrow, cols);
+                    Assert.That(Math.Abs(y[i * yStride + r] - expected), Is.LessThanOrEqualTo(1e-5 * scale + 1e-30), $"{t} n={n} t={i} r={r}");
+                }
+        }
+    }
+
     /// <summary>
     /// End-to-end accuracy: |QuantDot.Dot − dequant(w)·x| (x unquantized, float64) stays within the activation
     /// quantization bound Σ_blocks e_b·Σ_{j∈b}|w_j|, where e_b bounds the per-element error of the activation block:

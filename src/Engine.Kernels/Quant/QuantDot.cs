@@ -88,6 +88,40 @@ public static unsafe class QuantDot
         for (int r = rowStart; r < rowEnd; r++) y[r] = k(w + r * rowBytes, qx, nb);
     }
 
+    /// <summary>
+    /// Batched form for several activation rows (prefill): y[t·yStride + r] = row r of W · activation row t, for
+    /// r in [rowStart, rowEnd) and t in [0, n). Activation row t starts at qx + t·qxStride (each row quantized with
+    /// <see cref="QuantizeActivation"/>). Each weight row is read once per tile of tokens, so weights stream from
+    /// memory ⌈n / TokenTile⌉ times instead of n times.
+    /// </summary>
+    public static void DotRowsBatch(DType weightType, byte* w, long rowBytes, int rowStart, int rowEnd,
+        byte* qx, long qxStride, int n, int cols, float* y, long yStride) =>
+        DotRowsBatch(weightType, w, rowBytes, rowStart, rowEnd, qx, qxStride, n, cols, y, yStride, BestPath);
+
+    /// <summary>Tokens per tile in <see cref="DotRowsBatch(DType, byte*, long, int, int, byte*, long, int, int, float*, long)"/>
+    /// (their activation rows stay in L2 while a weight row is reused).</summary>
+    private const int TokenTile = 32;
+
+    internal static void DotRowsBatch(DType weightType, byte* w, long rowBytes, int rowStart, int rowEnd,
+        byte* qx, long qxStride, int n, int cols, float* y, long yStride, QuantKernelPath path)
+    {
+        CheckCols(weightType, cols);
+        if (rowBytes < weightType.ByteCount(cols)) throw new ArgumentException($"rowBytes {rowBytes} is too small for {cols} {weightType} elements");
+        if (n < 0) throw new ArgumentOutOfRangeException(nameof(n));
+        if (n == 1) { DotRows(weightType, w, rowBytes, rowStart, rowEnd, qx, cols, y, path); return; }
+        int nb = cols / weightType.BlockSize();
+        var k = Kernel(weightType, path);
+        for (int t0 = 0; t0 < n; t0 += TokenTile)
+        {
+            int t1 = Math.Min(n, t0 + TokenTile);
+            for (int r = rowStart; r < rowEnd; r++)
+            {
+                byte* wr = w + r * rowBytes;
+                for (int t = t0; t < t1; t++) y[t * yStride + r] = k(wr, qx + t * qxStride, nb);
+            }
+        }
+    }
+
     private static void CheckCols(DType weightType, int cols)
     {
         if (!Supports(weightType)) throw new NotSupportedException($"no quantized dot product for weight type {weightType}");
