@@ -202,6 +202,34 @@ public unsafe class QuantDotTests
         });
     }
 
+    [TestCase(DType.Q8_0)]
+    [TestCase(DType.Q8_1)]
+    [TestCase(DType.Q8_K)]
+    public void ActivationQuantizer_AllPaths_BitIdenticalToReference(DType at)
+    {
+        var rnd = new Random(21);
+        int bs = at.BlockSize();
+        var cases = new List<float[]>();
+        foreach (int blocks in new[] { 1, 2, 3, 7, 16 }) cases.Add(Gaussian(rnd, blocks * bs, blocks == 3 ? 1e-4f : 1f));
+        // Rounding ties: amax 127 makes d = 1 (Q8_0) and iscale = −1 (Q8_K), so x·id lands exactly on .5 values.
+        var ties = new float[2 * bs];
+        for (int i = 0; i < ties.Length; i++) ties[i] = (i % 2 == 0 ? 1 : -1) * ((i % 20) + 0.5f);
+        ties[3] = 127f; ties[bs + 5] = -127f;
+        cases.Add(ties);
+        var zeros = new float[2 * bs]; zeros[bs + 1] = 3f; zeros[bs + 2] = -3f; // one all-zero block, one with a sign tie
+        cases.Add(zeros);
+        foreach (var x in cases)
+        {
+            byte[] expected = Quantize.Row(at, x);
+            foreach (var path in Paths())
+            {
+                var got = new byte[expected.Length];
+                ActivationQuantizer.Row(at, x, got, path);
+                Assert.That(got, Is.EqualTo(expected), $"{at} {path} n={x.Length}");
+            }
+        }
+    }
+
     [Test]
     public void ActivationTypes_AreTheVecDotTypes()
     {
