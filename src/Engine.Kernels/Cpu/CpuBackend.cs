@@ -45,7 +45,7 @@ public sealed unsafe class CpuBackend : IBackend
             var j = _matMul;
             j.X = px; j.Y = py; j.W = (byte*)w.Data; j.RowBytes = w.RowBytes;
             j.N = n; j.Cols = w.RowLength; j.Rows = w.RowCount; j.Type = w.Type;
-            _pool.Run(j, j.Rows, MatMulJob.ChunkRows(j.Rows, j.Cols, ThreadCount));
+            _pool.Run(j, j.Rows, MatMulJob.ChunkRows(j.Rows, j.Cols, n, ThreadCount));
             j.X = j.Y = null; j.W = null;
         }
     }
