@@ -5,13 +5,32 @@
 // processing fast). The per-element summation order depends only on (row, token) position inside a token tile, never
 // on the thread split, so results are bitwise identical for any thread count.
 // F32 rows are dotted in place; F16/BF16 rows are converted on the fly for one token (fused convert+FMA, the decode
-// path) or decoded once per chunk into per-thread scratch for token batches; block-quantized rows are decoded with the
-// scalar dequantizer into scratch (correct, not fast — see QuantDot for the fast path when available).
-// Accumulation is float32 with FMA (differences to the float64 reference are ≈1e-7 relative).
+// path) or decoded once per chunk into per-thread scratch for token batches. Block-quantized rows use the `quants`
+// helper's llama.cpp-style vec_dot (Engine.Kernels.Quant.QuantDot): each token row is quantized once (Q8_0/Q8_1/Q8_K,
+// QuantizeJob), then QuantDot.DotRows runs over the chunk's rows for every token (chunk ≈ 256 KiB of weight bytes for
+// batches, so it stays in L2 across tokens). Any other type falls back to the scalar dequantizer into scratch.
+// Float accumulation is float32 with FMA (differences to the float64 reference are ≈1e-7 relative); quantized paths
+// differ from the reference by the Q8 activation rounding (see VsReferenceTests.QuantMatMulBound).
 namespace Engine.Kernels;
 
 using System.Runtime.Intrinsics;
+using Engine.Kernels.Quant;
 using Engine.Tensors;
+
+/// <summary>Quantizes token rows of x into the weight type's activation blocks (one pool item = one token row).</summary>
+internal sealed unsafe class QuantizeJob : CpuJob
+{
+    public float* X;            // [n, Cols]
+    public byte* Qx;            // [n, ActBytes]
+    public int Cols, ActBytes;
+    public DType Type;
+
+    public override void Execute(int start, int end, int thread)
+    {
+        for (int t = start; t < end; t++)
+            QuantDot.QuantizeActivation(Type, new ReadOnlySpan<float>(X + (long)t * Cols, Cols), new Span<byte>(Qx + (long)t * ActBytes, ActBytes));
+    }
+}
 
 internal sealed unsafe class MatMulJob : CpuJob
 {
@@ -21,15 +40,17 @@ internal sealed unsafe class MatMulJob : CpuJob
     public long RowBytes;
     public int N, Cols, Rows;
     public DType Type;
+    public byte* Qx;            // [N, ActBytes] quantized activations, when the weight type has a QuantDot
+    public int ActBytes;
     public Scratch Scratch = null!;
 
     /// <summary>Rows per pool item chunk. One token: ~64 KiB of weights per chunk (streaming, fine-grained balance).
     /// Token batches: ~256 KiB of float rows, so the chunk stays in L2 while every token tile passes over it.
     /// Both keep ≥ 4 chunks per thread when the matrix allows.</summary>
-    public static int ChunkRows(int rows, int cols, int n, int threads)
+    public static int ChunkRows(int rows, long rowBytes, int n, int threads)
     {
         int target = n == 1 ? 64 * 1024 : 256 * 1024;
-        int byCache = Math.Max(1, target / Math.Max(1, cols * sizeof(float)));
+        int byCache = (int)Math.Max(1, target / Math.Max(1, rowBytes));
         int byBalance = Math.Max(1, rows / Math.Max(1, 4 * threads));
         return Math.Clamp(Math.Min(byCache, byBalance), 1, 256);
     }
@@ -53,6 +74,14 @@ internal sealed unsafe class MatMulJob : CpuJob
                     for (int r = start; r < end; r++) Y[r] = HalfConvert.DotBf16((ushort*)(W + r * RowBytes), X, Cols);
                     return;
             }
+        }
+        if (Qx != null)
+        {
+            int tile = Math.Max(1, 256 * 1024 / ActBytes);
+            for (int t0 = 0; t0 < N; t0 += tile)
+                for (int t = t0; t < Math.Min(N, t0 + tile); t++)
+                    QuantDot.DotRows(Type, W, RowBytes, start, end, Qx + (long)t * ActBytes, Cols, Y + (long)t * Rows);
+            return;
         }
         if (Type == DType.F32)
         {
