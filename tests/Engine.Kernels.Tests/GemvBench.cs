@@ -1,6 +1,6 @@
 // Owns: the hand-run GEMV microbenchmark (not part of CI: [Explicit]). Run with
 //   dotnet test tests/Engine.Kernels.Tests -c Release --filter "Category=Bench" --logger "console;verbosity=detailed"
-// It reports weight bandwidth (GB/s) of a 2048×8192 F32/F16/BF16 matmul (n = 1, the decode GEMV, and n = 32 prompt
+// It reports weight bandwidth (GB/s) of a 2048×8192 F32/F16/BF16 (and Q8_0/Q4_0/Q4_K/Q6_K) matmul (n = 1, the decode GEMV, and n = 32 prompt
 // batch) with 1 and 2 threads, next to memcpy bandwidth measured in the same run, and the Simd widths 512 vs 256.
 namespace Engine.Kernels.Tests;
 
@@ -46,9 +46,10 @@ public sealed unsafe class GemvBench
 
         // Several copies of W, used in turn, so consecutive calls cannot hit the 32 MiB L3: the numbers are DRAM reads.
         var w32 = Data.Random(Rows * Cols, 1);
-        foreach (var t in new[] { DType.F32, DType.F16, DType.BF16 })
+        foreach (var t in new[] { DType.F32, DType.F16, DType.BF16, DType.Q8_0, DType.Q4_0, DType.Q4_K, DType.Q6_K })
         {
-            var copies = Enumerable.Range(0, t == DType.F32 ? 3 : 5).Select(_ => NativeTensor.FromFloats(t, w32, Rows, Cols)).ToArray();
+            int copyCount = (int)Math.Max(2, (160L << 20) / t.ByteCount((long)Rows * Cols));
+            var copies = Enumerable.Range(0, copyCount).Select(_ => NativeTensor.FromFloats(t, w32, Rows, Cols)).ToArray();
             foreach (int threads in new[] { 1, 2 })
                 foreach (int n in new[] { 1, 32 })
                 {

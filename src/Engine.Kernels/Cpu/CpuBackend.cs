@@ -62,7 +62,9 @@ public sealed unsafe class CpuBackend : IBackend
                 j.Qx = q.Qx; j.ActBytes = q.ActBytes;
                 chunkRowBytes = w.RowBytes;
             }
-            _pool.Run(j, j.Rows, MatMulJob.ChunkRows(j.Rows, chunkRowBytes, n, ThreadCount));
+            // tiny products (< 32K multiply-adds) run on the caller: waking workers would cost more than the work
+            int chunk = (long)n * j.Rows * j.Cols < (1 << 15) ? j.Rows : MatMulJob.ChunkRows(j.Rows, chunkRowBytes, n, ThreadCount);
+            _pool.Run(j, j.Rows, chunk);
             j.X = j.Y = null; j.W = null; j.Qx = null; _quantize.X = null;
         }
     }
