@@ -5,6 +5,7 @@
 // whole; otherwise start from one symbol per byte and repeatedly merge the adjacent pair with the lowest merge
 // rank (ties: leftmost) through a min-heap, skipping stale entries; each final symbol is a token, or else its
 // bytes are emitted one token each. Words are cached (text → ids), so repeated words cost one lookup.
+using Engine.Formats;
 using System.Runtime.InteropServices;
 using System.Text;
 

@@ -5,6 +5,7 @@
 // keyed by that token's score (ties: leftmost), merges greedily; stale heap entries are skipped by length check.
 // Leftover symbols that are no token fall back to byte tokens "<0xNN>" of their UTF-8 bytes (or UNK).
 // Cost: O(n log n) per fragment; lookups through span-keyed dictionary (no allocation per pair).
+using Engine.Formats;
 using System.Globalization;
 using System.Text;
 

@@ -4,11 +4,12 @@
 // total (invalid UTF-8 becomes U+FFFD, never an exception); Decode(ids) == concatenated StreamingDecoder output.
 // Special tokens: CONTROL and UNKNOWN tokens are matched atomically only when parseSpecial is true;
 // USER_DEFINED tokens are always matched atomically (as llama.cpp does); longest text first.
+using Engine.Formats;
 using System.Text;
 
 namespace Engine.Tokenizers;
 
-public abstract class Tokenizer
+public abstract partial class Tokenizer
 {
     private static readonly string[] EogTexts =
         ["<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "<|return|>", "<|call|>"];

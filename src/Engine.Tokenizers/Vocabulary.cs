@@ -2,20 +2,10 @@
 // (GGUF `tokenizer.ggml.*` metadata, Hugging Face tokenizer.json, llama2.c tokenizer.bin).
 // Invariants: Tokens[i] is the text of id i exactly as GGUF stores it (SPM: spaces as U+2581, byte tokens "<0xNN>";
 // byte-level BPE: GPT-2 byte→unicode mapped text; added/special tokens: their literal text).
-// Scores/Types have Tokens.Length entries when present. Merges are "left right" in rank order (BPE only).
-namespace Engine.Tokenizers;
+// Scores/Types have Tokens.Length entries when present; TokenType is Engine.Formats.TokenType (GGUF numbering). Merges are "left right" in rank order (BPE only).
+using Engine.Formats;
 
-/// <summary>Token types as GGUF `tokenizer.ggml.token_type` numbers them (llama.cpp's llama_token_type).</summary>
-public enum TokenType
-{
-    Undefined = 0,
-    Normal = 1,
-    Unknown = 2,
-    Control = 3,
-    UserDefined = 4,
-    Unused = 5,
-    Byte = 6,
-}
+namespace Engine.Tokenizers;
 
 /// <summary>The two tokenization algorithms the engine implements.</summary>
 public enum TokenizerModel
