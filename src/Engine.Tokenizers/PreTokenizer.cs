@@ -12,7 +12,7 @@ using System.Text.RegularExpressions;
 
 namespace Engine.Tokenizers;
 
-public sealed class PreTokenizer
+public sealed partial class PreTokenizer
 {
     private const string Gpt2 = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
     private const string Llama3 = @"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -23,7 +23,7 @@ public sealed class PreTokenizer
     /// <summary>llama.cpp `tokenizer.ggml.pre` names → the regex sequence of that family.</summary>
     private static readonly Dictionary<string, string[]> Families = new(StringComparer.Ordinal)
     {
-        ["default"] = [@"[\p{P}\$\+<=>\^~\|]+", Gpt2, @"\p{N}+", "[0-9][0-9][0-9]"],
+        ["default"] = [DefaultPunct, Gpt2, @"\p{N}+", "[0-9][0-9][0-9]"],
         ["gpt-2"] = [Gpt2],
         ["gpt2"] = [Gpt2],
         ["mpt"] = [Gpt2],
@@ -39,7 +39,7 @@ public sealed class PreTokenizer
         ["deepseek-r1-qwen"] = [Qwen2],
         ["deepseek-llm"] = ["[\r\n]", DeepSeekLetters, @"\s?[!-/:-~！-／：-～‘-‟　-。]+", @"\s+\z", Cjk, @"\p{N}+"],
         ["deepseek-coder"] = ["[\r\n]", @"\s?\p{L}+", @"\s?\p{P}+", Cjk, @"\p{N}"],
-        ["falcon"] = [@"[\p{P}\$\+<=>\^~\|`]+", Gpt2, "[0-9][0-9][0-9]"],
+        ["falcon"] = [FalconPunct, Gpt2, "[0-9][0-9][0-9]"],
         ["starcoder"] = [@"\p{N}", Gpt2],
         ["refact"] = [@"\p{N}", Gpt2],
         ["command-r"] = [@"\p{N}", Gpt2],
@@ -57,8 +57,34 @@ public sealed class PreTokenizer
     private PreTokenizer(string name, IEnumerable<string> patterns)
     {
         Name = name;
-        _regexes = patterns.Select(p => new Regex(p, RegexOptions.Compiled | RegexOptions.CultureInvariant)).ToArray();
+        _regexes = patterns.Select(Create).ToArray();
     }
+
+    private const string DefaultPunct = @"[\p{P}\$\+<=>\^~\|]+";
+    private const string FalconPunct = @"[\p{P}\$\+<=>\^~\|`]+";
+
+    [GeneratedRegex(Gpt2, RegexOptions.CultureInvariant)] private static partial Regex Gpt2Regex();
+    [GeneratedRegex(Llama3, RegexOptions.CultureInvariant)] private static partial Regex Llama3Regex();
+    [GeneratedRegex(Qwen2, RegexOptions.CultureInvariant)] private static partial Regex Qwen2Regex();
+    [GeneratedRegex(DefaultPunct, RegexOptions.CultureInvariant)] private static partial Regex DefaultPunctRegex();
+    [GeneratedRegex(FalconPunct, RegexOptions.CultureInvariant)] private static partial Regex FalconPunctRegex();
+    [GeneratedRegex(@"\p{N}", RegexOptions.CultureInvariant)] private static partial Regex DigitRegex();
+    [GeneratedRegex(@"\p{N}+", RegexOptions.CultureInvariant)] private static partial Regex DigitsRegex();
+    [GeneratedRegex("[0-9][0-9][0-9]", RegexOptions.CultureInvariant)] private static partial Regex ThreeDigitsRegex();
+
+    /// <summary>Source-generated regexes for the common patterns (no run-time compile); others compile on first use.</summary>
+    private static Regex Create(string pattern) => pattern switch
+    {
+        Gpt2 => Gpt2Regex(),
+        Llama3 => Llama3Regex(),
+        Qwen2 => Qwen2Regex(),
+        DefaultPunct => DefaultPunctRegex(),
+        FalconPunct => FalconPunctRegex(),
+        @"\p{N}" => DigitRegex(),
+        @"\p{N}+" => DigitsRegex(),
+        "[0-9][0-9][0-9]" => ThreeDigitsRegex(),
+        _ => new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant),
+    };
 
     /// <summary>The family name (llama.cpp pre-tokenizer name) or "custom".</summary>
     public string Name { get; }

@@ -16,8 +16,8 @@ public abstract partial class Tokenizer
 
     private readonly Dictionary<string, int> _tokenToId;
     private readonly int[] _specialIds;          // CONTROL / USER_DEFINED / UNKNOWN ids, longest text first
-    private readonly byte[][] _pieceBytes;        // [VocabSize] bytes each token decodes to (specials: empty)
-    private readonly byte[][] _specialBytes;      // [VocabSize] bytes with specials rendered as their text
+    private readonly byte[]?[] _pieceBytes;       // [VocabSize] bytes each token decodes to (specials: empty); lazily filled
+    private readonly byte[]?[] _specialBytes;     // [VocabSize] bytes with specials rendered as their text; lazily filled
 
     protected Tokenizer(Vocabulary vocabulary)
     {
@@ -50,18 +50,21 @@ public abstract partial class Tokenizer
         _specialBytes = new byte[tokens.Length][];
     }
 
-    /// <summary>Builds the per-token byte tables; subclasses call it at the end of their constructor.</summary>
-    protected void BuildPieceTables()
+    /// <summary>Kept for subclasses: piece tables are filled lazily (a 150k vocabulary loads faster).</summary>
+    protected void BuildPieceTables() { }
+
+    private byte[] Piece(int id, bool renderSpecial)
     {
-        for (int i = 0; i < _pieceBytes.Length; i++)
-        {
-            var t = Types[i];
-            byte[] rendered = t is TokenType.Control or TokenType.Unknown or TokenType.UserDefined
-                ? Encoding.UTF8.GetBytes(Vocabulary.Tokens[i] ?? "")
-                : TokenBytes(i);
-            _specialBytes[i] = rendered;
-            _pieceBytes[i] = t is TokenType.Control or TokenType.Unknown or TokenType.Unused ? [] : rendered;
-        }
+        var table = renderSpecial ? _specialBytes : _pieceBytes;
+        var cached = Volatile.Read(ref table[id]);
+        if (cached != null) return cached;
+        var t = Types[id];
+        byte[] rendered = t is TokenType.Control or TokenType.Unknown or TokenType.UserDefined
+            ? Encoding.UTF8.GetBytes(Vocabulary.Tokens[id] ?? "")
+            : TokenBytes(id);
+        byte[] value = !renderSpecial && t is TokenType.Control or TokenType.Unknown or TokenType.Unused ? [] : rendered;
+        Volatile.Write(ref table[id], value);
+        return value;
     }
 
     private void CheckId(int? id, string what)
@@ -105,14 +108,14 @@ public abstract partial class Tokenizer
     /// UTF-8 on their own, otherwise the vocabulary text (e.g. a lone byte token).</summary>
     public string TokenPiece(int id)
     {
-        var bytes = _specialBytes[CheckedId(id)];
+        var bytes = Piece(CheckedId(id), renderSpecial: true);
         try { return new UTF8Encoding(false, true).GetString(bytes); }
         catch (DecoderFallbackException) { return Vocabulary.Tokens[id]; }
     }
 
     /// <summary>The bytes this token contributes to decoded text.</summary>
     public ReadOnlySpan<byte> PieceBytes(int id, bool renderSpecial = false)
-        => renderSpecial ? _specialBytes[CheckedId(id)] : _pieceBytes[CheckedId(id)];
+        => Piece(CheckedId(id), renderSpecial);
 
     protected int CheckedId(int id) => (uint)id < (uint)VocabSize ? id
         : throw new ArgumentOutOfRangeException(nameof(id), $"token id {id} is outside the vocabulary (0..{VocabSize - 1})");
