@@ -151,6 +151,7 @@ public class StreamingAndSpecialTests
         Directory.CreateDirectory(dir);
         try
         {
+            Assert.Throws<ModelFormatException>(() => Tokenizer.Load(dir), "a folder without tokenizer.json");
             Assert.Throws<ModelFormatException>(() => Tokenizer.Load(Path.Combine(dir, "missing.gguf")));
             var junk = Path.Combine(dir, "junk.bin");
             File.WriteAllBytes(junk, [1, 2, 3]);
@@ -161,7 +162,6 @@ public class StreamingAndSpecialTests
             Assert.That(e!.Message, Does.Contain("Unigram"));
             File.WriteAllText(json, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0");
             Assert.Throws<ModelFormatException>(() => Tokenizer.Load(json));
-            Assert.Throws<ModelFormatException>(() => Tokenizer.Load(dir), "a folder without tokenizer.json");
         }
         finally { Directory.Delete(dir, true); }
     }
