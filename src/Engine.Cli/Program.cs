@@ -6,5 +6,6 @@ var root = new RootCommand("Engine — in-process LLM inference with a paged, ti
 // root.Subcommands.Add(Engine.Cli.Commands.InspectCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.InspectCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.ConvertCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.TokenizeCommand.Create());
 
 return root.Parse(args).Invoke();
