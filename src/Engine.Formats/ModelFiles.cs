@@ -1,0 +1,112 @@
+// Owns: the one entry point that opens any supported model/tokenizer file by its content (not its extension).
+// Detection order: directory (Hugging Face: config.json + *.safetensors) → "GGUF" magic → rwkv.cpp magic →
+// safetensors (uint64 header length + '{') → JSON → llama2.c checkpoint (7-int32 header whose sizes add up to
+// the file length) → llama2.c tokenizer (the whole file walks as score/length/bytes records).
+// Invariant: every failure is a ModelFormatException naming the file.
+using Engine.Formats.Gguf;
+using Engine.Formats.Llama2c;
+using Engine.Tensors;
+
+namespace Engine.Formats;
+
+public static unsafe class ModelFiles
+{
+    /// <summary>rwkv.cpp / legacy ggml magic "ggmf" read as little-endian uint32.</summary>
+    public const uint RwkvMagic = 0x67676d66;
+
+    /// <summary>
+    /// Opens <paramref name="path"/> (GGUF, llama2.c checkpoint or tokenizer, safetensors file or Hugging Face folder).
+    /// <paramref name="tokenizerPath"/> (a llama2.c tokenizer .bin, or a GGUF whose tokenizer.* keys are used)
+    /// replaces/adds the tokenizer metadata.
+    /// </summary>
+    public static ModelFile Open(string path, string? tokenizerPath = null)
+    {
+        var model = OpenModel(path, tokenizerPath);
+        if (tokenizerPath == null || model.Format == ModelFileFormat.Llama2c) return model;
+        try
+        {
+            return MergeTokenizer(model, ReadTokenizerMetadata(tokenizerPath));
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>What kind of file <paramref name="path"/> is, by content.</summary>
+    public static string DetectKind(string path)
+    {
+        if (Directory.Exists(path)) return "safetensors-folder";
+        using var map = Llama2cTokenizerReader.OpenMapped(path);
+        return Detect(map.Pointer, map.Length);
+    }
+
+    private static string Detect(byte* p, long length)
+    {
+        var head = new ReadOnlySpan<byte>(p, (int)Math.Min(length, 16));
+        if (GgufReader.HasMagic(head)) return "gguf";
+        if (length >= 4 && *(uint*)p == RwkvMagic) return "rwkv";
+        if (length >= 9)
+        {
+            ulong n = *(ulong*)p;
+            if (n > 0 && n <= (ulong)(length - 8) && p[8] == (byte)'{') return "safetensors";
+        }
+        int i = 0;
+        while (i < head.Length && head[i] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n' or 0xEF or 0xBB or 0xBF) i++;
+        if (i < head.Length && head[i] == (byte)'{') return "json";
+        if (Llama2cCheckpoint.LooksLikeCheckpoint(p, length)) return "llama2c-checkpoint";
+        if (Llama2cTokenizerReader.LooksLikeTokenizer(p, length)) return "llama2c-tokenizer";
+        return "unknown";
+    }
+
+    private static ModelFile OpenModel(string path, string? tokenizerPath)
+    {
+        if (Directory.Exists(path))
+            throw new ModelFormatException(path, -1, "Hugging Face folders (config.json + safetensors) are not supported yet");
+        if (!File.Exists(path)) throw new ModelFormatException(path, -1, "file not found");
+        string kind = DetectKind(path);
+        return kind switch
+        {
+            "gguf" => GgufReader.Read(path),
+            "rwkv" => throw new ModelFormatException(path, 0, "rwkv.cpp format not supported yet"),
+            "safetensors" => throw new ModelFormatException(path, 0, "safetensors is not supported yet"),
+            "json" => throw new ModelFormatException(path, 0,
+                "this is a JSON file (tokenizer.json or config.json?), not a model; pass the model file or its folder"),
+            "llama2c-checkpoint" => Llama2cCheckpoint.Read(path, tokenizerPath),
+            "llama2c-tokenizer" => Llama2cTokenizerReader.Read(path),
+            _ => throw new ModelFormatException(path, 0,
+                "unrecognised format (expected GGUF, safetensors, a llama2.c checkpoint or a llama2.c tokenizer)"),
+        };
+    }
+
+    /// <summary>The tokenizer.* metadata of a tokenizer file (llama2.c .bin or any GGUF).</summary>
+    public static IReadOnlyDictionary<string, object> ReadTokenizerMetadata(string tokenizerPath)
+    {
+        string kind = DetectKind(tokenizerPath);
+        if (kind == "llama2c-tokenizer") return Llama2cTokenizerReader.ReadMetadata(tokenizerPath);
+        if (kind == "gguf")
+        {
+            using var g = GgufReader.Read(tokenizerPath);
+            var d = new Dictionary<string, object>(StringComparer.Ordinal);
+            foreach (var (k, v) in g.Metadata) if (k.StartsWith("tokenizer.", StringComparison.Ordinal)) d[k] = v;
+            if (d.Count == 0) throw new ModelFormatException(tokenizerPath, -1, "this GGUF has no tokenizer metadata");
+            return d;
+        }
+        throw new ModelFormatException(tokenizerPath, -1, $"not a tokenizer file (detected: {kind})");
+    }
+
+    /// <summary>A new ModelFile sharing <paramref name="model"/>'s tensors and owner, with tokenizer.* keys replaced.</summary>
+    public static ModelFile MergeTokenizer(ModelFile model, IReadOnlyDictionary<string, object> tokenizer)
+    {
+        var d = new Dictionary<string, object>(StringComparer.Ordinal);
+        foreach (var (k, v) in model.Metadata) if (!k.StartsWith("tokenizer.", StringComparison.Ordinal)) d[k] = v;
+        foreach (var (k, v) in tokenizer) d[k] = v;
+        return new ModelFile(model.Path, model.Format, d, model.Tensors, new OwnerOf(model));
+    }
+
+    private sealed class OwnerOf(ModelFile inner) : IDisposable
+    {
+        public void Dispose() => inner.Dispose();
+    }
+}
