@@ -1,10 +1,11 @@
 // Owns: turning one stored weight row of any supported DType into float32 (the scalar definition every backend shares).
 // Invariants: F32 copies; F16 is IEEE binary16 (System.Half); BF16 is the upper 16 bits of a float32;
-// block-quantized types go through Engine.Tensors' scalar dequantizer (the `quants` helper's reference).
+// block-quantized types go through Engine.Tensors.Quants.Dequant.Row (the `quants` helper's scalar reference).
 namespace Engine.Kernels;
 
 using System.Runtime.InteropServices;
 using Engine.Tensors;
+using Engine.Tensors.Quants;
 
 public static class RowDecode
 {
@@ -36,9 +37,5 @@ public static class RowDecode
 
     public static float Bf16ToFloat(ushort b) => BitConverter.Int32BitsToSingle(b << 16);
 
-    private static void QuantRow(DType type, ReadOnlySpan<byte> src, Span<float> dst)
-    {
-        _ = src; _ = dst;
-        throw new NotSupportedException($"dequantization of {type} is not available in this build (waiting for Engine.Tensors.Dequant)");
-    }
+    private static void QuantRow(DType type, ReadOnlySpan<byte> src, Span<float> dst) => Dequant.Row(type, src, dst);
 }

@@ -18,7 +18,9 @@ public static class Backends
     /// <summary>The optimised backends compared against the reference.</summary>
     public static IEnumerable<BackendFactory> Optimised()
     {
-        yield break;
+        yield return new BackendFactory("cpu-1t", () => new CpuBackend(1));
+        yield return new BackendFactory("cpu-2t", () => new CpuBackend(2));
+        yield return new BackendFactory("cpu-3t", () => new CpuBackend(3));
     }
 
     public static IEnumerable<TestCaseData> OptimisedCases()
@@ -45,7 +47,8 @@ public sealed unsafe class NativeTensor : IDisposable
         View = new TensorView(name, type, shape, Ptr, bytes.Length);
     }
 
-    /// <summary>A [rows, cols] matrix (GGUF ne = [cols, rows]) encoded from floats as F32, F16 or BF16 (rounded to nearest even).</summary>
+    /// <summary>A [rows, cols] matrix (GGUF ne = [cols, rows]) encoded from floats as F32, F16, BF16 (round to nearest even)
+    /// or any quantized type (Engine.Tensors.Quants.Quantize, the scalar reference quantizer).</summary>
     public static NativeTensor FromFloats(DType type, float[] data, int rows, int cols, string name = "w")
     {
         if (data.Length != rows * cols) throw new ArgumentException("data size");
@@ -76,7 +79,7 @@ public sealed unsafe class NativeTensor : IDisposable
                 }
                 return MemoryMarshal.AsBytes(u.AsSpan()).ToArray();
             }
-            default: throw new NotSupportedException(type.ToString());
+            default: return Engine.Tensors.Quants.Quantize.Row(type, data);
         }
     }
 

@@ -1,0 +1,227 @@
+// Owns: every optimised backend against ReferenceBackend over many lengths (1..300) and odd shapes, by NMSE
+// (llama.cpp test-backend-ops style). Bounds: float paths ≤ 1e-7 (float32 FMA accumulation vs float64).
+// Also: the scalar/128/256-bit fallbacks of the SIMD skeleton, and multi-threaded == single-threaded bitwise.
+namespace Engine.Kernels.Tests;
+
+using Engine.Tensors;
+
+[TestFixture]
+public sealed unsafe class VsReferenceTests
+{
+    private const double FloatBound = 1e-7;
+    private static readonly DType[] FloatTypes = [DType.F32, DType.F16, DType.BF16];
+    public static readonly DType[] QuantTypes =
+        [DType.Q8_0, DType.Q4_0, DType.Q4_1, DType.Q5_0, DType.Q5_1, DType.Q2_K, DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K];
+
+    private static ReferenceBackend Ref => new();
+
+    private static void CheckMatMul(IBackend b, DType type, int rows, int cols, int n, int seed, double bound)
+    {
+        using var w = NativeTensor.FromFloats(type, Data.Random(rows * cols, seed), rows, cols);
+        var x = Data.Random(n * cols, seed + 1);
+        var y = new float[n * rows];
+        var e = new float[n * rows];
+        b.MatMul(x, n, w.View, y);
+        Ref.MatMul(x, n, w.View, e);
+        Assert.That(Data.Nmse(y, e), Is.LessThanOrEqualTo(bound), $"{b.Name} {type} rows={rows} cols={cols} n={n}");
+    }
+
+    [TestCaseSource(typeof(Backends), nameof(Backends.OptimisedCases))]
+    public void MatMul_FloatTypes_AllLengths(BackendFactory f)
+    {
+        using var b = f.Create();
+        foreach (var t in FloatTypes)
+            for (int cols = 1; cols <= 300; cols++)
+            {
+                CheckMatMul(b, t, 3, cols, 1, cols, FloatBound);
+                if (cols % 7 == 0) CheckMatMul(b, t, 5, cols, 6, cols, FloatBound);
+            }
+    }
+
+    [TestCaseSource(typeof(Backends), nameof(Backends.OptimisedCases))]
+    public void MatMul_FloatTypes_OddShapes(BackendFactory f)
+    {
+        using var b = f.Create();
+        foreach (var t in FloatTypes)
+        {
+            CheckMatMul(b, t, 257, 1000, 7, 1, FloatBound);
+            CheckMatMul(b, t, 1, 4096, 1, 2, FloatBound);
+            CheckMatMul(b, t, 300, 64, 33, 3, FloatBound);
+            CheckMatMul(b, t, 129, 33, 4, 4, FloatBound);
+        }
+    }
+
+    [TestCaseSource(typeof(Backends), nameof(Backends.OptimisedCases))]
+    public void MatMul_QuantTypes(BackendFactory f)
+    {
+        using var b = f.Create();
+        foreach (var t in QuantTypes)
+        {
+            int bs = t.BlockSize();
+            foreach (var (rows, cols, n) in new[] { (7, bs, 1), (33, 2 * bs, 5), (65, 4 * bs, 1) })
+                CheckMatMul(b, t, rows, cols, n, rows + cols, QuantMatMulBound(t));
+        }
+    }
+
+    /// <summary>NMSE bound of the CPU quantized matmul vs the reference (exactly dequantized weights, float64).</summary>
+    public static double QuantMatMulBound(DType t) => FloatBound;
+
+    [TestCaseSource(typeof(Backends), nameof(Backends.OptimisedCases))]
+    public void GetRows_AllTypes(BackendFactory f)
+    {
+        using var b = f.Create();
+        foreach (var t in FloatTypes.Concat(QuantTypes))
+        {
+            int dim = t.BlockSize() == 1 ? 37 : 2 * t.BlockSize();
+            using var tab = NativeTensor.FromFloats(t, Data.Random(11 * dim, 9), 11, dim);
+            int[] ids = [10, 0, 3, 3, 7];
+            var y = new float[ids.Length * dim];
+            var e = new float[ids.Length * dim];
+            b.GetRows(tab.View, ids, y);
+            Ref.GetRows(tab.View, ids, e);
+            Assert.That(y, Is.EqualTo(e), t.ToString());          // decoding is exact
+        }
+    }
+
+    [TestCaseSource(typeof(Backends), nameof(Backends.OptimisedCases))]
+    public void ElementWise_AllLengths(BackendFactory f)
+    {
+        using var b = f.Create();
+        foreach (int n in Enumerable.Range(1, 300).Append(100_003))
+        {
+            var a = Data.Random(n, n, 8f);
+            var c = Data.Random(n, n + 1, 3f);
+            var y = new float[n]; var e = new float[n];
+            b.Add(a, c, y); Ref.Add(a, c, e);
+            Assert.That(Data.Nmse(y, e), Is.LessThanOrEqualTo(FloatBound), $"add n={n}");
+            b.SiluMul(a, c, y); Ref.SiluMul(a, c, e);
+            Assert.That(Data.Nmse(y, e), Is.LessThanOrEqualTo(FloatBound), $"silu·mul n={n}");
+            var s = (float[])a.Clone(); var se = (float[])a.Clone();
+            b.Softmax(s); Ref.Softmax(se);
+            Assert.That(Data.Nmse(s, se), Is.LessThanOrEqualTo(FloatBound), $"softmax n={n}");
+        }
+    }
+
+    [TestCaseSource(typeof(Backends), nameof(Backends.OptimisedCases))]
+    public void ElementWise_Aliasing(BackendFactory f)
+    {
+        using var b = f.Create();
+        var g = Data.Random(1001, 1); var u = Data.Random(1001, 2);
+        var e = new float[1001];
+        Ref.SiluMul(g, u, e);
+        b.SiluMul(g, u, g);                                     // dst aliases gate
+        Assert.That(Data.Nmse(g, e), Is.LessThanOrEqualTo(FloatBound));
+    }
+
+    [TestCaseSource(typeof(Backends), nameof(Backends.OptimisedCases))]
+    public void RmsNorm_AllLengths(BackendFactory f)
+    {
+        using var b = f.Create();
+        foreach (var (dim, rows) in Enumerable.Range(1, 300).Select(d => (d, 3)).Append((1024, 64)).Append((4097, 9)))
+        {
+            var x = Data.Random(dim * rows, dim, 5f);
+            var w = Data.Random(dim, dim + 7);
+            var y = new float[x.Length]; var e = new float[x.Length];
+            b.RmsNorm(x, w, 1e-5f, y); Ref.RmsNorm(x, w, 1e-5f, e);
+            Assert.That(Data.Nmse(y, e), Is.LessThanOrEqualTo(FloatBound), $"dim={dim} rows={rows}");
+            b.RmsNorm(x, w, 1e-5f, x);                          // in place
+            Assert.That(x, Is.EqualTo(y));
+        }
+    }
+
+    [TestCaseSource(typeof(Backends), nameof(Backends.OptimisedCases))]
+    public void Rope_Shapes(BackendFactory f)
+    {
+        using var b = f.Create();
+        var rng = new Random(3);
+        foreach (var style in new[] { RopeStyle.Normal, RopeStyle.Neox })
+            foreach (var (heads, headDim, dims) in new[] { (1, 2, 2), (4, 64, 64), (3, 128, 64), (2, 80, 80), (5, 300, 298), (32, 128, 128) })
+            {
+                int n = 1 + rng.Next(40);
+                var pos = Enumerable.Range(0, n).Select(_ => rng.Next(0, 100_000)).ToArray();
+                float[]? factors = dims == 128 ? Data.Random(dims / 2, 4).Select(v => 1f + 4 * Math.Abs(v)).ToArray() : null;
+                var rp = new RopeParams(style, dims, dims == 80 ? 1e6f : 10000f, dims == 298 ? 0.25f : 1f, factors);
+                var x = Data.Random(n * heads * headDim, n);
+                var e = (float[])x.Clone();
+                b.Rope(x, heads, headDim, pos, rp); Ref.Rope(e, heads, headDim, pos, rp);
+                Assert.That(Data.Nmse(x, e), Is.LessThanOrEqualTo(FloatBound), $"{style} {heads}×{headDim} dims={dims}");
+            }
+    }
+
+    [TestCaseSource(typeof(Backends), nameof(Backends.OptimisedCases))]
+    public void Attention_Shapes(BackendFactory f)
+    {
+        using var b = f.Create();
+        foreach (var (heads, kvHeads, hd, cached, n, pageSize, extraStride) in new[]
+                 { (4, 2, 64, 1, 1, 16, 0), (8, 2, 64, 37, 5, 16, 8), (6, 1, 72, 300, 3, 300, 0), (2, 2, 3, 5, 5, 2, 1), (14, 2, 64, 129, 9, 32, 0) })
+        {
+            int width = kvHeads * hd, stride = width + extraStride;
+            var k = Data.Random(cached * stride, hd, 2f);
+            var v = Data.Random(cached * stride, hd + 1);
+            using var kb = new NativeFloats(k);
+            using var vb = new NativeFloats(v);
+            var pages = new List<KvPage>();
+            for (int s = 0; s < cached; s += pageSize)
+                pages.Add(new KvPage(kb.Address + s * stride * 4, vb.Address + s * stride * 4, Math.Min(pageSize, cached - s), s, stride));
+            // the last n cached tokens are the queries (a prompt chunk): positions cached-n .. cached-1
+            var pos = Enumerable.Range(cached - n, n).ToArray();
+            var q = Data.Random(n * heads * hd, cached);
+            var p = new AttentionParams(heads, kvHeads, hd, 1f / MathF.Sqrt(hd));
+            var y = new float[q.Length]; var e = new float[q.Length];
+            b.Attention(q, pos, pages.ToArray(), p, y); Ref.Attention(q, pos, pages.ToArray(), p, e);
+            Assert.That(Data.Nmse(y, e), Is.LessThanOrEqualTo(FloatBound), $"heads={heads}/{kvHeads} hd={hd} cached={cached}");
+        }
+    }
+
+    [Test]
+    public void MultiThreaded_EqualsSingleThreaded_Bitwise()
+    {
+        using var one = new CpuBackend(1);
+        using var many = new CpuBackend(4);
+        foreach (var t in FloatTypes.Append(DType.Q4_K))
+        {
+            using var w = NativeTensor.FromFloats(t, Data.Random(301 * 512, 5), 301, 512);
+            foreach (int n in new[] { 1, 7 })
+            {
+                var x = Data.Random(n * 512, 6);
+                var y1 = new float[n * 301]; var y4 = new float[n * 301];
+                one.MatMul(x, n, w.View, y1); many.MatMul(x, n, w.View, y4);
+                Assert.That(y4, Is.EqualTo(y1), $"{t} n={n}");
+            }
+        }
+        var big = Data.Random(64 * 1024, 8);
+        var nw = Data.Random(1024, 9);
+        var r1 = new float[big.Length]; var r4 = new float[big.Length];
+        one.RmsNorm(big, nw, 1e-6f, r1); many.RmsNorm(big, nw, 1e-6f, r4);
+        Assert.That(r4, Is.EqualTo(r1));
+        one.SiluMul(big, r1, r1); many.SiluMul(big, r4, r4);
+        Assert.That(r4, Is.EqualTo(r1));
+    }
+
+    [Test]
+    public void SimdFallbackWidths_MatchReference([Values(256, 128, 0)] int bits)
+    {
+        int saved = Simd.MaxVectorBits;
+        Simd.MaxVectorBits = bits;
+        try
+        {
+            using var b = new CpuBackend(2);
+            foreach (var t in FloatTypes)
+                foreach (int cols in new[] { 1, 3, 4, 7, 8, 15, 16, 17, 33, 63, 64, 65, 255 })
+                    CheckMatMul(b, t, 5, cols, cols % 2 == 0 ? 1 : 5, cols, FloatBound);
+            foreach (int n in new[] { 1, 5, 16, 17, 31, 100 })
+            {
+                var a = Data.Random(n, n, 8f); var c = Data.Random(n, n + 1);
+                var y = new float[n]; var e = new float[n];
+                b.SiluMul(a, c, y); Ref.SiluMul(a, c, e);
+                Assert.That(Data.Nmse(y, e), Is.LessThanOrEqualTo(FloatBound), $"silu n={n} bits={bits}");
+                b.RmsNorm(a, c, 1e-5f, y); Ref.RmsNorm(a, c, 1e-5f, e);
+                Assert.That(Data.Nmse(y, e), Is.LessThanOrEqualTo(FloatBound), $"rms n={n} bits={bits}");
+                var s = (float[])a.Clone(); var se = (float[])a.Clone();
+                b.Softmax(s); Ref.Softmax(se);
+                Assert.That(Data.Nmse(s, se), Is.LessThanOrEqualTo(FloatBound), $"softmax n={n} bits={bits}");
+            }
+        }
+        finally { Simd.MaxVectorBits = saved; }
+    }
+}
