@@ -15,9 +15,5 @@ public static class Backends
         _ => throw new ArgumentException($"unknown backend '{name}' (known: {string.Join(", ", Names)})", nameof(name)),
     };
 
-    private static IBackend CreateCpu(int threads)
-    {
-        _ = threads;
-        return new ReferenceBackend();   // TODO(cpu branch): CpuBackend(threads)
-    }
+    private static IBackend CreateCpu(int threads) => new CpuBackend(threads);
 }
