@@ -53,7 +53,9 @@ public sealed class ModelFile : IDisposable
         _ => GetInteger(key),
     } : null;
 
-    public T[]? GetArray<T>(string key) => Metadata.TryGetValue(key, out var v) ? v as T[] : null;
+    /// <summary>The array stored under <paramref name="key"/> if its element type is exactly T; null otherwise.
+    /// (An exact type test: the CLR would let an int[] pass as uint[].)</summary>
+    public T[]? GetArray<T>(string key) => Metadata.TryGetValue(key, out var v) && v.GetType() == typeof(T[]) ? (T[])v : null;
 
     public void Dispose() => _owner?.Dispose();
 }

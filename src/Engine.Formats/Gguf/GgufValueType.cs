@@ -57,21 +57,24 @@ public static class GgufValueTypes
     };
 
     /// <summary>The GGUF element type of a boxed array value.</summary>
-    public static GgufValueType ElementOf(Array array) => array switch
+    // Exact type tests: the CLR lets `(object)new int[0] is uint[]` succeed (array covariance between same-size
+    // primitives), so pattern matching on array types would confuse signed and unsigned arrays.
+    public static GgufValueType ElementOf(Array array)
     {
-        byte[] => GgufValueType.UInt8,
-        sbyte[] => GgufValueType.Int8,
-        ushort[] => GgufValueType.UInt16,
-        short[] => GgufValueType.Int16,
-        uint[] => GgufValueType.UInt32,
-        int[] => GgufValueType.Int32,
-        float[] => GgufValueType.Float32,
-        bool[] => GgufValueType.Bool,
-        string[] => GgufValueType.String,
-        ulong[] => GgufValueType.UInt64,
-        long[] => GgufValueType.Int64,
-        double[] => GgufValueType.Float64,
-        object[] => GgufValueType.Array,
-        _ => throw new ArgumentException($"{array.GetType().Name} is not a GGUF metadata array type"),
-    };
+        var t = array.GetType();
+        if (t == typeof(byte[])) return GgufValueType.UInt8;
+        if (t == typeof(sbyte[])) return GgufValueType.Int8;
+        if (t == typeof(ushort[])) return GgufValueType.UInt16;
+        if (t == typeof(short[])) return GgufValueType.Int16;
+        if (t == typeof(uint[])) return GgufValueType.UInt32;
+        if (t == typeof(int[])) return GgufValueType.Int32;
+        if (t == typeof(float[])) return GgufValueType.Float32;
+        if (t == typeof(bool[])) return GgufValueType.Bool;
+        if (t == typeof(string[])) return GgufValueType.String;
+        if (t == typeof(ulong[])) return GgufValueType.UInt64;
+        if (t == typeof(long[])) return GgufValueType.Int64;
+        if (t == typeof(double[])) return GgufValueType.Float64;
+        if (t == typeof(object[])) return GgufValueType.Array;
+        throw new ArgumentException($"{t.Name} is not a GGUF metadata array type");
+    }
 }

@@ -1,0 +1,166 @@
+// Owns: byte-level BPE pre-tokenization — splitting text into "words" before merges, per model family.
+// Invariants: the output ranges cover the input exactly, in order, without overlap (unmatched gaps between
+// regex matches become words of their own, as llama.cpp's unicode_regex_split keeps them).
+// Several regexes apply in sequence, each one splitting every word the previous one produced.
+// Regexes run on code points: .NET Regex sees UTF-16, so astral code points (emoji, rare CJK) are replaced by
+// one BMP stand-in of the same general category (letter, digit, mark, punctuation, symbol) before matching,
+// and match offsets are mapped back. The family regexes are the upstream tokenizers' patterns as llama.cpp
+// lists them per `tokenizer.ggml.pre` name (llama-vocab.cpp, llm_tokenizer_bpe); astral ranges in
+// deepseek-llm's letter class are dropped (.NET character classes cannot hold them).
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace Engine.Tokenizers;
+
+public sealed class PreTokenizer
+{
+    private const string Gpt2 = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+    private const string Llama3 = @"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    private const string Qwen2 = @"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    private const string Cjk = "[一-龥ࠀ-一가-퟿]+";
+    private const string DeepSeekLetters = @"\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ]+";
+
+    /// <summary>llama.cpp `tokenizer.ggml.pre` names → the regex sequence of that family.</summary>
+    private static readonly Dictionary<string, string[]> Families = new(StringComparer.Ordinal)
+    {
+        ["default"] = [@"[\p{P}\$\+<=>\^~\|]+", Gpt2, @"\p{N}+", "[0-9][0-9][0-9]"],
+        ["gpt-2"] = [Gpt2],
+        ["gpt2"] = [Gpt2],
+        ["mpt"] = [Gpt2],
+        ["olmo"] = [Gpt2],
+        ["jais"] = [Gpt2],
+        ["llama3"] = [Llama3],
+        ["llama-v3"] = [Llama3],
+        ["llama-bpe"] = [Llama3],
+        ["dbrx"] = [Llama3],
+        ["smaug-bpe"] = [Llama3],
+        ["qwen2"] = [Qwen2],
+        ["stablelm2"] = [Qwen2],
+        ["deepseek-r1-qwen"] = [Qwen2],
+        ["deepseek-llm"] = ["[\r\n]", DeepSeekLetters, @"\s?[!-/:-~！-／：-～‘-‟　-。]+", @"\s+\z", Cjk, @"\p{N}+"],
+        ["deepseek-coder"] = ["[\r\n]", @"\s?\p{L}+", @"\s?\p{P}+", Cjk, @"\p{N}"],
+        ["falcon"] = [@"[\p{P}\$\+<=>\^~\|`]+", Gpt2, "[0-9][0-9][0-9]"],
+        ["starcoder"] = [@"\p{N}", Gpt2],
+        ["refact"] = [@"\p{N}", Gpt2],
+        ["command-r"] = [@"\p{N}", Gpt2],
+        ["smollm"] = [@"\p{N}", Gpt2],
+        ["codeshell"] = [@"\p{N}", Gpt2],
+        ["exaone"] = [@"\p{N}", Gpt2],
+        ["poro-chat"] = [@" ?[^(\s|.,!?…。，、।۔،)]+"],
+        ["bloom"] = [@" ?[^(\s|.,!?…。，、।۔،)]+"],
+        ["gpt3-finnish"] = [@" ?[^(\s|.,!?…。，、।۔،)]+"],
+        ["viking"] = [@" ?[^(\s|.,!?…。，、।۔،)]+", @"\p{N}"],
+    };
+
+    private readonly Regex[] _regexes;
+
+    private PreTokenizer(string name, IEnumerable<string> patterns)
+    {
+        Name = name;
+        _regexes = patterns.Select(p => new Regex(p, RegexOptions.Compiled | RegexOptions.CultureInvariant)).ToArray();
+    }
+
+    /// <summary>The family name (llama.cpp pre-tokenizer name) or "custom".</summary>
+    public string Name { get; }
+
+    public static IReadOnlyCollection<string> KnownNames => Families.Keys;
+
+    /// <summary>True when <paramref name="name"/> is a pre-tokenizer family this engine implements.</summary>
+    public static bool IsKnown(string name) => Families.ContainsKey(name);
+
+    /// <summary>The pre-tokenizer for a llama.cpp `tokenizer.ggml.pre` name; throws for names it does not know.</summary>
+    public static PreTokenizer ForName(string name) => Families.TryGetValue(name, out var p)
+        ? new PreTokenizer(name, p)
+        : throw new NotSupportedException($"unknown pre-tokenizer '{name}' (known: {string.Join(", ", Families.Keys)})");
+
+    /// <summary>A pre-tokenizer from explicit regexes (tokenizer.json Split patterns), applied in order.
+    /// A pattern equal to a known family's pattern takes that family's name.</summary>
+    public static PreTokenizer FromPatterns(IReadOnlyList<string> patterns)
+    {
+        var translated = patterns.Select(Translate).ToArray();
+        foreach (var (name, fam) in Families)
+            if (fam.SequenceEqual(translated)) return new PreTokenizer(name, fam);
+        return new PreTokenizer("custom", translated);
+    }
+
+    /// <summary>Hugging Face (Rust regex / Oniguruma) pattern → .NET: the llama3-style case-insensitive contraction
+    /// group is rewritten to explicit classes; a trailing `$` becomes `\z` (end of word, not before a newline).</summary>
+    private static string Translate(string pattern)
+    {
+        pattern = pattern.Replace("(?i:'s|'t|'re|'ve|'m|'ll|'d)", "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])");
+        if (pattern.EndsWith('$') && !pattern.EndsWith(@"\$")) pattern = pattern[..^1] + @"\z";
+        return pattern;
+    }
+
+    /// <summary>Splits <paramref name="text"/> into words; appends (start, length) UTF-16 ranges to <paramref name="words"/>.</summary>
+    public void Split(string text, List<(int Start, int Length)> words)
+    {
+        if (text.Length == 0) return;
+        // Shadow string: one char per code point; map[i] = UTF-16 offset of code point i (map[n] = text.Length).
+        string shadow = text;
+        int[]? map = null;
+        if (text.AsSpan().ContainsAnyInRange('\uD800', '\uDFFF')) (shadow, map) = BuildShadow(text);
+
+        var current = new List<(int Start, int Length)> { (0, shadow.Length) };
+        var next = new List<(int Start, int Length)>();
+        foreach (var regex in _regexes)
+        {
+            next.Clear();
+            foreach (var (start, length) in current)
+            {
+                int pos = start;
+                for (var m = regex.Match(shadow, start, length); m.Success; m = m.NextMatch())
+                {
+                    if (m.Length == 0) continue;
+                    if (m.Index > pos) next.Add((pos, m.Index - pos));
+                    next.Add((m.Index, m.Length));
+                    pos = m.Index + m.Length;
+                }
+                if (pos < start + length) next.Add((pos, start + length - pos));
+            }
+            (current, next) = (next, current);
+        }
+
+        foreach (var (s, l) in current)
+            words.Add(map == null ? (s, l) : (map[s], map[s + l] - map[s]));
+    }
+
+    private static (string Shadow, int[] Map) BuildShadow(string text)
+    {
+        var chars = new char[text.Length];
+        var map = new int[text.Length + 1];
+        int n = 0;
+        for (int i = 0; i < text.Length; n++)
+        {
+            map[n] = i;
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                chars[n] = StandIn(CharUnicodeInfo.GetUnicodeCategory(char.ConvertToUtf32(text[i], text[i + 1])));
+                i += 2;
+            }
+            else
+            {
+                // A lone surrogate becomes U+FFFD when encoded to UTF-8; it is a symbol (So).
+                chars[n] = char.IsSurrogate(text[i]) ? '\uFFFD' : text[i];
+                i += 1;
+            }
+        }
+        map[n] = text.Length;
+        return (new string(chars, 0, n), map);
+    }
+
+    /// <summary>A BMP character of the same general category class, outside every explicit range the families use.</summary>
+    private static char StandIn(UnicodeCategory c) => c switch
+    {
+        UnicodeCategory.UppercaseLetter or UnicodeCategory.LowercaseLetter or UnicodeCategory.TitlecaseLetter
+            or UnicodeCategory.ModifierLetter or UnicodeCategory.OtherLetter => '\u01C2',       // ǂ (Lo)
+        UnicodeCategory.DecimalDigitNumber or UnicodeCategory.LetterNumber or UnicodeCategory.OtherNumber => '\u00B2', // ² (No)
+        UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark or UnicodeCategory.EnclosingMark => '\u0300', // (Mn)
+        UnicodeCategory.ConnectorPunctuation or UnicodeCategory.DashPunctuation or UnicodeCategory.OpenPunctuation
+            or UnicodeCategory.ClosePunctuation or UnicodeCategory.InitialQuotePunctuation
+            or UnicodeCategory.FinalQuotePunctuation or UnicodeCategory.OtherPunctuation => '\u00A1', // ¡ (Po)
+        UnicodeCategory.MathSymbol or UnicodeCategory.CurrencySymbol or UnicodeCategory.ModifierSymbol
+            or UnicodeCategory.OtherSymbol => '\u00A6',                                          // ¦ (So)
+        _ => '\uE000',                                                                           // private use (Co)
+    };
+}
