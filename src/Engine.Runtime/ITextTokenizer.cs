@@ -18,8 +18,9 @@ public interface ITextTokenizer
     /// turns special-token text (e.g. "&lt;|im_start|&gt;" from a chat template) into their ids.</summary>
     int[] Encode(string text, bool addSpecial, bool parseSpecial);
 
-    /// <summary>A fresh incremental detokenizer for one generation stream.</summary>
-    IStreamingTextDecoder CreateStreamingDecoder();
+    /// <summary>A fresh incremental detokenizer for one generation stream. <paramref name="atTextStart"/>: the first
+    /// token begins the text (no prompt text before it), so an SPM dummy-prefix space is dropped.</summary>
+    IStreamingTextDecoder CreateStreamingDecoder(bool atTextStart);
 
     /// <summary>The model's chat template applied to <paramref name="messages"/> (with the assistant prompt opened);
     /// null when the model has no template the tokenizer understands.</summary>

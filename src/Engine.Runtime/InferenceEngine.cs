@@ -58,7 +58,7 @@ public sealed class InferenceEngine : IDisposable
     }
 
     /// <summary>The tokenizer used when none is given: built from the model file's tokenizer metadata.</summary>
-    public static Func<ModelFile, ITextTokenizer?> DefaultTokenizer { get; set; } = _ => null;
+    public static Func<ModelFile, ITextTokenizer?> DefaultTokenizer { get; set; } = TokenizerAdapter.FromModelFile;
 
     public string? ModelPath { get; private init; }
     public ModelConfig Config => _model.Config;
@@ -72,7 +72,7 @@ public sealed class InferenceEngine : IDisposable
         options ??= new GenerationOptions();
         var tok = RequireTokenizer();
         var ids = tok.Encode(prompt, addSpecial: options.AddBos, parseSpecial: false);
-        return GenerateAsync(ids, options, cancellationToken);
+        return Start(ids, options, atTextStart: prompt.Length == 0, cancellationToken);
     }
 
     /// <summary>Streams the assistant's reply to <paramref name="messages"/> using the model's chat template
@@ -87,11 +87,14 @@ public sealed class InferenceEngine : IDisposable
             : tok.Encode(PlainTranscript(messages), addSpecial: options.AddBos, parseSpecial: false);
         if (templated == null && !options.StopStrings.Contains("\nuser:"))
             options = options with { StopStrings = [.. options.StopStrings, "\nuser:"] };
-        return GenerateAsync(ids, options, cancellationToken);
+        return Start(ids, options, atTextStart: false, cancellationToken);
     }
 
     /// <summary>Streams a continuation of <paramref name="promptIds"/> (used as given; empty = BOS alone).</summary>
     public IAsyncEnumerable<GenerationChunk> GenerateAsync(IReadOnlyList<int> promptIds, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+        => Start(promptIds, options, atTextStart: promptIds.Count <= 1, cancellationToken);
+
+    private IAsyncEnumerable<GenerationChunk> Start(IReadOnlyList<int> promptIds, GenerationOptions? options, bool atTextStart, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         options ??= new GenerationOptions();
@@ -103,7 +106,7 @@ public sealed class InferenceEngine : IDisposable
             if ((uint)id >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(promptIds), $"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})");
         if (options.MaxTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxTokens must be ≥ 0");
         _ = new Sampler(options.Sampling, Config.VocabSize);   // validates sampling options eagerly
-        return Run(ids, options, cancellationToken);
+        return Run(ids, options, atTextStart, cancellationToken);
     }
 
     /// <summary>Collects a whole generation: text, ids and usage.</summary>
@@ -116,7 +119,7 @@ public sealed class InferenceEngine : IDisposable
         return (sb.ToString(), ids.ToArray(), usage!);
     }
 
-    private async IAsyncEnumerable<GenerationChunk> Run(int[] prompt, GenerationOptions o, [EnumeratorCancellation] CancellationToken ct)
+    private async IAsyncEnumerable<GenerationChunk> Run(int[] prompt, GenerationOptions o, bool atTextStart, [EnumeratorCancellation] CancellationToken ct)
     {
         await _gate.WaitAsync(ct).ConfigureAwait(false);
         try
@@ -124,7 +127,7 @@ public sealed class InferenceEngine : IDisposable
             var sw = Stopwatch.StartNew();
             _kv.Clear(SeqId);
             var sampler = new Sampler(o.Sampling, Config.VocabSize);
-            var decoder = Tokenizer?.CreateStreamingDecoder();
+            var decoder = Tokenizer?.CreateStreamingDecoder(atTextStart);
             var stops = new StopStringMatcher(o.StopStrings);
             var eog = Tokenizer?.EndOfGenerationIds ?? new HashSet<int>();
             var history = new List<int>(prompt);

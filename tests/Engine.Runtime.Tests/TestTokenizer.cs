@@ -17,7 +17,7 @@ public sealed class TestTokenizer : ITextTokenizer
         return ids.ToArray();
     }
 
-    public IStreamingTextDecoder CreateStreamingDecoder() => new Decoder();
+    public IStreamingTextDecoder CreateStreamingDecoder(bool atTextStart) => new Decoder();
 
     public string? ApplyChatTemplate(IReadOnlyList<ChatMessage> messages) =>
         string.Concat(messages.Select(m => m.Content));   // contents are "<id>" strings in the tests
