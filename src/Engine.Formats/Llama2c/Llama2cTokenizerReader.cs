@@ -79,7 +79,8 @@ public static unsafe class Llama2cTokenizerReader
             tokens.Add(c.Utf8String(len, $"token {tokens.Count}"));
             scores.Add(score);
         }
-        if (tokens.Count == 0) throw c.Error("the tokenizer holds no tokens");
+        // Ids 0, 1, 2 are unk, BOS and EOS in the metadata below, so a vocabulary needs at least three tokens.
+        if (tokens.Count < 3) throw c.Error($"the tokenizer holds {tokens.Count} tokens; at least 3 (<unk>, <s>, </s>) are required");
         return BuildMetadata(tokens, scores);
     }
 
