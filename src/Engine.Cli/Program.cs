@@ -7,5 +7,8 @@ var root = new RootCommand("Engine — in-process LLM inference with a paged, ti
 root.Subcommands.Add(Engine.Cli.Commands.InspectCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.ConvertCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.TokenizeCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.RunCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.ChatCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.LogitsCommand.Create());
 
 return root.Parse(args).Invoke();

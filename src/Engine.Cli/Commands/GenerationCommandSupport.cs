@@ -1,0 +1,91 @@
+// Owns: what the run / chat / logits commands share — locating the bundled default model, the common model and
+// sampling options, loading with a progress indication on stderr, and turning failures into one-line errors.
+// Invariants: nothing but generated text / requested results ever goes to stdout; every failure is one line on
+// stderr and a non-zero exit code (1 = bad input or file, 130 = cancelled).
+using System.CommandLine;
+using Engine.Formats;
+using Engine.Runtime;
+using Engine.Runtime.Sampling;
+using Spectre.Console;
+
+namespace Engine.Cli.Commands;
+
+internal static class GenerationCommandSupport
+{
+    public const string DefaultModelRelative = "models/stories260K.gguf";
+
+    public static Option<string?> ModelOption() => new("--model", "-m")
+    {
+        Description = $"Model file (GGUF, llama2.c .bin, safetensors folder). Default: the bundled {DefaultModelRelative}.",
+    };
+
+    public static Option<int> ThreadsOption() => new("--threads", "-t") { Description = "CPU threads (0 = all cores).", DefaultValueFactory = _ => 0 };
+
+    public static Option<string> BackendOption() => new("--backend")
+    {
+        Description = "Compute backend: cpu (SIMD, multi-threaded) or reference (scalar, exact, slow).",
+        DefaultValueFactory = _ => "cpu",
+    };
+
+    /// <summary>The model path given, or the bundled default model (repository models/ folder, or next to the executable).</summary>
+    public static string ResolveModel(string? given)
+    {
+        if (!string.IsNullOrEmpty(given)) return given;
+        var candidates = new List<string>();
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Engine.sln")))
+            {
+                candidates.Add(Path.Combine(dir.FullName, DefaultModelRelative));
+                break;
+            }
+        candidates.Add(Path.Combine(AppContext.BaseDirectory, DefaultModelRelative));
+        candidates.Add(Path.Combine(AppContext.BaseDirectory, Path.GetFileName(DefaultModelRelative)));
+        foreach (var c in candidates) if (File.Exists(c)) return c;
+        throw new FileNotFoundException($"no --model given and the default model {DefaultModelRelative} was not found (looked in: {string.Join(", ", candidates)})");
+    }
+
+    /// <summary>Runs <paramref name="load"/> with a spinner on stderr when stderr is a terminal.</summary>
+    public static T WithProgress<T>(string what, Func<T> load)
+    {
+        if (Console.IsErrorRedirected) return load();
+        var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        T result = default!;
+        err.Status().Start(what, _ => result = load());
+        return result;
+    }
+
+    public static InferenceEngine LoadEngine(string? model, string backend, int threads, int contextLength = 0)
+    {
+        string path = ResolveModel(model);
+        if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var engine = WithProgress($"loading {Path.GetFileName(path)}…", () =>
+            InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength }));
+        var c = engine.Config;
+        Console.Error.WriteLine($"loaded {Path.GetFileName(path)} ({c.Architecture}, {c.BlockCount} layers, dim {c.EmbeddingLength}, vocab {c.VocabSize}, context {engine.ContextLength}) " +
+            $"on {engine.BackendName} in {sw.Elapsed.TotalMilliseconds:F0} ms");
+        return engine;
+    }
+
+    public static void PrintUsage(GenerationUsage u) =>
+        Console.Error.WriteLine($"prompt {u.PromptTokens} tokens ({u.PromptTokensPerSecond:F1} tok/s), generated {u.GeneratedTokens} tokens, " +
+            $"first token {u.TimeToFirstToken.TotalMilliseconds:F0} ms, decode {u.DecodeTokensPerSecond:F1} tok/s, finish: {u.FinishReason}");
+
+    /// <summary>Runs a command body, mapping failures to a one-line stderr message and an exit code.</summary>
+    public static async Task<int> Guard(Func<Task<int>> body)
+    {
+        try { return await body(); }
+        catch (OperationCanceledException) { Console.Error.WriteLine("cancelled"); return 130; }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or ModelFormatException or ArgumentException
+                                      or InvalidOperationException or NotSupportedException or IOException or FormatException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+    }
+
+    public static SamplingOptions Sampling(float temperature, int topK, float topP, float minP, float repeatPenalty, ulong? seed) => new()
+    {
+        Temperature = temperature, TopK = topK, TopP = topP, MinP = minP, RepetitionPenalty = repeatPenalty, Seed = seed,
+    };
+}

@@ -1,0 +1,65 @@
+// Owns: `engine logits` — feed token ids exactly as given (no BOS added) and write raw little-endian float32 logits
+// [n_tokens][n_vocab] for every position, as one batch or one token per forward (--decode); F32 KV store.
+// The file layout equals the shared reference fixtures' `*.logits.f32`, so outputs compare directly.
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using Engine.Formats;
+using Engine.Model;
+using Engine.Runtime;
+
+namespace Engine.Cli.Commands;
+
+public static class LogitsCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model", "-m") { Description = "Model file.", Required = true };
+        var tokens = new Option<string>("--tokens") { Description = "Comma-separated token ids, fed as given (no BOS added).", Required = true };
+        var output = new Option<string>("--out", "-o") { Description = "Output file: float32 LE [n_tokens][n_vocab].", Required = true };
+        var decode = new Option<bool>("--decode") { Description = "One token per forward call instead of one batch." };
+        var backend = GenerationCommandSupport.BackendOption();
+        var threads = GenerationCommandSupport.ThreadsOption();
+
+        var cmd = new Command("logits", "Write the logits of every position of a token sequence to a raw float32 file.")
+        {
+            model, tokens, output, decode, backend, threads,
+        };
+        cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(() =>
+        {
+            int[] ids = ParseIds(pr.GetValue(tokens)!);
+            string path = pr.GetValue(model)!;
+            if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
+            using var file = ModelFiles.Open(path);
+            using var be = Backends.Create(pr.GetValue(backend)!, pr.GetValue(threads));
+            using var m = ModelLoader.Load(file, be);
+            int vocab = m.Config.VocabSize;
+            if (ids.Length > m.Config.ContextLength)
+                throw new ArgumentException($"{ids.Length} tokens exceed the model's context length {m.Config.ContextLength}");
+            foreach (int id in ids)
+                if ((uint)id >= (uint)vocab) throw new ArgumentException($"token id {id} is outside the vocabulary (0..{vocab - 1})");
+            using var kv = m.CreateKvStore(ids.Length);
+            var logits = new float[ids.Length * vocab];   // [n_tokens, n_vocab]
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            if (!pr.GetValue(decode))
+                m.Forward(ForwardBatch.ForSequence(ids, 0), kv, logits, allLogits: true);
+            else
+                for (int t = 0; t < ids.Length; t++)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    m.Forward(ForwardBatch.ForSequence(ids.AsSpan(t, 1), t), kv, logits.AsSpan(t * vocab, vocab), allLogits: false);
+                }
+            if (!BitConverter.IsLittleEndian) throw new NotSupportedException("big-endian hosts are not supported");
+            File.WriteAllBytes(pr.GetValue(output)!, MemoryMarshal.AsBytes(logits.AsSpan()).ToArray());
+            Console.Error.WriteLine($"wrote {ids.Length} × {vocab} logits to {pr.GetValue(output)} ({(pr.GetValue(decode) ? "decode" : "batch")}, {be.Name}, {sw.Elapsed.TotalMilliseconds:F0} ms)");
+            return Task.FromResult(0);
+        }));
+        return cmd;
+    }
+
+    private static int[] ParseIds(string text)
+    {
+        var parts = text.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (parts.Length == 0) throw new ArgumentException("--tokens is empty");
+        return parts.Select(p => int.TryParse(p, out int v) && v >= 0 ? v : throw new ArgumentException($"--tokens: '{p}' is not a token id")).ToArray();
+    }
+}

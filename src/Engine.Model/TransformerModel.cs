@@ -1,0 +1,145 @@
+// Owns: the forward pass of a pre-norm Llama-family decoder (Llama 1/2/3, Mistral, Qwen2, Qwen3), written once against
+// IBackend; the architecture files only choose weights, RoPE style and the optional parts (q/k/v biases, q/k norms).
+// Invariants: all tokens of a batch go through every matmul together (MatMul with n = batch size); K/V go through the
+// IKvStore only; scratch buffers are allocated once per batch capacity (grown, never per token).
+// Math (per layer): h = x + Wo·Attn(RoPE(Wq·n1(x) [+bq] [, qnorm]), RoPE(Wk·n1(x) [+bk] [, knorm]), Wv·n1(x) [+bv]);
+// x' = h + Wdown·(silu(Wgate·n2(h)) ⊙ Wup·n2(h)); logits = Wout·norm(x_L). Source: Llama paper / llama2.c run.c.
+using Engine.Kernels;
+using Engine.Memory;
+
+namespace Engine.Model;
+
+/// <summary>A Llama-family decoder bound to a backend.</summary>
+public sealed class TransformerModel : ILanguageModel
+{
+    private readonly IBackend _backend;
+    private readonly RopeParams _rope;
+    private readonly AttentionParams _attention;
+    private readonly IDisposable? _owner;
+    private Scratch? _scratch;
+
+    public TransformerModel(ModelConfig config, TransformerWeights weights, IBackend backend, IDisposable? owner = null)
+    {
+        Config = config; Weights = weights; _backend = backend; _owner = owner;
+        _rope = new RopeParams(config.RopeStyle, config.RopeDimensions, config.RopeFreqBase, config.RopeFreqScale, weights.RopeFreqFactors);
+        _attention = new AttentionParams(config.HeadCount, config.KvHeadCount, config.HeadDim, 1f / MathF.Sqrt(config.HeadDim));
+    }
+
+    public ModelConfig Config { get; }
+    public TransformerWeights Weights { get; }
+    public IBackend Backend => _backend;
+
+    public IKvStore CreateKvStore(int contextLength, int sequenceCapacity = 1) =>
+        new ContiguousKvStore(Config.BlockCount, Config.KeyDim, contextLength, sequenceCapacity);
+
+    public void Forward(ForwardBatch batch, IKvStore kv, Span<float> logits, bool allLogits)
+    {
+        var c = Config;
+        batch.Validate(c.VocabSize);
+        if (kv.LayerCount != c.BlockCount || kv.KvDim != c.KeyDim)
+            throw new ArgumentException($"KV store is [{kv.LayerCount} layers, {kv.KvDim}] but the model needs [{c.BlockCount}, {c.KeyDim}]");
+        int n = batch.Count;
+        int need = (allLogits ? n : 1) * c.VocabSize;
+        if (logits.Length < need) throw new ArgumentException($"logits span holds {logits.Length} floats, need {need}");
+        foreach (int p in batch.Positions)
+            if (p >= kv.Capacity) throw new KvCapacityException(p, kv.Capacity);
+
+        var s = _scratch is { Capacity: var cap } && cap >= n ? _scratch : (_scratch = new Scratch(c, n));
+        int dim = c.EmbeddingLength, qd = c.QueryDim, kd = c.KeyDim, vd = c.ValueDim, ff = c.FeedForwardLength;
+        var b = _backend;
+        var positions = batch.Positions.AsSpan();
+
+        var x = s.X.AsSpan(0, n * dim);          // [n, dim] residual stream
+        var xn = s.Normed.AsSpan(0, n * dim);    // [n, dim]
+        var q = s.Q.AsSpan(0, n * qd);           // [n, headCount, headDim]
+        var k = s.K.AsSpan(0, n * kd);           // [n, kvHeadCount, headDim]
+        var v = s.V.AsSpan(0, n * vd);           // [n, kvHeadCount, headDim]
+        var att = s.Attn.AsSpan(0, n * qd);      // [n, headCount · headDim]
+        var proj = s.Proj.AsSpan(0, n * dim);    // [n, dim]
+        var gate = s.Gate.AsSpan(0, n * ff);     // [n, ff]
+        var up = s.Up.AsSpan(0, n * ff);         // [n, ff]
+
+        b.GetRows(Weights.TokenEmbedding, batch.Tokens, x);
+        for (int l = 0; l < c.BlockCount; l++)
+        {
+            var w = Weights.Layers[l];
+            // Attention block.
+            b.RmsNorm(x, w.AttentionNorm, c.RmsEpsilon, xn);
+            b.MatMul(xn, n, w.Query, q);
+            b.MatMul(xn, n, w.Key, k);
+            b.MatMul(xn, n, w.Value, v);
+            if (w.QueryBias != null) AddRows(q, w.QueryBias);
+            if (w.KeyBias != null) AddRows(k, w.KeyBias);
+            if (w.ValueBias != null) AddRows(v, w.ValueBias);
+            if (w.QueryNorm != null) b.RmsNorm(q, w.QueryNorm, c.RmsEpsilon, q);   // per head: rows of headDim
+            if (w.KeyNorm != null) b.RmsNorm(k, w.KeyNorm, c.RmsEpsilon, k);
+            b.Rope(q, c.HeadCount, c.HeadDim, positions, _rope);
+            b.Rope(k, c.KvHeadCount, c.HeadDim, positions, _rope);
+
+            // Each maximal run of tokens of one sequence: store its K/V, then attend over that sequence's pages.
+            for (int start = 0; start < n;)
+            {
+                int seq = batch.SequenceIds[start];
+                int end = start + 1;
+                while (end < n && batch.SequenceIds[end] == seq) end++;
+                int len = end - start;
+                kv.Write(l, seq, positions.Slice(start, len), k.Slice(start * kd, len * kd), v.Slice(start * vd, len * vd));
+                b.Attention(q.Slice(start * qd, len * qd), positions.Slice(start, len), kv.Pages(l, seq), _attention,
+                    att.Slice(start * qd, len * qd));
+                start = end;
+            }
+            b.MatMul(att, n, w.Output, proj);
+            b.Add(x, proj, x);
+
+            // Feed-forward block (SwiGLU).
+            b.RmsNorm(x, w.FeedForwardNorm, c.RmsEpsilon, xn);
+            b.MatMul(xn, n, w.Gate, gate);
+            b.MatMul(xn, n, w.Up, up);
+            b.SiluMul(gate, up, gate);
+            b.MatMul(gate, n, w.Down, proj);
+            b.Add(x, proj, x);
+        }
+
+        if (allLogits)
+        {
+            b.RmsNorm(x, Weights.OutputNorm, c.RmsEpsilon, xn);
+            b.MatMul(xn, n, Weights.Output, logits[..(n * c.VocabSize)]);
+        }
+        else
+        {
+            var last = xn[..dim];
+            b.RmsNorm(x.Slice((n - 1) * dim, dim), Weights.OutputNorm, c.RmsEpsilon, last);
+            b.MatMul(last, 1, Weights.Output, logits[..c.VocabSize]);
+        }
+    }
+
+    /// <summary>rows[t, :] += bias for every row t.</summary>
+    private void AddRows(Span<float> rows, float[] bias)
+    {
+        for (int o = 0; o < rows.Length; o += bias.Length)
+            _backend.Add(rows.Slice(o, bias.Length), bias, rows.Slice(o, bias.Length));
+    }
+
+    public void Dispose() => _owner?.Dispose();
+
+    /// <summary>Activation buffers for up to <see cref="Capacity"/> tokens per forward.</summary>
+    private sealed class Scratch
+    {
+        public Scratch(ModelConfig c, int capacity)
+        {
+            Capacity = capacity;
+            X = new float[capacity * c.EmbeddingLength];
+            Normed = new float[capacity * c.EmbeddingLength];
+            Q = new float[capacity * c.QueryDim];
+            K = new float[capacity * c.KeyDim];
+            V = new float[capacity * c.ValueDim];
+            Attn = new float[capacity * c.QueryDim];
+            Proj = new float[capacity * c.EmbeddingLength];
+            Gate = new float[capacity * c.FeedForwardLength];
+            Up = new float[capacity * c.FeedForwardLength];
+        }
+
+        public int Capacity { get; }
+        public float[] X, Normed, Q, K, V, Attn, Proj, Gate, Up;
+    }
+}

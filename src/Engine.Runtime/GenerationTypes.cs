@@ -1,0 +1,54 @@
+// Owns: the plain data types of the runtime's public API: engine options, generation options, streamed chunks, usage.
+using Engine.Runtime.Sampling;
+
+namespace Engine.Runtime;
+
+/// <summary>How to load a model.</summary>
+public sealed record EngineOptions
+{
+    /// <summary>"cpu" (SIMD, multi-threaded) or "reference" (scalar, exact; slow).</summary>
+    public string Backend { get; init; } = "cpu";
+    /// <summary>Worker threads for the CPU backend; ≤ 0 = all cores.</summary>
+    public int Threads { get; init; }
+    /// <summary>KV capacity in tokens; ≤ 0 = the model's trained context length.</summary>
+    public int ContextLength { get; init; }
+    /// <summary>Optional separate tokenizer file (llama2.c tokenizer .bin or a GGUF with tokenizer metadata).</summary>
+    public string? TokenizerPath { get; init; }
+    /// <summary>Largest number of prompt tokens per forward call during prefill (bounds scratch memory, lets cancellation in).</summary>
+    public int PrefillChunk { get; init; } = 512;
+}
+
+/// <summary>Per-request generation settings.</summary>
+public sealed record GenerationOptions
+{
+    public int MaxTokens { get; init; } = 256;
+    public SamplingOptions Sampling { get; init; } = new();
+    /// <summary>Generation stops before the first occurrence of any of these strings (the string itself is not emitted).</summary>
+    public IReadOnlyList<string> StopStrings { get; init; } = [];
+    /// <summary>Stop at an end-of-generation token (EOS / end of turn).</summary>
+    public bool StopAtEndOfGeneration { get; init; } = true;
+    /// <summary>Prepend BOS to a text prompt (the tokenizer's convention when null).</summary>
+    public bool AddBos { get; init; } = true;
+}
+
+public enum FinishReason { Stop, Length, StopString, ContextFull }
+
+/// <summary>Timing and counts of one generation.</summary>
+public sealed record GenerationUsage(int PromptTokens, int GeneratedTokens, TimeSpan TimeToFirstToken, TimeSpan Total,
+    double PromptTokensPerSecond, double DecodeTokensPerSecond, FinishReason FinishReason);
+
+/// <summary>A streamed piece: text (complete UTF-8) and the token ids that produced it; the last chunk carries Usage.</summary>
+public sealed record GenerationChunk(string Text, IReadOnlyList<int> TokenIds, GenerationUsage? Usage = null);
+
+/// <summary>A prompt that does not fit in the context (thrown before any work).</summary>
+public sealed class PromptTooLongException : ArgumentException
+{
+    public PromptTooLongException(int promptTokens, int contextLength)
+        : base($"the prompt has {promptTokens} tokens but the context holds {contextLength} (need room for at least one generated token)")
+    {
+        PromptTokens = promptTokens; ContextLength = contextLength;
+    }
+
+    public int PromptTokens { get; }
+    public int ContextLength { get; }
+}

@@ -1,0 +1,208 @@
+// Owns: the in-process generation API — load a model + tokenizer, run prompt → prefill → sample/decode loop, stream
+// complete UTF-8 text with token ids, stop on EOS / stop strings / max tokens / full context, report usage.
+// Invariants: one generation at a time per engine (requests queue on a semaphore); each generation starts from an
+// empty KV sequence; a prompt that cannot fit is rejected (PromptTooLongException) before any model work; cancellation
+// is checked between forward calls (prefill runs in chunks) and leaves the engine usable.
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using Engine.Formats;
+using Engine.Kernels;
+using Engine.Memory;
+using Engine.Model;
+using Engine.Runtime.Sampling;
+
+namespace Engine.Runtime;
+
+public sealed class InferenceEngine : IDisposable
+{
+    private const int SeqId = 0;
+    private readonly ILanguageModel _model;
+    private readonly IBackend _backend;
+    private readonly IKvStore _kv;
+    private readonly float[] _logits;   // [vocab]
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly int _prefillChunk;
+    private bool _disposed;
+
+    /// <summary>Wraps an already-built model (the engine takes ownership of model and backend).</summary>
+    public InferenceEngine(ILanguageModel model, IBackend backend, ITextTokenizer? tokenizer, int contextLength = 0, int prefillChunk = 512)
+    {
+        _model = model; _backend = backend; Tokenizer = tokenizer;
+        ContextLength = contextLength > 0 ? contextLength : model.Config.ContextLength;
+        _kv = model.CreateKvStore(ContextLength);
+        _logits = new float[model.Config.VocabSize];
+        _prefillChunk = Math.Max(1, prefillChunk);
+    }
+
+    /// <summary>Opens <paramref name="path"/> (any format ModelFiles reads), builds the model on the chosen backend
+    /// and the tokenizer from the file's metadata (<paramref name="tokenizerFactory"/>; null = no text API).</summary>
+    public static InferenceEngine Load(string path, EngineOptions? options = null, Func<ModelFile, ITextTokenizer?>? tokenizerFactory = null)
+    {
+        options ??= new EngineOptions();
+        if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}", path);
+        var file = ModelFiles.Open(path, options.TokenizerPath);
+        IBackend? backend = null;
+        try
+        {
+            backend = Backends.Create(options.Backend, options.Threads);
+            var model = ModelLoader.Load(file, backend, ownsFile: true);
+            var tokenizer = (tokenizerFactory ?? DefaultTokenizer)(file);
+            return new InferenceEngine(model, backend, tokenizer, options.ContextLength, options.PrefillChunk) { ModelPath = path };
+        }
+        catch
+        {
+            backend?.Dispose();
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The tokenizer used when none is given: built from the model file's tokenizer metadata.</summary>
+    public static Func<ModelFile, ITextTokenizer?> DefaultTokenizer { get; set; } = TokenizerAdapter.FromModelFile;
+
+    public string? ModelPath { get; private init; }
+    public ModelConfig Config => _model.Config;
+    public ITextTokenizer? Tokenizer { get; }
+    public int ContextLength { get; }
+    public string BackendName => _backend.Name;
+
+    /// <summary>Streams the continuation of <paramref name="prompt"/> (BOS added per options). Empty prompt = from BOS alone.</summary>
+    public IAsyncEnumerable<GenerationChunk> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new GenerationOptions();
+        var tok = RequireTokenizer();
+        var ids = tok.Encode(prompt, addSpecial: options.AddBos, parseSpecial: false);
+        return Start(ids, options, atTextStart: prompt.Length == 0, cancellationToken);
+    }
+
+    /// <summary>Streams the assistant's reply to <paramref name="messages"/> using the model's chat template
+    /// (a plain "role: text" transcript when the model has none).</summary>
+    public IAsyncEnumerable<GenerationChunk> GenerateAsync(IReadOnlyList<ChatMessage> messages, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new GenerationOptions();
+        var tok = RequireTokenizer();
+        string? templated = tok.ApplyChatTemplate(messages);
+        int[] ids = templated != null
+            ? tok.Encode(templated, addSpecial: options.AddBos, parseSpecial: true)
+            : tok.Encode(PlainTranscript(messages), addSpecial: options.AddBos, parseSpecial: false);
+        if (templated == null && !options.StopStrings.Contains("\nuser:"))
+            options = options with { StopStrings = [.. options.StopStrings, "\nuser:"] };
+        return Start(ids, options, atTextStart: false, cancellationToken);
+    }
+
+    /// <summary>Streams a continuation of <paramref name="promptIds"/> (used as given; empty = BOS alone).</summary>
+    public IAsyncEnumerable<GenerationChunk> GenerateAsync(IReadOnlyList<int> promptIds, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+        => Start(promptIds, options, atTextStart: promptIds.Count <= 1, cancellationToken);
+
+    private IAsyncEnumerable<GenerationChunk> Start(IReadOnlyList<int> promptIds, GenerationOptions? options, bool atTextStart, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        options ??= new GenerationOptions();
+        int[] ids = promptIds.Count > 0 ? [.. promptIds]
+            : Tokenizer?.BosId is int bos ? [bos] : throw new ArgumentException("empty prompt and the model has no BOS token", nameof(promptIds));
+        // Validation happens here, eagerly, before any work is queued.
+        if (ids.Length >= ContextLength) throw new PromptTooLongException(ids.Length, ContextLength);
+        foreach (int id in ids)
+            if ((uint)id >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(promptIds), $"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})");
+        if (options.MaxTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxTokens must be ≥ 0");
+        _ = new Sampler(options.Sampling, Config.VocabSize);   // validates sampling options eagerly
+        return Run(ids, options, atTextStart, cancellationToken);
+    }
+
+    /// <summary>Collects a whole generation: text, ids and usage.</summary>
+    public async Task<(string Text, int[] TokenIds, GenerationUsage Usage)> GenerateTextAsync(IAsyncEnumerable<GenerationChunk> stream)
+    {
+        var sb = new System.Text.StringBuilder();
+        var ids = new List<int>();
+        GenerationUsage? usage = null;
+        await foreach (var c in stream) { sb.Append(c.Text); ids.AddRange(c.TokenIds); usage ??= c.Usage; }
+        return (sb.ToString(), ids.ToArray(), usage!);
+    }
+
+    private async IAsyncEnumerable<GenerationChunk> Run(int[] prompt, GenerationOptions o, bool atTextStart, [EnumeratorCancellation] CancellationToken ct)
+    {
+        await _gate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var sw = Stopwatch.StartNew();
+            _kv.Clear(SeqId);
+            var sampler = new Sampler(o.Sampling, Config.VocabSize);
+            var decoder = Tokenizer?.CreateStreamingDecoder(atTextStart);
+            var stops = new StopStringMatcher(o.StopStrings);
+            var eog = Tokenizer?.EndOfGenerationIds ?? new HashSet<int>();
+            var history = new List<int>(prompt);
+
+            // Prefill in chunks; only the last chunk's final logits matter.
+            for (int start = 0; start < prompt.Length; start += _prefillChunk)
+            {
+                ct.ThrowIfCancellationRequested();
+                int len = Math.Min(_prefillChunk, prompt.Length - start);
+                var batch = ForwardBatch.ForSequence(prompt.AsSpan(start, len), start, SeqId);
+                await Task.Run(() => _model.Forward(batch, _kv, _logits, allLogits: false), ct).ConfigureAwait(false);
+            }
+            TimeSpan prefillTime = sw.Elapsed, firstToken = TimeSpan.Zero;
+            int generated = 0, position = prompt.Length;
+            FinishReason finish = FinishReason.Length;
+            var pendingIds = new List<int>();
+
+            while (true)
+            {
+                ct.ThrowIfCancellationRequested();
+                if (generated >= o.MaxTokens) { finish = FinishReason.Length; break; }
+                int id = sampler.Sample(_logits, CollectionsMarshalSpan(history));
+                if (generated == 0) firstToken = sw.Elapsed;
+                if (o.StopAtEndOfGeneration && eog.Contains(id)) { finish = FinishReason.Stop; break; }
+                generated++;
+                history.Add(id);
+                pendingIds.Add(id);
+                string text = stops.Push(decoder?.Push(id) ?? "");
+                if (text.Length > 0 || decoder == null || stops.Stopped)
+                {
+                    yield return new GenerationChunk(text, pendingIds.ToArray());
+                    pendingIds.Clear();
+                }
+                if (stops.Stopped) { finish = FinishReason.StopString; break; }
+                if (generated >= o.MaxTokens) { finish = FinishReason.Length; break; }
+                if (position >= ContextLength) { finish = FinishReason.ContextFull; break; }
+                var step = ForwardBatch.ForSequence([id], position++, SeqId);
+                await Task.Run(() => _model.Forward(step, _kv, _logits, allLogits: false), ct).ConfigureAwait(false);
+            }
+
+            string tail = stops.Stopped ? "" : stops.Push(decoder?.Flush() ?? "") + stops.Flush();
+            var total = sw.Elapsed;
+            double decodeSeconds = (total - firstToken).TotalSeconds;
+            var usage = new GenerationUsage(prompt.Length, generated, firstToken, total,
+                prefillTime.TotalSeconds > 0 ? prompt.Length / prefillTime.TotalSeconds : 0,
+                generated > 1 && decodeSeconds > 0 ? (generated - 1) / decodeSeconds : 0, finish);
+            yield return new GenerationChunk(tail, pendingIds.ToArray(), usage);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private static ReadOnlySpan<int> CollectionsMarshalSpan(List<int> list) => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(list);
+
+    private ITextTokenizer RequireTokenizer() =>
+        Tokenizer ?? throw new InvalidOperationException("this model has no tokenizer; pass token ids instead of text");
+
+    /// <summary>Fallback chat format for models without a template.</summary>
+    public static string PlainTranscript(IReadOnlyList<ChatMessage> messages)
+    {
+        var sb = new System.Text.StringBuilder();
+        foreach (var m in messages) sb.Append(m.Role).Append(": ").Append(m.Content).Append('\n');
+        sb.Append("assistant:");
+        return sb.ToString();
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _kv.Dispose();
+        _model.Dispose();
+        _backend.Dispose();
+        _gate.Dispose();
+    }
+}

@@ -1,0 +1,172 @@
+// Tests of the InferenceEngine API on stories260K: text prompts through the real tokenizer reproduce llama.cpp's
+// greedy text, usage is reported, stop strings / EOS / max tokens end generation, an over-long prompt fails before any
+// work, cancellation is prompt and leaves the engine usable, and the IChatClient adapter works streaming and not.
+using System.Text.Json;
+using Engine.Runtime.Sampling;
+using AI = Microsoft.Extensions.AI;
+
+namespace Engine.Runtime.Tests;
+
+public class InferenceEngineTests
+{
+    private static InferenceEngine Stories(int context = 0) =>
+        InferenceEngine.Load(SharedData.Get("reference/stories260K/stories260K.gguf"), new EngineOptions { Threads = 2, ContextLength = context });
+
+    private static readonly GenerationOptions Greedy = new() { Sampling = SamplingOptions.Greedy, StopAtEndOfGeneration = false };
+
+    [TestCase(0)]
+    [TestCase(1)]
+    [TestCase(2)]
+    [TestCase(3)]
+    public async Task TextPromptReproducesLlamaCppGreedyText(int generation)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(SharedData.Get("reference/stories260K/stories260K.greedy.json")));
+        var g = doc.RootElement.GetProperty("generations")[generation];
+        string prompt = g.GetProperty("prompt").GetString()!;
+        int[] expectedIds = g.GetProperty("generated_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        string expectedText = g.GetProperty("generated_text").GetString()!;
+        int promptCount = g.GetProperty("prompt_ids").GetArrayLength();
+
+        using var engine = Stories();
+        var (text, ids, usage) = await engine.GenerateTextAsync(engine.GenerateAsync(prompt, Greedy with { MaxTokens = 200 }));
+        Assert.Multiple(() =>
+        {
+            Assert.That(ids, Is.EqualTo(expectedIds));
+            Assert.That(usage.PromptTokens, Is.EqualTo(promptCount));
+            // llama.cpp detokenized the generated ids on their own (first SPM space dropped); after a prompt we keep it.
+            Assert.That(prompt.Length == 0 ? text : text.TrimStart(' '), Is.EqualTo(expectedText));
+            Assert.That(usage.TimeToFirstToken, Is.GreaterThan(TimeSpan.Zero));
+            Assert.That(usage.DecodeTokensPerSecond, Is.GreaterThan(0));
+        });
+    }
+
+    [Test]
+    public async Task StopStringEndsGenerationWithoutEmittingIt()
+    {
+        using var engine = Stories();
+        var (full, _, _) = await engine.GenerateTextAsync(engine.GenerateAsync("", Greedy with { MaxTokens = 60 }));
+        Assert.That(full, Does.Contain(" little girl"), "precondition: the greedy story mentions a little girl");
+        var (cut, _, usage) = await engine.GenerateTextAsync(engine.GenerateAsync("", Greedy with { MaxTokens = 60, StopStrings = ["girl"] }));
+        Assert.Multiple(() =>
+        {
+            Assert.That(cut, Is.EqualTo(full[..full.IndexOf("girl", StringComparison.Ordinal)]));
+            Assert.That(usage.FinishReason, Is.EqualTo(FinishReason.StopString));
+        });
+    }
+
+    [Test]
+    public async Task MaxTokensAndEosStop()
+    {
+        using var engine = Stories();
+        var (_, ids, usage) = await engine.GenerateTextAsync(engine.GenerateAsync("Once upon a time", Greedy with { MaxTokens = 7 }));
+        Assert.That(ids.Length, Is.EqualTo(7));
+        Assert.That(usage.FinishReason, Is.EqualTo(FinishReason.Length));
+
+        // EOS: token 2 (</s>) made the argmax by a negative frequency "penalty" (it occurs twice in the history, BOS once),
+        // so the first sampled token is EOS and generation stops without emitting anything.
+        var eos = Greedy with { StopAtEndOfGeneration = true, MaxTokens = 50, Sampling = SamplingOptions.Greedy with { FrequencyPenalty = -1000f } };
+        var (_, ids2, usage2) = await engine.GenerateTextAsync(engine.GenerateAsync([1, 2, 2], eos));
+        Assert.Multiple(() =>
+        {
+            Assert.That(ids2, Is.Empty);
+            Assert.That(usage2.FinishReason, Is.EqualTo(FinishReason.Stop));
+        });
+    }
+
+    [Test]
+    public void PromptLongerThanContextFailsBeforeAnyWork()
+    {
+        using var engine = Stories(context: 16);
+        var prompt = Enumerable.Repeat(300, 16).ToArray();
+        var ex = Assert.Throws<PromptTooLongException>(() => engine.GenerateAsync(prompt, Greedy));
+        Assert.That(ex, Is.InstanceOf<ArgumentException>());
+        Assert.That(ex!.Message, Does.Contain("16 tokens"));
+    }
+
+    [Test]
+    public async Task GenerationStopsAtFullContext()
+    {
+        using var engine = Stories(context: 8);
+        var (_, ids, usage) = await engine.GenerateTextAsync(engine.GenerateAsync([1, 403], Greedy with { MaxTokens = 100 }));
+        Assert.Multiple(() =>
+        {
+            Assert.That(usage.FinishReason, Is.EqualTo(FinishReason.ContextFull));
+            Assert.That(ids.Length + 2, Is.EqualTo(9), "positions 0..7 filled, plus the token sampled from the last one");
+        });
+    }
+
+    [Test]
+    public async Task CancellationIsPromptAndEngineStaysUsable()
+    {
+        using var engine = Stories();
+        var reference = (await engine.GenerateTextAsync(engine.GenerateAsync([1], Greedy with { MaxTokens = 30 }))).TokenIds;
+
+        using var cts = new CancellationTokenSource();
+        int seen = 0;
+        await Assert.ThrowsAsync(Is.InstanceOf<OperationCanceledException>(), async () =>
+        {
+            await foreach (var _ in engine.GenerateAsync([1], Greedy with { MaxTokens = 500 }, cts.Token))
+                if (++seen == 5) cts.Cancel();
+        });
+        Assert.That(seen, Is.EqualTo(5), "no chunk after cancellation");
+
+        var again = (await engine.GenerateTextAsync(engine.GenerateAsync([1], Greedy with { MaxTokens = 30 }))).TokenIds;
+        Assert.That(again, Is.EqualTo(reference));
+    }
+
+    [Test]
+    public async Task SeededSamplingIsReproducible()
+    {
+        using var engine = Stories();
+        var o = new GenerationOptions { MaxTokens = 40, Sampling = new SamplingOptions { Temperature = 1f, Seed = 1234 } };
+        var a = (await engine.GenerateTextAsync(engine.GenerateAsync("Lily", o))).TokenIds;
+        var b = (await engine.GenerateTextAsync(engine.GenerateAsync("Lily", o))).TokenIds;
+        Assert.That(a, Is.EqualTo(b));
+    }
+
+    [Test]
+    public async Task ChatClientAdapterStreamingAndNonStreaming()
+    {
+        using var engine = Stories();
+        using AI.IChatClient client = new EngineChatClient(engine, new GenerationOptions { Sampling = SamplingOptions.Greedy });
+        var messages = new[] { new AI.ChatMessage(AI.ChatRole.User, "Once upon a time") };
+        var options = new AI.ChatOptions { MaxOutputTokens = 12, Temperature = 0f };
+
+        var response = await client.GetResponseAsync(messages, options);
+        var streamed = new System.Text.StringBuilder();
+        AI.UsageDetails? usage = null;
+        await foreach (var u in client.GetStreamingResponseAsync(messages, options))
+        {
+            streamed.Append(u.Text);
+            usage ??= u.Contents.OfType<AI.UsageContent>().FirstOrDefault()?.Details;
+        }
+
+        // The adapter must equal the engine's own chat generation (plain transcript: stories260K has no template).
+        var direct = await engine.GenerateTextAsync(engine.GenerateAsync([new ChatMessage("user", "Once upon a time")],
+            new GenerationOptions { Sampling = SamplingOptions.Greedy, MaxTokens = 12 }));
+        Assert.Multiple(() =>
+        {
+            Assert.That(response.Text, Is.Not.Empty);
+            Assert.That(response.Text, Is.EqualTo(direct.Text));
+            Assert.That(streamed.ToString(), Is.EqualTo(response.Text));
+            Assert.That(response.Usage?.OutputTokenCount, Is.EqualTo(direct.TokenIds.Length));
+            Assert.That(usage?.OutputTokenCount, Is.EqualTo(direct.TokenIds.Length));
+            Assert.That(client.GetService(typeof(InferenceEngine)), Is.SameAs(engine));
+        });
+    }
+
+    [Test]
+    public void ChatFormatsRenderKnownFamilies()
+    {
+        var msgs = new[] { new ChatMessage("system", "S"), new ChatMessage("user", "U") };
+        Assert.Multiple(() =>
+        {
+            Assert.That(ChatFormats.Apply("{% for m in messages %}<|im_start|>{{m.role}}...", msgs, null),
+                Is.EqualTo("<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"));
+            Assert.That(ChatFormats.Apply("...<|start_header_id|>...", msgs, null),
+                Is.EqualTo("<|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nU<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"));
+            Assert.That(ChatFormats.Apply("... [INST] ...", msgs, "<s>"), Is.EqualTo("[INST] <<SYS>>\nS\n<</SYS>>\n\nU [/INST]"));
+            Assert.That(ChatFormats.Apply(null, msgs, null), Is.Null);
+        });
+    }
+}
