@@ -229,3 +229,45 @@ public class SafetensorsTests
         Assert.Throws<ModelFormatException>(() => SafetensorsReader.Read(file));
     }
 }
+
+public class HfConfigTests
+{
+    private static string Folder(string config)
+    {
+        var dir = Directory.CreateTempSubdirectory("engine-hfcfg-").FullName;
+        SafetensorsTests.WriteSafetensors(Path.Combine(dir, "model.safetensors"), [("model.norm.weight", "F32", [8], new byte[32])]);
+        File.WriteAllText(Path.Combine(dir, "config.json"), config);
+        return dir;
+    }
+
+    [TestCase("""{"architectures": ["GPT2LMHeadModel"], "hidden_size": 8}""", "not supported")]
+    [TestCase("""{"architectures": ["LlamaForCausalLM"], "hidden_size": "eight"}""", "hidden_size")]
+    [TestCase("""{"architectures": [7]}""", "config.json")]
+    [TestCase("""{"architectures": ["LlamaForCausalLM"], "hidden_size": 8, "num_attention_heads": 3, "num_hidden_layers": 1, "intermediate_size": 4, "vocab_size": 4}""", "")]
+    [TestCase("""{"architectures": ["LlamaForCausalLM"], """, "JSON")]
+    public void BadConfig_ThrowsModelFormatException(string config, string fragment)
+    {
+        var dir = Folder(config);
+        try
+        {
+            var e = Assert.Throws<ModelFormatException>(() => ModelFiles.Open(dir));
+            Assert.That(e!.Message, Does.Contain(fragment));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Test]
+    public void EosList_TakesFirstId()
+    {
+        var dir = Folder("""{"architectures": ["LlamaForCausalLM"], "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 4, "vocab_size": 4, "eos_token_id": [5, 6], "bos_token_id": 3}""");
+        try
+        {
+            using var m = ModelFiles.Open(dir);
+            Assert.That(m.Metadata[TokenizerKeys.EosId], Is.EqualTo(5u));
+            Assert.That(m.Metadata[TokenizerKeys.BosId], Is.EqualTo(3u));
+            Assert.That(m.GetInteger("llama.rope.dimension_count"), Is.EqualTo(4));
+            Assert.That(m.TryGetTensor("output_norm.weight", out _), Is.True);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
