@@ -271,3 +271,34 @@ public class HfConfigTests
         finally { Directory.Delete(dir, true); }
     }
 }
+
+public class HfConvertTests
+{
+    [Test]
+    public void HfFolder_ToGguf_ReadsBackIdentically()
+    {
+        var dir = Directory.CreateTempSubdirectory("engine-hfconv-").FullName;
+        try
+        {
+            var rng = new Random(5);
+            var q = new byte[8 * 8 * 4]; rng.NextBytes(q);
+            SafetensorsTests.WriteSafetensors(Path.Combine(dir, "model.safetensors"),
+                [("model.layers.0.self_attn.q_proj.weight", "BF16", [8, 16], q[..256]), ("model.norm.weight", "F32", [8], q[..32])]);
+            File.WriteAllText(Path.Combine(dir, "config.json"),
+                """{"architectures": ["Qwen2ForCausalLM"], "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 4, "vocab_size": 4}""");
+            using var st = ModelFiles.Open(dir);
+            var outPath = Path.Combine(dir, "out.gguf");
+            Engine.Formats.Gguf.GgufWriter.Write(st, outPath);
+            using var g = ModelFiles.Open(outPath);
+            Assert.That(TestUtil.MetadataDifferences(st.Metadata, g.Metadata), Is.Empty);
+            foreach (var t in st.Tensors)
+            {
+                Assert.That(g.GetTensor(t.Name).Shape, Is.EqualTo(t.Shape));
+                Assert.That(g.GetTensor(t.Name).Bytes.SequenceEqual(t.Bytes), Is.True, t.Name);
+            }
+            Assert.That(g.GetTensor("blk.0.attn_q.weight").Type, Is.EqualTo(DType.BF16));
+            Assert.That(g.GetTensor("blk.0.attn_q.weight").Shape, Is.EqualTo(new long[] { 16, 8 }));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
