@@ -55,11 +55,10 @@ public static unsafe class ModelFiles
         int i = 0;
         while (i < head.Length && head[i] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n' or 0xEF or 0xBB or 0xBF) i++;
         if (i < head.Length && head[i] is (byte)'{' or (byte)'[') return "json";
-        // SentencePiece .model files are protobuf: field 1 (pieces), wire type 2 → first byte 0x0A.
-        if (length > 2 && p[0] == 0x0A && Llama2cTokenizerReader.LooksLikeTokenizer(p, length) == false
-            && !Llama2cCheckpoint.LooksLikeCheckpoint(p, length)) return "sentencepiece-model";
         if (Llama2cCheckpoint.LooksLikeCheckpoint(p, length)) return "llama2c-checkpoint";
         if (Llama2cTokenizerReader.LooksLikeTokenizer(p, length)) return "llama2c-tokenizer";
+        // SentencePiece .model files are protobuf: field 1 (pieces), wire type 2 → first byte 0x0A.
+        if (length > 2 && p[0] == 0x0A) return "sentencepiece-model";
         return "unknown";
     }
 
