@@ -166,6 +166,17 @@ public class StreamingAndSpecialTests
         finally { Directory.Delete(dir, true); }
     }
 
+    [TestCaseSource(nameof(AllTokenizers))]
+    public void InvalidUtf16AndBadIdsAreHandled(string path)
+    {
+        var tok = Load(path);
+        var ids = tok.Encode("a\uD800b\uDC00", addSpecial: true, parseSpecial: true);
+        Assert.That(ids.All(id => id >= 0 && id < tok.VocabSize), Is.True);
+        Assert.That(tok.Decode(ids), Is.EqualTo("a\uFFFDb\uFFFD"), "lone surrogates come back as U+FFFD");
+        Assert.Throws<ArgumentOutOfRangeException>(() => tok.Decode([tok.VocabSize]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => tok.TokenPiece(-1));
+    }
+
     [Test]
     public void UnknownPreTokenizerIsNamed()
     {
