@@ -4,6 +4,8 @@ using System.CommandLine;
 var root = new RootCommand("Engine — in-process LLM inference with a paged, tiered KV memory");
 // Register commands here, one line each:
 // root.Subcommands.Add(Engine.Cli.Commands.InspectCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.InspectCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.ConvertCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.TokenizeCommand.Create());
 
 return root.Parse(args).Invoke();

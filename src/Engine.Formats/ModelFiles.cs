@@ -1,10 +1,11 @@
 // Owns: the one entry point that opens any supported model/tokenizer file by its content (not its extension).
-// Detection order: directory (Hugging Face: config.json + *.safetensors) → "GGUF" magic → rwkv.cpp magic →
+// Detection order: directory (Hugging Face: config.json + *.safetensors, see HfModelLoader) → "GGUF" magic → rwkv.cpp magic →
 // safetensors (uint64 header length + '{') → JSON → llama2.c checkpoint (7-int32 header whose sizes add up to
 // the file length) → llama2.c tokenizer (the whole file walks as score/length/bytes records).
 // Invariant: every failure is a ModelFormatException naming the file.
 using Engine.Formats.Gguf;
 using Engine.Formats.Llama2c;
+using Engine.Formats.Safetensors;
 using Engine.Tensors;
 
 namespace Engine.Formats;
@@ -25,7 +26,12 @@ public static unsafe class ModelFiles
         if (tokenizerPath == null || model.Format == ModelFileFormat.Llama2c) return model;
         try
         {
-            return MergeTokenizer(model, ReadTokenizerMetadata(tokenizerPath));
+            var tok = ReadTokenizerMetadata(tokenizerPath);
+            int n = tok.TryGetValue(TokenizerKeys.Tokens, out var t) && t is string[] s ? s.Length : -1;
+            if (model.TryGetTensor("token_embd.weight", out var embd) && embd.Shape.Length == 2 && n >= 0 && embd.Shape[1] != n)
+                throw new ModelFormatException(tokenizerPath, -1,
+                    $"tokenizer has {n} tokens but {System.IO.Path.GetFileName(path)} has an embedding for {embd.Shape[1]}");
+            return MergeTokenizer(model, tok);
         }
         catch
         {
@@ -47,14 +53,13 @@ public static unsafe class ModelFiles
         var head = new ReadOnlySpan<byte>(p, (int)Math.Min(length, 16));
         if (GgufReader.HasMagic(head)) return "gguf";
         if (length >= 4 && *(uint*)p == RwkvMagic) return "rwkv";
-        if (length >= 9)
-        {
-            ulong n = *(ulong*)p;
-            if (n > 0 && n <= (ulong)(length - 8) && p[8] == (byte)'{') return "safetensors";
-        }
+        if (SafetensorsReader.LooksLikeSafetensors(p, length)) return "safetensors";
         int i = 0;
         while (i < head.Length && head[i] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n' or 0xEF or 0xBB or 0xBF) i++;
-        if (i < head.Length && head[i] == (byte)'{') return "json";
+        if (i < head.Length && head[i] is (byte)'{' or (byte)'[') return "json";
+        // SentencePiece .model files are protobuf: field 1 (pieces), wire type 2 → first byte 0x0A.
+        if (length > 2 && p[0] == 0x0A && Llama2cTokenizerReader.LooksLikeTokenizer(p, length) == false
+            && !Llama2cCheckpoint.LooksLikeCheckpoint(p, length)) return "sentencepiece-model";
         if (Llama2cCheckpoint.LooksLikeCheckpoint(p, length)) return "llama2c-checkpoint";
         if (Llama2cTokenizerReader.LooksLikeTokenizer(p, length)) return "llama2c-tokenizer";
         return "unknown";
@@ -62,22 +67,45 @@ public static unsafe class ModelFiles
 
     private static ModelFile OpenModel(string path, string? tokenizerPath)
     {
-        if (Directory.Exists(path))
-            throw new ModelFormatException(path, -1, "Hugging Face folders (config.json + safetensors) are not supported yet");
+        if (Directory.Exists(path)) return HfModelLoader.Open(path);
         if (!File.Exists(path)) throw new ModelFormatException(path, -1, "file not found");
         string kind = DetectKind(path);
         return kind switch
         {
             "gguf" => GgufReader.Read(path),
             "rwkv" => throw new ModelFormatException(path, 0, "rwkv.cpp format not supported yet"),
-            "safetensors" => throw new ModelFormatException(path, 0, "safetensors is not supported yet"),
+            "safetensors" => File.Exists(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".", "config.json"))
+                ? HfModelLoader.Open(path) : SafetensorsReader.Read(path),
             "json" => throw new ModelFormatException(path, 0,
                 "this is a JSON file (tokenizer.json or config.json?), not a model; pass the model file or its folder"),
             "llama2c-checkpoint" => Llama2cCheckpoint.Read(path, tokenizerPath),
             "llama2c-tokenizer" => Llama2cTokenizerReader.Read(path),
+            "sentencepiece-model" => throw new ModelFormatException(path, 0,
+                "looks like a SentencePiece .model (protobuf), which is not supported; use llama2.c's tokenizer.bin or a GGUF vocabulary"),
             _ => throw new ModelFormatException(path, 0,
                 "unrecognised format (expected GGUF, safetensors, a llama2.c checkpoint or a llama2.c tokenizer)"),
         };
+    }
+
+    /// <summary>Detects and parses a file image in memory (no tokenizer lookup; used by tests and fuzzing).
+    /// The result does not own <paramref name="p"/>: keep it alive while the ModelFile is used.</summary>
+    internal static ModelFile Parse(string name, byte* p, long length)
+    {
+        string kind = Detect(p, length);
+        switch (kind)
+        {
+            case "gguf": return GgufReader.Parse(name, p, length, null, out _);
+            case "safetensors":
+                return new ModelFile(name, ModelFileFormat.Safetensors, new Dictionary<string, object>(),
+                    SafetensorsReader.ParseTensors(name, p, length), null);
+            case "llama2c-checkpoint":
+                var (_, md, tensors) = Llama2cCheckpoint.Parse(name, p, length);
+                return new ModelFile(name, ModelFileFormat.Llama2c, md, tensors, null);
+            case "llama2c-tokenizer":
+                return new ModelFile(name, ModelFileFormat.Llama2c, Llama2cTokenizerReader.ReadMetadata(name, p, length), [], null);
+            default:
+                throw new ModelFormatException(name, 0, $"unsupported or unrecognised format ({kind})");
+        }
     }
 
     /// <summary>The tokenizer.* metadata of a tokenizer file (llama2.c .bin or any GGUF).</summary>

@@ -84,6 +84,7 @@ public static unsafe class GgufReader
         // Each tensor info takes at least name length (8) + n_dims (4) + one dim (8) + type (4) + offset (8).
         if (tensorCount > (ulong)(c.Remaining / 32))
             throw c.Error($"tensor count {tensorCount} cannot fit in the {c.Remaining} remaining bytes", at);
+        if (tensorCount > int.MaxValue / 4) throw c.Error($"tensor count {tensorCount} is too large", at);
         at = c.Position;
         ulong kvCount = c.U64("metadata count");
         // Each key/value takes at least key length (8) + value type (4) + one value byte.
@@ -91,7 +92,7 @@ public static unsafe class GgufReader
             throw c.Error($"metadata count {kvCount} cannot fit in the {c.Remaining} remaining bytes", at);
 
         long metadataStart = c.Position;
-        var metadata = new Dictionary<string, object>((int)kvCount, StringComparer.Ordinal);
+        var metadata = new Dictionary<string, object>((int)Math.Min(kvCount, 4096), StringComparer.Ordinal);
         for (ulong i = 0; i < kvCount; i++)
         {
             long keyAt = c.Position;

@@ -29,9 +29,7 @@ public static unsafe class Llama2cCheckpoint
         var map = Llama2cTokenizerReader.OpenMapped(path);
         try
         {
-            var config = ParseHeader(path, map.Pointer, map.Length);
-            var metadata = BuildMetadata(config, Path.GetFileNameWithoutExtension(path));
-            var tensors = BuildTensors(config, map.Pointer);
+            var (config, metadata, tensors) = Parse(path, map.Pointer, map.Length);
             tokenizerPath ??= FindTokenizerBeside(path, config.VocabSize);
             if (tokenizerPath != null)
             {
@@ -49,6 +47,13 @@ public static unsafe class Llama2cCheckpoint
             map.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Header, metadata (no tokenizer) and zero-copy tensor views of a checkpoint image at <paramref name="p"/>.</summary>
+    internal static (Llama2cConfig, Dictionary<string, object>, List<TensorView>) Parse(string file, byte* p, long length)
+    {
+        var config = ParseHeader(file, p, length);
+        return (config, BuildMetadata(config, Path.GetFileNameWithoutExtension(file)), BuildTensors(config, p));
     }
 
     /// <summary>tok{vocab}.bin, then tokenizer.bin, in the checkpoint's folder, whichever has vocab_size tokens.</summary>
@@ -113,19 +118,20 @@ public static unsafe class Llama2cCheckpoint
     /// <summary>GGUF llama metadata for the checkpoint (reference README section B).</summary>
     public static Dictionary<string, object> BuildMetadata(Llama2cConfig c, string name) => new(StringComparer.Ordinal)
     {
+        // Key order as llama.cpp's llama2.c converter writes it, so a converted file matches the reference byte for byte.
         ["general.architecture"] = "llama",
         ["general.name"] = name,
-        ["general.file_type"] = 0u,
+        ["llama.block_count"] = (uint)c.LayerCount,
         ["llama.context_length"] = (uint)c.SeqLen,
         ["llama.embedding_length"] = (uint)c.Dim,
         ["llama.feed_forward_length"] = (uint)c.HiddenDim,
-        ["llama.block_count"] = (uint)c.LayerCount,
         ["llama.attention.head_count"] = (uint)c.HeadCount,
         ["llama.attention.head_count_kv"] = (uint)c.KvHeadCount,
-        ["llama.rope.dimension_count"] = (uint)c.HeadDim,
-        ["llama.rope.freq_base"] = 10000f,
         ["llama.attention.layer_norm_rms_epsilon"] = 1e-5f,
+        ["llama.rope.freq_base"] = 10000f,
+        ["llama.rope.dimension_count"] = (uint)c.HeadDim,
         ["llama.vocab_size"] = (uint)c.VocabSize,
+        ["general.file_type"] = 0u,
     };
 
     private static List<TensorView> BuildTensors(Llama2cConfig c, byte* basePointer)

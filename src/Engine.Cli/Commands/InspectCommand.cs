@@ -1,0 +1,133 @@
+// Owns: `engine inspect --model PATH`: prints what a model/tokenizer file holds — format, architecture,
+// hyper-parameters, tokenizer kind and size, the tensor table (name, type, shape, bytes) and totals.
+// Invariants: results go to stdout; a bad or unsupported file prints one line to stderr and exits 1.
+using System.CommandLine;
+using System.Text.Json;
+using Engine.Formats;
+using Spectre.Console;
+
+namespace Engine.Cli.Commands;
+
+public static class InspectCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model", "-m") { Description = "model or tokenizer file (GGUF, llama2.c .bin, safetensors, HF folder, tokenizer.json)", Required = true };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer file whose metadata replaces the model's (llama2.c .bin or GGUF)" };
+        var noTensors = new Option<bool>("--no-tensors") { Description = "omit the tensor table" };
+        var cmd = new Command("inspect", "Show a model file's architecture, hyper-parameters, tokenizer and tensors");
+        cmd.Options.Add(model);
+        cmd.Options.Add(tokenizer);
+        cmd.Options.Add(noTensors);
+        cmd.SetAction(r => Run(r.GetValue(model)!, r.GetValue(tokenizer), !r.GetValue(noTensors)));
+        return cmd;
+    }
+
+    public static int Run(string path, string? tokenizerPath, bool showTensors)
+    {
+        var console = AnsiConsole.Console;
+        if (Console.IsOutputRedirected) console.Profile.Width = 160; // files and pipes: do not wrap at 80 columns
+        try
+        {
+            if (File.Exists(path) && ModelFiles.DetectKind(path) == "json")
+            {
+                console.WriteLine(DescribeJson(path));
+                return 0;
+            }
+            using var m = ModelFiles.Open(path, tokenizerPath);
+            Print(console, m, showTensors);
+            return 0;
+        }
+        catch (Exception e) when (e is ModelFormatException or IOException or UnauthorizedAccessException or JsonException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static string DescribeJson(string path)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+        var root = doc.RootElement;
+        if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("model", out var model) && model.ValueKind == JsonValueKind.Object
+            && model.TryGetProperty("vocab", out var vocab))
+        {
+            int n = vocab.ValueKind switch { JsonValueKind.Object => vocab.EnumerateObject().Count(), JsonValueKind.Array => vocab.GetArrayLength(), _ => 0 };
+            int added = root.TryGetProperty("added_tokens", out var at) && at.ValueKind == JsonValueKind.Array ? at.GetArrayLength() : 0;
+            string type = model.TryGetProperty("type", out var t) ? t.GetString() ?? "?" : "?";
+            int merges = model.TryGetProperty("merges", out var mg) && mg.ValueKind == JsonValueKind.Array ? mg.GetArrayLength() : 0;
+            return $"tokenizer.json: {n} tokens ({type}, {merges} merges) + {added} added tokens";
+        }
+        if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("architectures", out _))
+            throw new ModelFormatException(path, -1, "this is a Hugging Face config.json; inspect its folder instead");
+        if (root.ValueKind == JsonValueKind.Object && root.EnumerateObject().All(p => p.Value.ValueKind == JsonValueKind.Number))
+            return $"JSON vocabulary (token → id): {root.EnumerateObject().Count()} tokens";
+        throw new ModelFormatException(path, -1, "JSON file not recognised (expected tokenizer.json)");
+    }
+
+    private static void Print(IAnsiConsole console, ModelFile m, bool showTensors)
+    {
+        string arch = m.Architecture ?? "(none)";
+        var info = new Table().Border(TableBorder.Rounded).AddColumn("key").AddColumn("value");
+        info.Title = new TableTitle(Markup.Escape(Path.GetFileName(m.Path.TrimEnd('/'))));
+        info.AddRow("path", Markup.Escape(m.Path));
+        info.AddRow("format", m.Format.ToString());
+        if (File.Exists(m.Path)) info.AddRow("file size", Bytes(new FileInfo(m.Path).Length));
+        info.AddRow("architecture", Markup.Escape(arch));
+        foreach (var (k, v) in m.Metadata)
+        {
+            if (k.StartsWith("tokenizer.", StringComparison.Ordinal) || k == "general.architecture") continue;
+            info.AddRow(Markup.Escape(k), Markup.Escape(Show(v)));
+        }
+        var tokens = m.GetArray<string>(TokenizerKeys.Tokens);
+        string? json = m.GetString(TokenizerKeys.TokenizerJsonPath);
+        if (tokens != null || m.GetString(TokenizerKeys.Model) != null)
+        {
+            string model = m.GetString(TokenizerKeys.Model) ?? "?";
+            string kind = model switch { "llama" => "SentencePiece BPE", "gpt2" => "byte-level BPE", _ => model };
+            string pre = m.GetString(TokenizerKeys.Pre) is { } p ? $", pre {p}" : "";
+            int merges = m.GetArray<string>(TokenizerKeys.Merges)?.Length ?? 0;
+            info.AddRow("tokenizer", Markup.Escape($"{model} ({kind}{pre}), {tokens?.Length ?? 0} tokens{(merges > 0 ? $", {merges} merges" : "")}"));
+            foreach (var key in new[] { TokenizerKeys.BosId, TokenizerKeys.EosId, TokenizerKeys.UnkId, TokenizerKeys.PadId, TokenizerKeys.AddBos, TokenizerKeys.AddEos })
+                if (m.Metadata.TryGetValue(key, out var v)) info.AddRow(Markup.Escape(key), Markup.Escape(Show(v)));
+            if (m.GetString(TokenizerKeys.ChatTemplate) is { } ct) info.AddRow("chat template", $"{ct.Length} chars");
+        }
+        else if (json != null) info.AddRow("tokenizer", Markup.Escape($"tokenizer.json at {json}"));
+        else info.AddRow("tokenizer", "(none)");
+        console.Write(info);
+
+        long totalBytes = 0, totalElements = 0;
+        foreach (var t in m.Tensors) { totalBytes += t.ByteLength; totalElements += t.ElementCount; }
+        if (showTensors && m.Tensors.Count > 0)
+        {
+            var table = new Table().Border(TableBorder.Simple).AddColumn("#").AddColumn("tensor").AddColumn("type")
+                .AddColumn("shape (ne0, ne1, ...)").AddColumn(new TableColumn("bytes").RightAligned());
+            for (int i = 0; i < m.Tensors.Count; i++)
+            {
+                var t = m.Tensors[i];
+                table.AddRow(i.ToString(), Markup.Escape(t.Name), t.Type.ToString(), Markup.Escape($"[{string.Join(", ", t.Shape)}]"), t.ByteLength.ToString("N0"));
+            }
+            console.Write(table);
+        }
+        var byType = m.Tensors.GroupBy(t => t.Type).Select(g => $"{g.Key}: {g.Count()}");
+        console.WriteLine($"{m.Tensors.Count} tensors, {totalElements:N0} parameters, {Bytes(totalBytes)} of tensor data"
+            + (m.Tensors.Count > 0 ? $" ({string.Join(", ", byType)})" : ""));
+    }
+
+    private static string Show(object v) => v switch
+    {
+        string s => s.Length > 80 ? s[..77] + "..." : s,
+        Array a => $"{a.GetType().GetElementType()!.Name}[{a.Length}]",
+        float f => f.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+        double d => d.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+        _ => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture) ?? "",
+    };
+
+    private static string Bytes(long n) => n switch
+    {
+        >= 1L << 30 => $"{n / (double)(1L << 30):F2} GiB",
+        >= 1L << 20 => $"{n / (double)(1L << 20):F2} MiB",
+        >= 1L << 10 => $"{n / 1024.0:F1} KiB",
+        _ => $"{n} B",
+    } + $" ({n:N0} bytes)";
+}
