@@ -111,13 +111,22 @@ public static unsafe class QuantDot
         if (n == 1) { DotRows(weightType, w, rowBytes, rowStart, rowEnd, qx, cols, y, path); return; }
         int nb = cols / weightType.BlockSize();
         var k = Kernel(weightType, path);
+        var k4 = path == QuantKernelPath.Avx2 ? Avx2Batch4.For(weightType) : null;
+        float* four = stackalloc float[4];
         for (int t0 = 0; t0 < n; t0 += TokenTile)
         {
             int t1 = Math.Min(n, t0 + TokenTile);
             for (int r = rowStart; r < rowEnd; r++)
             {
                 byte* wr = w + r * rowBytes;
-                for (int t = t0; t < t1; t++) y[t * yStride + r] = k(wr, qx + t * qxStride, nb);
+                int t = t0;
+                if (k4 != null)
+                    for (; t + 4 <= t1; t += 4)
+                    {
+                        k4(wr, qx + t * qxStride, qxStride, nb, four);
+                        for (int i = 0; i < 4; i++) y[(t + i) * yStride + r] = four[i];
+                    }
+                for (; t < t1; t++) y[t * yStride + r] = k(wr, qx + t * qxStride, nb);
             }
         }
     }
