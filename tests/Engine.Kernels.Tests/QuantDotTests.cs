@@ -16,7 +16,8 @@ public unsafe class QuantDotTests
     internal static IEnumerable<QuantKernelPath> Paths()
     {
         yield return QuantKernelPath.Scalar;
-        if (QuantDot.BestPath != QuantKernelPath.Scalar) yield return QuantDot.BestPath;
+        if (System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated) yield return QuantKernelPath.Vector128;
+        if (QuantDot.BestPath == QuantKernelPath.Avx2) yield return QuantKernelPath.Avx2;
     }
 
     public static IEnumerable<TestCaseData> TypeAndPath() =>
@@ -226,6 +227,32 @@ public unsafe class QuantDotTests
                 var got = new byte[expected.Length];
                 ActivationQuantizer.Row(at, x, got, path);
                 Assert.That(got, Is.EqualTo(expected), $"{at} {path} n={x.Length}");
+            }
+        }
+    }
+
+    [Test]
+    public void ScaleUnpacking_MatchesReferenceLayout()
+    {
+        var rnd = new Random(8);
+        var s = new byte[12];
+        for (int rep = 0; rep < 500; rep++)
+        {
+            rnd.NextBytes(s);
+            fixed (byte* p = s)
+            {
+                KScaleWords.UnpackK4(p, out uint sc03, out uint sc47, out uint mn03, out uint mn47);
+                for (int j = 0; j < 8; j++)
+                {
+                    KScales.ScaleMinK4(s, j, out int sc, out int mn);
+                    Assert.That((int)(((j < 4 ? sc03 : sc47) >> (8 * (j & 3))) & 0xFF), Is.EqualTo(sc));
+                    Assert.That((int)(((j < 4 ? mn03 : mn47) >> (8 * (j & 3))) & 0xFF), Is.EqualTo(mn));
+                }
+                if (QuantDot.BestPath == QuantKernelPath.Avx2)
+                {
+                    var q3 = Avx2KQuants.UnpackQ3Scales(p);
+                    for (int i = 0; i < 16; i++) Assert.That((int)q3.GetElement(i), Is.EqualTo(KScales.ScaleQ3K(s, i)));
+                }
             }
         }
     }

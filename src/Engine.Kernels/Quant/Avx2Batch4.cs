@@ -78,7 +78,7 @@ internal static unsafe class Avx2Batch4
         for (int b = 0; b < nb; b++, w += 144)
         {
             long ob = (long)Q8KBytes * b;
-            Avx2KQuants.UnpackK4(w + 4, out uint sc03, out uint sc47, out uint mn03, out uint mn47);
+            KScaleWords.UnpackK4(w + 4, out uint sc03, out uint sc47, out uint mn03, out uint mn47);
             Vector128<short> mins = Sse41.ConvertToVector128Int16(Vector128.Create(mn03, mn47, 0u, 0u).AsByte());
             float d = Fp16.Read(w), dmin = Fp16.Read(w + 2);
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
