@@ -2,6 +2,7 @@
 // weight type, many column counts and random data, on every kernel path (scalar-integer and SIMD), plus the
 // end-to-end accuracy bound against the float64 dot with unquantized activations.
 using System.Buffers.Binary;
+using System.Runtime.Intrinsics;
 using Engine.Kernels.Quant;
 using Engine.Tensors;
 using Engine.Tensors.Quants;
