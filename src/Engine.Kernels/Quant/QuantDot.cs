@@ -87,7 +87,11 @@ public static unsafe class QuantDot
         if (rowBytes < weightType.ByteCount(cols)) throw new ArgumentException($"rowBytes {rowBytes} is too small for {cols} {weightType} elements");
         int nb = cols / weightType.BlockSize();
         var k = Kernel(weightType, path);
-        for (int r = rowStart; r < rowEnd; r++) y[r] = k(w + r * rowBytes, qx, nb);
+        int r = rowStart;
+        var k4 = path == QuantKernelPath.Avx2Vnni ? Avx2Rows4.For(weightType) : null;
+        if (k4 != null)
+            for (; r + 4 <= rowEnd; r += 4) k4(w + r * rowBytes, rowBytes, qx, nb, y + r);
+        for (; r < rowEnd; r++) y[r] = k(w + r * rowBytes, qx, nb);
     }
 
     /// <summary>
