@@ -1,8 +1,9 @@
 // Owns: AVX-VNNI GEMV kernels that dot FOUR weight rows with ONE activation row per pass (the decode path):
 // the activation block and its Σy are loaded once and shared by the four rows. Type: Q4_0 (× Q8_0). (A Q8_0 variant,
 // Σ(x+128)·y − 128·Σy, measured ~25 % slower than the single-row sign-trick kernel here, so Q8_0 keeps that one.)
-// Invariants: unsigned form — Σ(q−8)·y = Σq·y − 8·Σy, with every integer sum exact (vpdpbusd does not saturate), so per block the results equal the single-row kernels'; float scaling
-// per block as in Avx2Legacy. Only used when AvxVnni.IsSupported.
+// Invariants: unsigned form — Σ(q−8)·y = Σq·y − 8·Σy, with every integer sum exact (vpdpbusd does not saturate),
+// so per block the results equal the single-row kernels'; float scaling per block as in Avx2Legacy.
+// Only used when AvxVnni.IsSupported.
 // Source: the unsigned-offset formulation of ggml's VNNI vec_dot; the 4-row tiling is ours.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
