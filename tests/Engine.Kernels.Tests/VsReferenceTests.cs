@@ -219,6 +219,19 @@ public sealed unsafe class VsReferenceTests
         Assert.That(r4, Is.EqualTo(r1));
         one.SiluMul(big, r1, r1); many.SiluMul(big, r4, r4);
         Assert.That(r4, Is.EqualTo(r1));
+
+        // attention: cpu-1t runs grouped (query heads per KV head), cpu-4t with one query row runs per head
+        var k = Data.Random(200 * 2 * 64, 10); var v = Data.Random(200 * 2 * 64, 11);
+        using var kb = new NativeFloats(k); using var vb = new NativeFloats(v);
+        KvPage[] pages = [new KvPage(kb.Address, vb.Address, 120, 0, 128), new KvPage(kb.Address + 120 * 512, vb.Address + 120 * 512, 80, 120, 128)];
+        var p = new AttentionParams(8, 2, 64, 0.125f);
+        foreach (int[] pos in new[] { new[] { 199 }, new[] { 150, 151, 152 } })
+        {
+            var q = Data.Random(pos.Length * 8 * 64, 12);
+            var a1 = new float[q.Length]; var a4 = new float[q.Length];
+            one.Attention(q, pos, pages, p, a1); many.Attention(q, pos, pages, p, a4);
+            Assert.That(a4, Is.EqualTo(a1), $"attention rows={pos.Length}");
+        }
     }
 
     [Test]

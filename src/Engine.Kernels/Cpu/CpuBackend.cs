@@ -181,7 +181,9 @@ public sealed unsafe class CpuBackend : IBackend
         {
             var j = _attention;
             j.Q = pq; j.Out = po; j.Positions = pp; j.Pages = pk; j.PageCount = pages.Length; j.TotalTokens = total; j.P = p;
-            int items = qPositions.Length * p.HeadCount;
+            // group query heads per KV head when that still leaves ≥ 2 items per thread
+            j.Grouped = p.HeadCount > p.KvHeadCount && (long)qPositions.Length * p.KvHeadCount >= 2L * ThreadCount;
+            int items = qPositions.Length * (j.Grouped ? p.KvHeadCount : p.HeadCount);
             _pool.Run(j, items, Math.Max(1, items / (4 * ThreadCount)));
         }
     }
