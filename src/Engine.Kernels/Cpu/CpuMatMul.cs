@@ -52,7 +52,9 @@ internal sealed unsafe class MatMulJob : CpuJob
         int target = n == 1 ? 64 * 1024 : 256 * 1024;
         int byCache = (int)Math.Max(1, target / Math.Max(1, rowBytes));
         int byBalance = Math.Max(1, rows / Math.Max(1, 4 * threads));
-        return Math.Clamp(Math.Min(byCache, byBalance), 1, 256);
+        // A multiple of 4 rows: multi-row kernels (2-row float tiles here, 4-row quantized GEMVs in QuantDot) then group
+        // rows at the same absolute boundaries for any thread count, so the results are bitwise identical.
+        return (Math.Clamp(Math.Min(byCache, byBalance), 1, 256) + 3) & ~3;
     }
 
     /// <summary>Tokens per tile: ~256 KiB of activations (stays in L2 while the chunk's rows pass), a multiple of 4.</summary>
