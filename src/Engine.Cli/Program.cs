@@ -9,5 +9,6 @@ root.Subcommands.Add(Engine.Cli.Commands.ConvertCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.RunCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.ChatCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.LogitsCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.TokenizeCommand.Create());
 
 return root.Parse(args).Invoke();

@@ -12,18 +12,18 @@ using System.Text.RegularExpressions;
 
 namespace Engine.Tokenizers;
 
-public sealed class PreTokenizer
+public sealed partial class PreTokenizer
 {
     private const string Gpt2 = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
     private const string Llama3 = @"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     private const string Qwen2 = @"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-    private const string Cjk = "[一-龥ࠀ-一가-퟿]+";
-    private const string DeepSeekLetters = @"\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ]+";
+    private const string Cjk = "[\u4E00-\u9FA5\u0800-\u4E00\uAC00-\uD7FF]+";
+    private const string DeepSeekLetters = "\\s?[A-Za-z\u00B5\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u01BA\u01BC-\u01BF\u01C4-\u0293\u0295-\u02AF\u0370-\u0373\u0376\u0377\u037B-\u037D\u037F\u0386\u0388-\u038A\u038C\u038E-\u03A1\u03A3-\u03F5\u03F7-\u0481\u048A-\u052F\u0531-\u0556\u10A0-\u10C5\u13A0-\u13F5\u13F8-\u13FD\u1C90-\u1CBA\u1CBD-\u1CBF\u1D00-\u1D2B\u1D6B-\u1D77\u1D79-\u1D9A\u1E00-\u1F15\u1F18-\u1F1D\u1F20-\u1F45\u1F48-\u1F4D\u1F50-\u1F57\u1F59\u1F5B\u1F5D\u1F5F-\u1F7D\u1F80-\u1FB4\u1FB6-\u1FBC\u1FBE\u1FC2-\u1FC4\u1FC6-\u1FCC\u1FD0-\u1FD3\u1FD6-\u1FDB\u1FE0-\u1FEC\u1FF2-\u1FF4\u1FF6-\u1FFC\u2102\u2107\u210A-\u2113\u2115\u2119-\u211D\u2124\u2126\u2128\u212A-\u212D\u212F-\u2134\u2139\u213C-\u213F\u2145-\u2149\u214E\u2183\u2184\u2C00-\u2C7B\u2C7E-\u2CE4\u2CEB-\u2CEE\u2CF2\u2CF3\uA640-\uA66D\uA680-\uA69B\uA722-\uA76F\uA771-\uA787\uA78B-\uA78E\uAB70-\uABBF\uFB00-\uFB06\uFB13-\uFB17\uFF21-\uFF3A\uFF41-\uFF5A]+";
 
     /// <summary>llama.cpp `tokenizer.ggml.pre` names → the regex sequence of that family.</summary>
     private static readonly Dictionary<string, string[]> Families = new(StringComparer.Ordinal)
     {
-        ["default"] = [@"[\p{P}\$\+<=>\^~\|]+", Gpt2, @"\p{N}+", "[0-9][0-9][0-9]"],
+        ["default"] = [DefaultPunct, Gpt2, @"\p{N}+", "[0-9][0-9][0-9]"],
         ["gpt-2"] = [Gpt2],
         ["gpt2"] = [Gpt2],
         ["mpt"] = [Gpt2],
@@ -37,9 +37,9 @@ public sealed class PreTokenizer
         ["qwen2"] = [Qwen2],
         ["stablelm2"] = [Qwen2],
         ["deepseek-r1-qwen"] = [Qwen2],
-        ["deepseek-llm"] = ["[\r\n]", DeepSeekLetters, @"\s?[!-/:-~！-／：-～‘-‟　-。]+", @"\s+\z", Cjk, @"\p{N}+"],
+        ["deepseek-llm"] = ["[\r\n]", DeepSeekLetters, "\\s?[!-/:-~\uFF01-\uFF0F\uFF1A-\uFF5E\u2018-\u201F\u3000-\u3002]+", @"\s+\z", Cjk, @"\p{N}+"],
         ["deepseek-coder"] = ["[\r\n]", @"\s?\p{L}+", @"\s?\p{P}+", Cjk, @"\p{N}"],
-        ["falcon"] = [@"[\p{P}\$\+<=>\^~\|`]+", Gpt2, "[0-9][0-9][0-9]"],
+        ["falcon"] = [FalconPunct, Gpt2, "[0-9][0-9][0-9]"],
         ["starcoder"] = [@"\p{N}", Gpt2],
         ["refact"] = [@"\p{N}", Gpt2],
         ["command-r"] = [@"\p{N}", Gpt2],
@@ -57,8 +57,34 @@ public sealed class PreTokenizer
     private PreTokenizer(string name, IEnumerable<string> patterns)
     {
         Name = name;
-        _regexes = patterns.Select(p => new Regex(p, RegexOptions.Compiled | RegexOptions.CultureInvariant)).ToArray();
+        _regexes = patterns.Select(Create).ToArray();
     }
+
+    private const string DefaultPunct = @"[\p{P}\$\+<=>\^~\|]+";
+    private const string FalconPunct = @"[\p{P}\$\+<=>\^~\|`]+";
+
+    [GeneratedRegex(Gpt2, RegexOptions.CultureInvariant)] private static partial Regex Gpt2Regex();
+    [GeneratedRegex(Llama3, RegexOptions.CultureInvariant)] private static partial Regex Llama3Regex();
+    [GeneratedRegex(Qwen2, RegexOptions.CultureInvariant)] private static partial Regex Qwen2Regex();
+    [GeneratedRegex(DefaultPunct, RegexOptions.CultureInvariant)] private static partial Regex DefaultPunctRegex();
+    [GeneratedRegex(FalconPunct, RegexOptions.CultureInvariant)] private static partial Regex FalconPunctRegex();
+    [GeneratedRegex(@"\p{N}", RegexOptions.CultureInvariant)] private static partial Regex DigitRegex();
+    [GeneratedRegex(@"\p{N}+", RegexOptions.CultureInvariant)] private static partial Regex DigitsRegex();
+    [GeneratedRegex("[0-9][0-9][0-9]", RegexOptions.CultureInvariant)] private static partial Regex ThreeDigitsRegex();
+
+    /// <summary>Source-generated regexes for the common patterns (no run-time compile); others compile on first use.</summary>
+    private static Regex Create(string pattern) => pattern switch
+    {
+        Gpt2 => Gpt2Regex(),
+        Llama3 => Llama3Regex(),
+        Qwen2 => Qwen2Regex(),
+        DefaultPunct => DefaultPunctRegex(),
+        FalconPunct => FalconPunctRegex(),
+        @"\p{N}" => DigitRegex(),
+        @"\p{N}+" => DigitsRegex(),
+        "[0-9][0-9][0-9]" => ThreeDigitsRegex(),
+        _ => new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant),
+    };
 
     /// <summary>The family name (llama.cpp pre-tokenizer name) or "custom".</summary>
     public string Name { get; }

@@ -1,7 +1,7 @@
 // Owns: the public tokenizer contract and what SPM and byte-level BPE share: the token table, special-token
 // partitioning (llama.cpp tokenizer_st_partition), BOS/EOS insertion, end-of-generation ids, and decoding.
-// Invariants: ids are 0..VocabSize-1; Encode never returns an id outside that range; Decode of any id list is
-// total (invalid UTF-8 becomes U+FFFD, never an exception); Decode(ids) == concatenated StreamingDecoder output.
+// Invariants: ids are 0..VocabSize-1; Encode never returns an id outside that range; Decode of valid ids never
+// throws (invalid UTF-8 becomes U+FFFD; an out-of-range id is an ArgumentOutOfRangeException); Decode(ids) == concatenated StreamingDecoder output.
 // Special tokens: CONTROL and UNKNOWN tokens are matched atomically only when parseSpecial is true;
 // USER_DEFINED tokens are always matched atomically (as llama.cpp does); longest text first.
 using Engine.Formats;
@@ -15,9 +15,10 @@ public abstract partial class Tokenizer
         ["<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "<|return|>", "<|call|>"];
 
     private readonly Dictionary<string, int> _tokenToId;
+    private readonly int[] _eog;                  // sorted end-of-generation ids
     private readonly int[] _specialIds;          // CONTROL / USER_DEFINED / UNKNOWN ids, longest text first
-    private readonly byte[][] _pieceBytes;        // [VocabSize] bytes each token decodes to (specials: empty)
-    private readonly byte[][] _specialBytes;      // [VocabSize] bytes with specials rendered as their text
+    private readonly byte[]?[] _pieceBytes;       // [VocabSize] bytes each token decodes to (specials: empty); lazily filled
+    private readonly byte[]?[] _specialBytes;     // [VocabSize] bytes with specials rendered as their text; lazily filled
 
     protected Tokenizer(Vocabulary vocabulary)
     {
@@ -44,24 +45,28 @@ public abstract partial class Tokenizer
         foreach (var id in vocabulary.ExtraEog ?? []) { CheckId(id, "EOG"); eog.Add(id); }
         foreach (var text in EogTexts)
             if (_tokenToId.TryGetValue(text, out var id) && Types[id] is TokenType.Control or TokenType.UserDefined) eog.Add(id);
-        EogIds = eog.ToArray();
+        _eog = eog.ToArray();
+        EogIds = Array.AsReadOnly(_eog);
 
         _pieceBytes = new byte[tokens.Length][];
         _specialBytes = new byte[tokens.Length][];
     }
 
-    /// <summary>Builds the per-token byte tables; subclasses call it at the end of their constructor.</summary>
-    protected void BuildPieceTables()
+    /// <summary>Kept for subclasses: piece tables are filled lazily (a 150k vocabulary loads faster).</summary>
+    protected void BuildPieceTables() { }
+
+    private byte[] Piece(int id, bool renderSpecial)
     {
-        for (int i = 0; i < _pieceBytes.Length; i++)
-        {
-            var t = Types[i];
-            byte[] rendered = t is TokenType.Control or TokenType.Unknown or TokenType.UserDefined
-                ? Encoding.UTF8.GetBytes(Vocabulary.Tokens[i] ?? "")
-                : TokenBytes(i);
-            _specialBytes[i] = rendered;
-            _pieceBytes[i] = t is TokenType.Control or TokenType.Unknown or TokenType.Unused ? [] : rendered;
-        }
+        var table = renderSpecial ? _specialBytes : _pieceBytes;
+        var cached = Volatile.Read(ref table[id]);
+        if (cached != null) return cached;
+        var t = Types[id];
+        byte[] rendered = t is TokenType.Control or TokenType.Unknown or TokenType.UserDefined
+            ? Encoding.UTF8.GetBytes(Vocabulary.Tokens[id] ?? "")
+            : TokenBytes(id);
+        byte[] value = !renderSpecial && t is TokenType.Control or TokenType.Unknown or TokenType.Unused ? [] : rendered;
+        Volatile.Write(ref table[id], value);
+        return value;
     }
 
     private void CheckId(int? id, string what)
@@ -93,7 +98,7 @@ public abstract partial class Tokenizer
     public IReadOnlyList<int> EogIds { get; }
     public IReadOnlyList<TokenType> Types { get; }
 
-    public bool IsEog(int id) => Array.BinarySearch((int[])EogIds, id) >= 0;
+    public bool IsEog(int id) => Array.BinarySearch(_eog, id) >= 0;
 
     /// <summary>The id whose vocabulary text is exactly <paramref name="text"/>, or null.</summary>
     public int? TokenToId(string text) => _tokenToId.TryGetValue(text, out var id) ? id : null;
@@ -105,14 +110,14 @@ public abstract partial class Tokenizer
     /// UTF-8 on their own, otherwise the vocabulary text (e.g. a lone byte token).</summary>
     public string TokenPiece(int id)
     {
-        var bytes = _specialBytes[CheckedId(id)];
+        var bytes = Piece(CheckedId(id), renderSpecial: true);
         try { return new UTF8Encoding(false, true).GetString(bytes); }
         catch (DecoderFallbackException) { return Vocabulary.Tokens[id]; }
     }
 
     /// <summary>The bytes this token contributes to decoded text.</summary>
     public ReadOnlySpan<byte> PieceBytes(int id, bool renderSpecial = false)
-        => renderSpecial ? _specialBytes[CheckedId(id)] : _pieceBytes[CheckedId(id)];
+        => Piece(CheckedId(id), renderSpecial);
 
     protected int CheckedId(int id) => (uint)id < (uint)VocabSize ? id
         : throw new ArgumentOutOfRangeException(nameof(id), $"token id {id} is outside the vocabulary (0..{VocabSize - 1})");

@@ -17,20 +17,106 @@ public static class TokenizerJsonVocabulary
 
     public static Vocabulary Load(string path)
     {
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { MaxDepth = 256 }); }
-        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
+        byte[] bytes;
+        try { bytes = File.ReadAllBytes(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new ModelFormatException(path, -1, $"cannot read tokenizer.json: {e.Message}", e);
         }
-        using (doc)
+        RawJson raw;
+        try { raw = ReadRaw(bytes); }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
         {
-            try { return FromJson(path, doc.RootElement, ReadConfig(path)); }
-            catch (Exception e) when (e is InvalidOperationException or KeyNotFoundException or FormatException)
+            throw new ModelFormatException(path, -1, $"malformed tokenizer.json: {e.Message}", e);
+        }
+        try { return FromRaw(path, raw, ReadConfig(path)); }
+        catch (Exception e) when (e is InvalidOperationException or KeyNotFoundException or FormatException)
+        {
+            throw new ModelFormatException(path, -1, $"malformed tokenizer.json: {e.Message}", e);
+        }
+        finally { raw.Dispose(); }
+    }
+
+    /// <summary>The parts of tokenizer.json we use. The large vocab/merges are streamed (no DOM); the small
+    /// sections are kept as JSON elements.</summary>
+    private sealed class RawJson : IDisposable
+    {
+        public string ModelType = "BPE";
+        public bool IgnoreMerges;
+        public bool VocabIsNotAnObject;
+        public List<(string Text, int Id)> Vocab = new();
+        public List<string> Merges = new();
+        public JsonDocument? AddedTokens, PreTokenizer, Decoder;
+        public void Dispose() { AddedTokens?.Dispose(); PreTokenizer?.Dispose(); Decoder?.Dispose(); }
+    }
+
+    private static RawJson ReadRaw(byte[] bytes)
+    {
+        var raw = new RawJson();
+        var r = new Utf8JsonReader(bytes, new JsonReaderOptions { MaxDepth = 256, CommentHandling = JsonCommentHandling.Skip });
+        Expect(ref r, JsonTokenType.StartObject);
+        while (Next(ref r) == JsonTokenType.PropertyName)
+        {
+            string name = r.GetString()!;
+            r.Read();
+            switch (name)
             {
-                throw new ModelFormatException(path, -1, $"malformed tokenizer.json: {e.Message}", e);
+                case "model": ReadModel(ref r, raw); break;
+                case "added_tokens": raw.AddedTokens = JsonDocument.ParseValue(ref r); break;
+                case "pre_tokenizer": raw.PreTokenizer = JsonDocument.ParseValue(ref r); break;
+                case "decoder": raw.Decoder = JsonDocument.ParseValue(ref r); break;
+                default: r.Skip(); break;
             }
         }
+        return raw;
+    }
+
+    private static void ReadModel(ref Utf8JsonReader r, RawJson raw)
+    {
+        if (r.TokenType != JsonTokenType.StartObject) throw new FormatException("'model' is not an object");
+        while (Next(ref r) == JsonTokenType.PropertyName)
+        {
+            string name = r.GetString()!;
+            r.Read();
+            switch (name)
+            {
+                case "type": raw.ModelType = r.GetString() ?? ""; break;
+                case "ignore_merges": raw.IgnoreMerges = r.TokenType == JsonTokenType.True; break;
+                case "vocab":
+                    if (r.TokenType != JsonTokenType.StartObject) { raw.VocabIsNotAnObject = true; r.Skip(); break; }
+                    while (Next(ref r) == JsonTokenType.PropertyName)
+                    {
+                        string text = r.GetString()!;
+                        r.Read();
+                        raw.Vocab.Add((text, r.GetInt32()));
+                    }
+                    break;
+                case "merges":
+                    if (r.TokenType != JsonTokenType.StartArray) throw new FormatException("'model.merges' is not an array");
+                    while (Next(ref r) != JsonTokenType.EndArray)
+                    {
+                        if (r.TokenType == JsonTokenType.String) { raw.Merges.Add(r.GetString()!); continue; }
+                        if (r.TokenType != JsonTokenType.StartArray) throw new FormatException("a merge is neither \"a b\" nor [a, b]");
+                        Next(ref r); string left = r.GetString()!;
+                        Next(ref r); string right = r.GetString()!;
+                        if (Next(ref r) != JsonTokenType.EndArray) throw new FormatException("a merge pair has more than two parts");
+                        raw.Merges.Add(left + " " + right);
+                    }
+                    break;
+                default: r.Skip(); break;
+            }
+        }
+    }
+
+    private static JsonTokenType Next(ref Utf8JsonReader r)
+    {
+        if (!r.Read()) throw new FormatException("unexpected end of JSON");
+        return r.TokenType;
+    }
+
+    private static void Expect(ref Utf8JsonReader r, JsonTokenType type)
+    {
+        if (Next(ref r) != type) throw new FormatException($"expected {type}, found {r.TokenType}");
     }
 
     private sealed record Config(string? Bos, string? Eos, bool? AddBos, bool? AddEos, string? ChatTemplate);
@@ -66,47 +152,34 @@ public static class TokenizerJsonVocabulary
         }
     }
 
-    private static Vocabulary FromJson(string path, JsonElement root, Config? config)
+    private static Vocabulary FromRaw(string path, RawJson raw, Config? config)
     {
-        var model = root.GetProperty("model");
-        string type = model.TryGetProperty("type", out var tp) ? tp.GetString() ?? "" : "BPE";
-        if (type != "BPE") throw new ModelFormatException(path, -1, $"tokenizer.json model type '{type}' is not supported (only byte-level BPE)");
-
-        var pre = root.TryGetProperty("pre_tokenizer", out var p) ? p : default;
-        var dec = root.TryGetProperty("decoder", out var d) ? d : default;
+        if (raw.ModelType != "BPE") throw new ModelFormatException(path, -1, $"tokenizer.json model type '{raw.ModelType}' is not supported (only byte-level BPE)");
+        if (raw.VocabIsNotAnObject) throw new ModelFormatException(path, -1, "'model.vocab' is not an object");
+        var pre = raw.PreTokenizer?.RootElement ?? default;
+        var dec = raw.Decoder?.RootElement ?? default;
         if (!MentionsByteLevel(pre) && !MentionsByteLevel(dec))
             throw new ModelFormatException(path, -1, "tokenizer.json BPE without a ByteLevel pre-tokenizer (SentencePiece-style BPE) is not supported; use the GGUF");
 
         // Vocabulary: model.vocab (text → id) plus added_tokens (id, content, special, lstrip, rstrip).
-        var byId = new Dictionary<int, string>();
-        foreach (var kv in model.GetProperty("vocab").EnumerateObject()) byId[kv.Value.GetInt32()] = kv.Name;
-        var added = new Dictionary<int, (bool Special, bool L, bool R)>();
-        if (root.TryGetProperty("added_tokens", out var at) && at.ValueKind == JsonValueKind.Array)
+        var added = new List<(int Id, string Text, bool Special, bool L, bool R)>();
+        if (raw.AddedTokens?.RootElement is { ValueKind: JsonValueKind.Array } at)
             foreach (var a in at.EnumerateArray())
-            {
-                int id = a.GetProperty("id").GetInt32();
-                byId[id] = a.GetProperty("content").GetString() ?? "";
-                added[id] = (Flag(a, "special"), Flag(a, "lstrip"), Flag(a, "rstrip"));
-            }
-        if (byId.Count == 0) throw new ModelFormatException(path, -1, "tokenizer.json has an empty vocabulary");
-        int count = byId.Keys.Max() + 1;
-        if (byId.Keys.Min() < 0 || count > 10_000_000) throw new ModelFormatException(path, -1, "token ids out of range");
+                added.Add((a.GetProperty("id").GetInt32(), a.GetProperty("content").GetString() ?? "", Flag(a, "special"), Flag(a, "lstrip"), Flag(a, "rstrip")));
+        if (raw.Vocab.Count + added.Count == 0) throw new ModelFormatException(path, -1, "tokenizer.json has an empty vocabulary");
+        int count = 0, minId = 0;
+        foreach (var (_, id) in raw.Vocab) { count = Math.Max(count, id + 1); minId = Math.Min(minId, id); }
+        foreach (var a in added) { count = Math.Max(count, a.Id + 1); minId = Math.Min(minId, a.Id); }
+        if (minId < 0 || count > 10_000_000) throw new ModelFormatException(path, -1, "token ids out of range");
         var tokens = new string[count];
         var types = new TokenType[count];
+        foreach (var (text, id) in raw.Vocab) { tokens[id] = text; types[id] = TokenType.Normal; }
+        foreach (var a in added) { tokens[a.Id] = a.Text; types[a.Id] = a.Special ? TokenType.Control : TokenType.UserDefined; }
         for (int i = 0; i < count; i++)
-        {
-            if (!byId.TryGetValue(i, out var text)) { tokens[i] = $"[PAD{i}]"; types[i] = TokenType.Unused; continue; }
-            tokens[i] = text;
-            types[i] = added.TryGetValue(i, out var f) ? (f.Special ? TokenType.Control : TokenType.UserDefined) : TokenType.Normal;
-        }
-        var lstrip = added.Where(kv => kv.Value.L).Select(kv => kv.Key).ToHashSet();
-        var rstrip = added.Where(kv => kv.Value.R).Select(kv => kv.Key).ToHashSet();
-
-        var mergesEl = model.GetProperty("merges");
-        var merges = new string[mergesEl.GetArrayLength()];
-        int mi = 0;
-        foreach (var m in mergesEl.EnumerateArray())
-            merges[mi++] = m.ValueKind == JsonValueKind.Array ? $"{m[0].GetString()} {m[1].GetString()}" : m.GetString() ?? "";
+            if (tokens[i] == null) { tokens[i] = $"[PAD{i}]"; types[i] = TokenType.Unused; }
+        var lstrip = added.Where(a => a.L).Select(a => a.Id).ToHashSet();
+        var rstrip = added.Where(a => a.R).Select(a => a.Id).ToHashSet();
+        var merges = raw.Merges.ToArray();
 
         var patterns = new List<string>();
         CollectPatterns(path, pre, patterns);
@@ -130,7 +203,7 @@ public static class TokenizerJsonVocabulary
             AddBos = bos != null && (config?.AddBos ?? true),
             AddEos = eos != null && (config?.AddEos ?? false),
             AddSpacePrefix = false,
-            IgnoreMerges = model.TryGetProperty("ignore_merges", out var im) && im.ValueKind == JsonValueKind.True,
+            IgnoreMerges = raw.IgnoreMerges,
             PreTokenizerPatterns = patterns,
             LStrip = lstrip,
             RStrip = rstrip,
