@@ -188,3 +188,27 @@ public sealed unsafe class OpHandTests
         Assert.Throws<NotSupportedException>(() => b.MatMul(new float[256], 1, bad, new float[1]));
     }
 }
+
+[TestFixture]
+public sealed class QuantHandTests
+{
+    [TestCaseSource(typeof(Backends), nameof(Backends.All))]
+    public void MatMul_Q8_0_HandBlock(BackendFactory f)
+    {
+        using var b = f.Create();
+        // One Q8_0 block: d = 0.5 (half 0x3800), q_j = j − 16 for j = 0..31 → w_j = (j − 16)/2.
+        var blk = new byte[34];
+        blk[0] = 0x00; blk[1] = 0x38;
+        for (int j = 0; j < 32; j++) blk[2 + j] = unchecked((byte)(sbyte)(j - 16));
+        using var w = NativeTensor.FromBytes(Engine.Tensors.DType.Q8_0, blk, 1, 32);
+        var x = new float[32];
+        for (int j = 0; j < 32; j++) x[j] = j % 2 == 0 ? 1f : 0f;            // sums w over even j
+        var y = new float[1];
+        b.MatMul(x, 1, w.View, y);
+        // Σ_{j even} (j − 16)/2 = (Σ_{k=0..15} 2k − 16·16)/2 = (240 − 256)/2 = −8
+        Assert.That(y[0], Is.EqualTo(-8f).Within(0.05f));
+        var row = new float[32];
+        b.GetRows(w.View, [0], row);
+        Assert.That(row[0], Is.EqualTo(-8f)); Assert.That(row[31], Is.EqualTo(7.5f));
+    }
+}

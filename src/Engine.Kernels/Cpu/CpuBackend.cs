@@ -2,10 +2,13 @@
 // Invariants: ops validate with OpChecks, then run on a persistent CpuThreadPool (N threads incl. the caller) with
 // pre-allocated jobs and per-thread scratch — steady-state calls allocate nothing. Not thread-safe: one op at a time.
 // Results match ReferenceBackend to NMSE ≤ 1e-7 on float paths (float32 accumulation vs the reference's float64);
+// quantized weights compute against Q8-quantized activations as llama.cpp's CPU backend does (bounds in the tests);
 // multi-threaded results are bitwise equal to single-threaded ones (each output element is computed by one thread
 // with the same instruction sequence, whatever the split).
 namespace Engine.Kernels;
 
+using System.Runtime.InteropServices;
+using Engine.Kernels.Quant;
 using Engine.Tensors;
 
 public sealed unsafe class CpuBackend : IBackend
@@ -16,6 +19,9 @@ public sealed unsafe class CpuBackend : IBackend
     private readonly CpuThreadPool _pool;
     private readonly Scratch _scratch;
     private readonly MatMulJob _matMul = new();
+    private readonly QuantizeJob _quantize = new();
+    private byte* _qx;                   // [n, activation bytes] quantized activations for quantized weights
+    private long _qxBytes;
     private readonly RmsNormJob _rmsNorm = new();
     private readonly RopeJob _rope = new();
     private readonly AttentionJob _attention = new();
@@ -45,9 +51,33 @@ public sealed unsafe class CpuBackend : IBackend
             var j = _matMul;
             j.X = px; j.Y = py; j.W = (byte*)w.Data; j.RowBytes = w.RowBytes;
             j.N = n; j.Cols = w.RowLength; j.Rows = w.RowCount; j.Type = w.Type;
-            _pool.Run(j, j.Rows, MatMulJob.ChunkRows(j.Rows, j.Cols, ThreadCount));
-            j.X = j.Y = null; j.W = null;
+            j.Qx = null; j.ActBytes = 0;
+            long chunkRowBytes = (long)j.Cols * sizeof(float);
+            if (QuantDot.Supports(w.Type))
+            {
+                var q = _quantize;
+                q.X = px; q.Cols = j.Cols; q.Type = w.Type; q.ActBytes = QuantDot.ActivationBytes(w.Type, j.Cols);
+                q.Qx = QxBuffer((long)n * q.ActBytes);
+                _pool.Run(q, n, 1);
+                j.Qx = q.Qx; j.ActBytes = q.ActBytes;
+                chunkRowBytes = w.RowBytes;
+            }
+            // tiny products (< 32K multiply-adds) run on the caller: waking workers would cost more than the work
+            int chunk = (long)n * j.Rows * j.Cols < (1 << 15) ? j.Rows : MatMulJob.ChunkRows(j.Rows, chunkRowBytes, n, ThreadCount);
+            _pool.Run(j, j.Rows, chunk);
+            j.X = j.Y = null; j.W = null; j.Qx = null; _quantize.X = null;
         }
+    }
+
+    private byte* QxBuffer(long bytes)
+    {
+        if (_qxBytes < bytes)
+        {
+            if (_qx != null) NativeMemory.AlignedFree(_qx);
+            _qxBytes = Math.Max(bytes, 2 * _qxBytes);
+            _qx = (byte*)NativeMemory.AlignedAlloc((nuint)_qxBytes, 64);
+        }
+        return _qx;
     }
 
     public void GetRows(TensorView table, ReadOnlySpan<int> ids, Span<float> dst)
@@ -151,7 +181,9 @@ public sealed unsafe class CpuBackend : IBackend
         {
             var j = _attention;
             j.Q = pq; j.Out = po; j.Positions = pp; j.Pages = pk; j.PageCount = pages.Length; j.TotalTokens = total; j.P = p;
-            int items = qPositions.Length * p.HeadCount;
+            // group query heads per KV head when that still leaves ≥ 2 items per thread
+            j.Grouped = p.HeadCount > p.KvHeadCount && (long)qPositions.Length * p.KvHeadCount >= 2L * ThreadCount;
+            int items = qPositions.Length * (j.Grouped ? p.KvHeadCount : p.HeadCount);
             _pool.Run(j, items, Math.Max(1, items / (4 * ThreadCount)));
         }
     }
@@ -160,5 +192,6 @@ public sealed unsafe class CpuBackend : IBackend
     {
         _pool.Dispose();
         _scratch.Dispose();
+        if (_qx != null) { NativeMemory.AlignedFree(_qx); _qx = null; _qxBytes = 0; }
     }
 }

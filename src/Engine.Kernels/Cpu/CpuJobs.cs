@@ -77,7 +77,13 @@ internal sealed unsafe class RopeJob : CpuJob
     }
 }
 
-/// <summary>Causal GQA attention; one item = one (query row, head). Two passes: scores + softmax, then Σ p·V.</summary>
+/// <summary>
+/// Causal GQA attention. Grouped mode: one item = one (query row, KV head) and all query heads of the group pass over
+/// the KV rows together, so each K/V row is read from memory once per group (decode at long context is bound by KV
+/// reads). Per-head mode (when there are too few (row, KV head) items to keep every thread busy): one item = one
+/// (query row, head). Both run the same per-head instruction sequence — scores (SIMD dots) into a contiguous buffer,
+/// exp(s − max), sum, then Σ p·V by axpy in cache order, then 1/sum — so they give bitwise identical results.
+/// </summary>
 internal sealed unsafe class AttentionJob : CpuJob
 {
     public float* Q;            // [n, HeadCount, HeadDim]
@@ -86,47 +92,70 @@ internal sealed unsafe class AttentionJob : CpuJob
     public KvPage* Pages;
     public int PageCount, TotalTokens;
     public AttentionParams P;
+    public bool Grouped;
     public Scratch Scratch = null!;
 
     public override void Execute(int start, int end, int thread)
     {
-        int hd = P.HeadDim, group = P.HeadCount / P.KvHeadCount;
-        float* scores = Scratch.Floats(thread, Math.Max(1, TotalTokens));     // [visible cached tokens]
+        int group = P.HeadCount / P.KvHeadCount;
+        int heads = Grouped ? group : 1;                                    // query heads handled per item
+        int stride = Math.Max(1, TotalTokens);
+        float* scores = Scratch.Floats(thread, (long)heads * stride + 2L * heads);   // [heads, TotalTokens] + max[heads] + sum[heads]
+        float* max = scores + (long)heads * stride, sum = max + heads;
         for (int item = start; item < end; item++)
         {
-            int t = item / P.HeadCount, h = item % P.HeadCount;
-            float* q = Q + (long)item * hd;
-            float* o = Out + (long)item * hd;
-            int kvOff = h / group * hd, qpos = Positions[t];
+            int t, h0, kvh;
+            if (Grouped) { t = item / P.KvHeadCount; kvh = item % P.KvHeadCount; h0 = kvh * group; }
+            else { t = item / P.HeadCount; h0 = item % P.HeadCount; kvh = h0 / group; }
+            Run(t, h0, kvh, heads, scores, stride, max, sum);
+        }
+    }
 
-            int m = 0;
-            float max = float.NegativeInfinity;
-            for (int pi = 0; pi < PageCount; pi++)
+    private void Run(int t, int h0, int kvh, int heads, float* scores, int stride, float* max, float* sum)
+    {
+        int hd = P.HeadDim, kvOff = kvh * hd, qpos = Positions[t];
+        float* q = Q + ((long)t * P.HeadCount + h0) * hd;                   // [heads, hd] consecutive query heads
+        float* o = Out + ((long)t * P.HeadCount + h0) * hd;
+        for (int g = 0; g < heads; g++) max[g] = float.NegativeInfinity;
+
+        int m = 0;
+        for (int pi = 0; pi < PageCount; pi++)
+        {
+            var pg = Pages[pi];
+            int visible = Math.Clamp(qpos - pg.StartPosition + 1, 0, pg.TokenCount);
+            float* k = (float*)pg.K + kvOff;
+            for (int j = 0; j < visible; j++, m++)
             {
-                var pg = Pages[pi];
-                int visible = Math.Clamp(qpos - pg.StartPosition + 1, 0, pg.TokenCount);
-                float* k = (float*)pg.K + kvOff;
-                for (int j = 0; j < visible; j++)
+                float* kj = k + (long)j * pg.RowStride;
+                for (int g = 0; g < heads; g++)
                 {
-                    float s = Simd.Dot(q, k + (long)j * pg.RowStride, hd) * P.Scale;
-                    scores[m++] = s;
-                    if (s > max) max = s;
+                    float s = Simd.Dot(q + g * hd, kj, hd) * P.Scale;
+                    scores[(long)g * stride + m] = s;
+                    if (s > max[g]) max[g] = s;
                 }
             }
-            new Span<float>(o, hd).Clear();
-            if (m == 0) continue;                                               // nothing visible → zeros (as the reference)
-            Simd.Map(new ExpSubOp(max), scores, scores, m);
-            float sum = Simd.Reduce(new IdentityOp(), new AddOp(), scores, m, 0f);
-
-            m = 0;
-            for (int pi = 0; pi < PageCount; pi++)
-            {
-                var pg = Pages[pi];
-                int visible = Math.Clamp(qpos - pg.StartPosition + 1, 0, pg.TokenCount);
-                float* v = (float*)pg.V + kvOff;
-                for (int j = 0; j < visible; j++) Simd.Axpy(scores[m++], v + (long)j * pg.RowStride, o, hd);
-            }
-            Simd.Map(new ScaleOp(1f / sum), o, o, hd);
         }
+        new Span<float>(o, heads * hd).Clear();
+        if (m == 0) return;                                                  // nothing visible → zeros (as the reference)
+        for (int g = 0; g < heads; g++)
+        {
+            float* sg = scores + (long)g * stride;
+            Simd.Map(new ExpSubOp(max[g]), sg, sg, m);
+            sum[g] = Simd.Reduce(new IdentityOp(), new AddOp(), sg, m, 0f);
+        }
+
+        m = 0;
+        for (int pi = 0; pi < PageCount; pi++)
+        {
+            var pg = Pages[pi];
+            int visible = Math.Clamp(qpos - pg.StartPosition + 1, 0, pg.TokenCount);
+            float* v = (float*)pg.V + kvOff;
+            for (int j = 0; j < visible; j++, m++)
+            {
+                float* vj = v + (long)j * pg.RowStride;
+                for (int g = 0; g < heads; g++) Simd.Axpy(scores[(long)g * stride + m], vj, o + g * hd, hd);
+            }
+        }
+        for (int g = 0; g < heads; g++) Simd.Map(new ScaleOp(1f / sum[g]), o + g * hd, o + g * hd, hd);
     }
 }

@@ -1,15 +1,36 @@
 // Owns: the CPU GEMV/GEMM job: y[t, r] = Σ_c x[t, c] · W[r, c] for every supported weight type.
-// Invariants: work is split over weight rows in chunks (one pool item = one weight row); within a chunk, tokens are
-// processed in groups of 4 against each row (register blocking: each weight vector is loaded once per 4 tokens) and the
-// chunk's rows stay in L2 across all token groups, so a weight row is read from memory once per call.
+// Invariants: work is split over weight rows in chunks (one pool item = one weight row); within a chunk, token tiles
+// (~256 KiB of activations) run outside and 2 rows × 4 tokens register tiles inside, so the chunk's rows (~256 KiB)
+// stay in L2 across all token tiles and each weight row is read from memory once per call (this is what makes prompt
+// processing fast). The per-element summation order depends only on (row, token) position inside a token tile, never
+// on the thread split, so results are bitwise identical for any thread count.
 // F32 rows are dotted in place; F16/BF16 rows are converted on the fly for one token (fused convert+FMA, the decode
-// path) or decoded once per chunk into per-thread scratch for token batches; block-quantized rows are decoded with the
-// scalar dequantizer into scratch (correct, not fast — see QuantDot for the fast path when available).
-// Accumulation is float32 with FMA (differences to the float64 reference are ≈1e-7 relative).
+// path) or decoded once per chunk into per-thread scratch for token batches. Block-quantized rows use the `quants`
+// helper's llama.cpp-style vec_dot (Engine.Kernels.Quant.QuantDot): each token row is quantized once (Q8_0/Q8_1/Q8_K,
+// QuantizeJob), then QuantDot.DotRows runs over the chunk's rows for every token (chunk ≈ 256 KiB of weight bytes for
+// batches, so it stays in L2 across tokens). Any other type falls back to the scalar dequantizer into scratch.
+// Float accumulation is float32 with FMA (differences to the float64 reference are ≈1e-7 relative); quantized paths
+// differ from the reference by the Q8 activation rounding (see VsReferenceTests.QuantMatMulBound).
 namespace Engine.Kernels;
 
 using System.Runtime.Intrinsics;
+using Engine.Kernels.Quant;
 using Engine.Tensors;
+
+/// <summary>Quantizes token rows of x into the weight type's activation blocks (one pool item = one token row).</summary>
+internal sealed unsafe class QuantizeJob : CpuJob
+{
+    public float* X;            // [n, Cols]
+    public byte* Qx;            // [n, ActBytes]
+    public int Cols, ActBytes;
+    public DType Type;
+
+    public override void Execute(int start, int end, int thread)
+    {
+        for (int t = start; t < end; t++)
+            QuantDot.QuantizeActivation(Type, new ReadOnlySpan<float>(X + (long)t * Cols, Cols), new Span<byte>(Qx + (long)t * ActBytes, ActBytes));
+    }
+}
 
 internal sealed unsafe class MatMulJob : CpuJob
 {
@@ -19,15 +40,23 @@ internal sealed unsafe class MatMulJob : CpuJob
     public long RowBytes;
     public int N, Cols, Rows;
     public DType Type;
+    public byte* Qx;            // [N, ActBytes] quantized activations, when the weight type has a QuantDot
+    public int ActBytes;
     public Scratch Scratch = null!;
 
-    /// <summary>Rows per pool item chunk: about 64 KiB of float rows, at least 1, with ≥ 4 chunks per thread when possible.</summary>
-    public static int ChunkRows(int rows, int cols, int threads)
+    /// <summary>Rows per pool item chunk. One token: ~64 KiB of weights per chunk (streaming, fine-grained balance).
+    /// Token batches: ~256 KiB of float rows, so the chunk stays in L2 while every token tile passes over it.
+    /// Both keep ≥ 4 chunks per thread when the matrix allows.</summary>
+    public static int ChunkRows(int rows, long rowBytes, int n, int threads)
     {
-        int byCache = Math.Max(1, (64 * 1024) / Math.Max(1, cols * sizeof(float)));
+        int target = n == 1 ? 64 * 1024 : 256 * 1024;
+        int byCache = (int)Math.Max(1, target / Math.Max(1, rowBytes));
         int byBalance = Math.Max(1, rows / Math.Max(1, 4 * threads));
-        return Math.Clamp(Math.Min(byCache, byBalance), 1, 64);
+        return Math.Clamp(Math.Min(byCache, byBalance), 1, 256);
     }
+
+    /// <summary>Tokens per tile: ~256 KiB of activations (stays in L2 while the chunk's rows pass), a multiple of 4.</summary>
+    private int TokenTile => Math.Max(4, (256 * 1024 / Math.Max(1, Cols * sizeof(float))) & ~3);
 
     public override void Execute(int start, int end, int thread)
     {
@@ -45,6 +74,14 @@ internal sealed unsafe class MatMulJob : CpuJob
                     for (int r = start; r < end; r++) Y[r] = HalfConvert.DotBf16((ushort*)(W + r * RowBytes), X, Cols);
                     return;
             }
+        }
+        if (Qx != null)
+        {
+            int tile = Math.Max(1, 256 * 1024 / ActBytes);
+            for (int t0 = 0; t0 < N; t0 += tile)
+                for (int t = t0; t < Math.Min(N, t0 + tile); t++)
+                    QuantDot.DotRows(Type, W, RowBytes, start, end, Qx + (long)t * ActBytes, Cols, Y + (long)t * Rows);
+            return;
         }
         if (Type == DType.F32)
         {
@@ -67,22 +104,92 @@ internal sealed unsafe class MatMulJob : CpuJob
         Block(buf, Cols, start, end);
     }
 
-    /// <summary>Float rows w ([end − start, stride]) times every token; token groups of 4 outside, rows inside.</summary>
+    /// <summary>Float rows w ([end − start, stride]) times every token. Token tiles (L2-sized) outside; inside a tile,
+    /// pairs of rows × groups of 4 tokens (8 accumulators: each weight vector feeds 4 FMAs, each activation vector 2).</summary>
     private void Block(float* w, int stride, int start, int end)
     {
-        int t = 0;
-        for (; t <= N - 4; t += 4)
+        int tile = TokenTile;
+        for (int t0 = 0; t0 < N; t0 += tile)
         {
-            float* x0 = X + (long)t * Cols;
-            for (int r = start; r < end; r++)
-                Dot4(w + (long)(r - start) * stride, x0, Cols, Y + (long)t * Rows + r, Rows);
+            int t1 = Math.Min(N, t0 + tile);
+            int r = start;
+            for (; r <= end - 2; r += 2)
+            {
+                float* w0 = w + (long)(r - start) * stride;
+                int t = t0;
+                for (; t <= t1 - 4; t += 4) Dot2x4(w0, w0 + stride, X + (long)t * Cols, Cols, Y + (long)t * Rows + r, Rows);
+                for (; t < t1; t++)
+                {
+                    Y[(long)t * Rows + r] = Simd.Dot(w0, X + (long)t * Cols, Cols);
+                    Y[(long)t * Rows + r + 1] = Simd.Dot(w0 + stride, X + (long)t * Cols, Cols);
+                }
+            }
+            for (; r < end; r++)
+            {
+                float* w0 = w + (long)(r - start) * stride;
+                int t = t0;
+                for (; t <= t1 - 4; t += 4) Dot4(w0, X + (long)t * Cols, Cols, Y + (long)t * Rows + r, Rows);
+                for (; t < t1; t++) Y[(long)t * Rows + r] = Simd.Dot(w0, X + (long)t * Cols, Cols);
+            }
         }
-        for (; t < N; t++)
+    }
+
+    /// <summary>Two weight rows × 4 consecutive token rows: y[k·yStride + j] = w_j · x_k (j = 0, 1).</summary>
+    private static void Dot2x4(float* w0, float* w1, float* x, int n, float* y, int yStride)
+    {
+        float* x1 = x + n, x2 = x1 + n, x3 = x2 + n;
+        int i = 0;
+        float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+        if (Simd.Use512 && n >= 16)
         {
-            float* xt = X + (long)t * Cols;
-            for (int r = start; r < end; r++)
-                Y[(long)t * Rows + r] = Simd.Dot(w + (long)(r - start) * stride, xt, Cols);
+            Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
+            Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
+            for (; i <= n - 16; i += 16)
+            {
+                var u = Vector512.Load(w0 + i);
+                var v = Vector512.Load(w1 + i);
+                var b0 = Vector512.Load(x + i);
+                a00 = Vector512.FusedMultiplyAdd(u, b0, a00); a10 = Vector512.FusedMultiplyAdd(v, b0, a10);
+                var b1 = Vector512.Load(x1 + i);
+                a01 = Vector512.FusedMultiplyAdd(u, b1, a01); a11 = Vector512.FusedMultiplyAdd(v, b1, a11);
+                var b2 = Vector512.Load(x2 + i);
+                a02 = Vector512.FusedMultiplyAdd(u, b2, a02); a12 = Vector512.FusedMultiplyAdd(v, b2, a12);
+                var b3 = Vector512.Load(x3 + i);
+                a03 = Vector512.FusedMultiplyAdd(u, b3, a03); a13 = Vector512.FusedMultiplyAdd(v, b3, a13);
+            }
+            s00 = Vector512.Sum(a00); s01 = Vector512.Sum(a01); s02 = Vector512.Sum(a02); s03 = Vector512.Sum(a03);
+            s10 = Vector512.Sum(a10); s11 = Vector512.Sum(a11); s12 = Vector512.Sum(a12); s13 = Vector512.Sum(a13);
         }
+        if (Simd.Use256 && n - i >= 8)
+        {
+            Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default;
+            Vector256<float> a10 = default, a11 = default, a12 = default, a13 = default;
+            for (; i <= n - 8; i += 8)
+            {
+                var u = Vector256.Load(w0 + i);
+                var v = Vector256.Load(w1 + i);
+                var b0 = Vector256.Load(x + i);
+                a00 = Vector256.FusedMultiplyAdd(u, b0, a00); a10 = Vector256.FusedMultiplyAdd(v, b0, a10);
+                var b1 = Vector256.Load(x1 + i);
+                a01 = Vector256.FusedMultiplyAdd(u, b1, a01); a11 = Vector256.FusedMultiplyAdd(v, b1, a11);
+                var b2 = Vector256.Load(x2 + i);
+                a02 = Vector256.FusedMultiplyAdd(u, b2, a02); a12 = Vector256.FusedMultiplyAdd(v, b2, a12);
+                var b3 = Vector256.Load(x3 + i);
+                a03 = Vector256.FusedMultiplyAdd(u, b3, a03); a13 = Vector256.FusedMultiplyAdd(v, b3, a13);
+            }
+            s00 += Vector256.Sum(a00); s01 += Vector256.Sum(a01); s02 += Vector256.Sum(a02); s03 += Vector256.Sum(a03);
+            s10 += Vector256.Sum(a10); s11 += Vector256.Sum(a11); s12 += Vector256.Sum(a12); s13 += Vector256.Sum(a13);
+        }
+        for (; i < n; i++)
+        {
+            float u = w0[i], v = w1[i];
+            s00 = MathF.FusedMultiplyAdd(u, x[i], s00); s10 = MathF.FusedMultiplyAdd(v, x[i], s10);
+            s01 = MathF.FusedMultiplyAdd(u, x1[i], s01); s11 = MathF.FusedMultiplyAdd(v, x1[i], s11);
+            s02 = MathF.FusedMultiplyAdd(u, x2[i], s02); s12 = MathF.FusedMultiplyAdd(v, x2[i], s12);
+            s03 = MathF.FusedMultiplyAdd(u, x3[i], s03); s13 = MathF.FusedMultiplyAdd(v, x3[i], s13);
+        }
+        y[0] = s00; y[yStride] = s01; y[2 * yStride] = s02; y[3 * yStride] = s03;
+        y[1] = s10; y[yStride + 1] = s11; y[2 * yStride + 1] = s12; y[3 * yStride + 1] = s13;
     }
 
     /// <summary>y[k·yStride] = w · x_k for the 4 consecutive token rows x_k = x + k·n.</summary>

@@ -12,7 +12,7 @@ using System.Runtime.Intrinsics.X86;
 
 public static unsafe class HalfConvert
 {
-    private const float Rebias = 5.192297e33f;      // 2^112
+    private static readonly float Rebias = BitConverter.Int32BitsToSingle(0x77800000);   // 2^112 exactly
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> F16x16(ushort* p)

@@ -1,0 +1,81 @@
+// Owns: the hand-run GEMV microbenchmark (not part of CI: [Explicit]). Run with
+//   dotnet test tests/Engine.Kernels.Tests -c Release --filter "Category=Bench" --logger "console;verbosity=detailed"
+// It reports weight bandwidth (GB/s) of a 2048×8192 F32/F16/BF16 (and Q8_0/Q4_0/Q4_K/Q6_K) matmul (n = 1, the decode GEMV, and n = 32 prompt
+// batch) with 1 and 2 threads, next to memcpy bandwidth measured in the same run, and the Simd widths 512 vs 256.
+namespace Engine.Kernels.Tests;
+
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Engine.Tensors;
+
+[TestFixture, Explicit("hand-run benchmark"), Category("Bench")]
+public sealed unsafe class GemvBench
+{
+    private const int Rows = 8192, Cols = 2048;   // W ne = [2048, 8192]: 8192 output rows of 2048
+
+    private static double Seconds(Action a, int minIters = 5, double minSeconds = 0.5)
+    {
+        a();                                    // warm up (JIT, page faults)
+        var sw = Stopwatch.StartNew();
+        int it = 0;
+        double best = double.MaxValue;
+        while (it < minIters || sw.Elapsed.TotalSeconds < minSeconds)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            a();
+            best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            it++;
+        }
+        return best;
+    }
+
+    [Test]
+    public void Gemv_Bandwidth()
+    {
+        var o = TestContext.Out;
+        long bytes = 256L << 20;
+        byte* src = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64), dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        new Span<float>(src, (int)(bytes / 4)).Fill(1f); new Span<float>(dst, (int)(bytes / 4)).Fill(2f);   // normal floats (denormals would slow the read loop)
+        double s = Seconds(() => Buffer.MemoryCopy(src, dst, bytes, bytes), 3);
+        o.WriteLine($"Vector512.IsHardwareAccelerated={System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated} Avx512F.IsSupported={System.Runtime.Intrinsics.X86.Avx512F.IsSupported}");
+        o.WriteLine($"memcpy 256 MiB: {bytes / s / 1e9:F1} GB/s read (≈{2 * bytes / s / 1e9:F1} GB/s read+write)");
+        float r = 0;
+        s = Seconds(() => r += Simd.Dot((float*)src, (float*)src, (int)(bytes / 4)), 3);
+        o.WriteLine($"read-only stream (Simd.Dot over 256 MiB, 1 thread): {bytes / s / 1e9:F1} GB/s");
+        NativeMemory.AlignedFree(src); NativeMemory.AlignedFree(dst);
+
+        // Several copies of W, used in turn, so consecutive calls cannot hit the 32 MiB L3: the numbers are DRAM reads.
+        var w32 = Data.Random(Rows * Cols, 1);
+        foreach (var t in new[] { DType.F32, DType.F16, DType.BF16, DType.Q8_0, DType.Q4_0, DType.Q4_K, DType.Q6_K })
+        {
+            int copyCount = (int)Math.Max(2, (160L << 20) / t.ByteCount((long)Rows * Cols));
+            var copies = Enumerable.Range(0, copyCount).Select(_ => NativeTensor.FromFloats(t, w32, Rows, Cols)).ToArray();
+            foreach (int threads in new[] { 1, 2 })
+                foreach (int n in new[] { 1, 32 })
+                {
+                    using var b = new CpuBackend(threads);
+                    var x = Data.Random(n * Cols, 2);
+                    var y = new float[n * Rows];
+                    int k = 0;
+                    double sec = Seconds(() => b.MatMul(x, n, copies[k++ % copies.Length].View, y), 10);
+                    long wb = copies[0].View.ByteLength;
+                    o.WriteLine($"{t,-4} {Rows}×{Cols} n={n,-2} threads={threads}: {sec * 1e3,7:F2} ms  {wb / sec / 1e9,6:F1} GB/s weights  {2.0 * n * Rows * Cols / sec / 1e9,6:F1} GFLOP/s");
+                }
+            foreach (var c in copies) c.Dispose();
+        }
+        foreach (int bits in new[] { 512, 256 })
+        {
+            int saved = Simd.MaxVectorBits;
+            Simd.MaxVectorBits = bits;
+            try
+            {
+                using var w = NativeTensor.FromFloats(DType.F32, Data.Random(64 * 2048, 3), 64, 2048);   // 512 KiB: L2-resident
+                using var b = new CpuBackend(1);
+                var x = Data.Random(2048, 4); var y = new float[64];
+                double sec = Seconds(() => { for (int i = 0; i < 100; i++) b.MatMul(x, 1, w.View, y); });
+                o.WriteLine($"F32 L2-resident GEMV, Simd max {bits} bits: {100 * w.View.ByteLength / sec / 1e9:F1} GB/s");
+            }
+            finally { Simd.MaxVectorBits = saved; }
+        }
+    }
+}
