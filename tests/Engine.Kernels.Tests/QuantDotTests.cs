@@ -2,6 +2,7 @@
 // weight type, many column counts and random data, on every kernel path (scalar-integer and SIMD), plus the
 // end-to-end accuracy bound against the float64 dot with unquantized activations.
 using System.Buffers.Binary;
+using System.Runtime.Intrinsics;
 using Engine.Kernels.Quant;
 using Engine.Tensors;
 using Engine.Tensors.Quants;
@@ -16,7 +17,8 @@ public unsafe class QuantDotTests
     internal static IEnumerable<QuantKernelPath> Paths()
     {
         yield return QuantKernelPath.Scalar;
-        if (QuantDot.BestPath != QuantKernelPath.Scalar) yield return QuantDot.BestPath;
+        if (System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated) yield return QuantKernelPath.Vector128;
+        if (QuantDot.BestPath == QuantKernelPath.Avx2) yield return QuantKernelPath.Avx2;
     }
 
     public static IEnumerable<TestCaseData> TypeAndPath() =>
@@ -113,6 +115,39 @@ public unsafe class QuantDotTests
             }
     }
 
+    [TestCaseSource(nameof(TypeAndPath))]
+    public void DotRowsBatch_MatchesRowDots(DType t, string pathName)
+    {
+        var path = Enum.Parse<QuantKernelPath>(pathName);
+        var rnd = new Random(5 + (int)t);
+        int cols = 2 * t.BlockSize();
+        long rowBytes = t.ByteCount(cols);
+        int ab = QuantDot.ActivationBytes(t, cols), qxStride = ab + 8;
+        foreach (int n in new[] { 1, 2, 5, 33, 40 })
+        {
+            const int rows = 6;
+            var w = new byte[rowBytes * rows];
+            for (int r = 0; r < rows; r++) Quantize.Row(t, Gaussian(rnd, cols), w.AsSpan((int)(r * rowBytes), (int)rowBytes));
+            var qx = new byte[qxStride * n];
+            for (int i = 0; i < n; i++) QuantDot.QuantizeActivation(t, Gaussian(rnd, cols), qx.AsSpan(i * qxStride, ab));
+            const int yStride = rows + 3;
+            var y = new float[yStride * n];
+            y.AsSpan().Fill(-1f);
+            fixed (byte* pw = w) fixed (byte* px = qx) fixed (float* py = y)
+                QuantDot.DotRowsBatch(t, pw, rowBytes, 1, rows, px, qxStride, n, cols, py, yStride, path);
+            for (int i = 0; i < n; i++)
+                for (int r = 0; r < yStride; r++)
+                {
+                    if (r < 1 || r >= rows) { Assert.That(y[i * yStride + r], Is.EqualTo(-1f), $"n={n} t={i} r={r} written"); continue; }
+                    var row = w.AsSpan((int)(r * rowBytes), (int)rowBytes);
+                    var xrow = qx.AsSpan(i * qxStride, ab);
+                    double expected = QuantDotReference.Dot(t, row, xrow, cols);
+                    double scale = QuantDotReference.AbsDot(t, row, xrow, cols);
+                    Assert.That(Math.Abs(y[i * yStride + r] - expected), Is.LessThanOrEqualTo(1e-5 * scale + 1e-30), $"{t} n={n} t={i} r={r}");
+                }
+        }
+    }
+
     /// <summary>
     /// End-to-end accuracy: |QuantDot.Dot − dequant(w)·x| (x unquantized, float64) stays within the activation
     /// quantization bound Σ_blocks e_b·Σ_{j∈b}|w_j|, where e_b bounds the per-element error of the activation block:
@@ -167,6 +202,60 @@ public unsafe class QuantDotTests
             Assert.That(qx.Length, Is.EqualTo(at.ByteCount(cols)));
             Assert.That(qx, Is.EqualTo(Quantize.Row(at, x)));
         });
+    }
+
+    [TestCase(DType.Q8_0)]
+    [TestCase(DType.Q8_1)]
+    [TestCase(DType.Q8_K)]
+    public void ActivationQuantizer_AllPaths_BitIdenticalToReference(DType at)
+    {
+        var rnd = new Random(21);
+        int bs = at.BlockSize();
+        var cases = new List<float[]>();
+        foreach (int blocks in new[] { 1, 2, 3, 7, 16 }) cases.Add(Gaussian(rnd, blocks * bs, blocks == 3 ? 1e-4f : 1f));
+        // Rounding ties: amax 127 makes d = 1 (Q8_0) and iscale = −1 (Q8_K), so x·id lands exactly on .5 values.
+        var ties = new float[2 * bs];
+        for (int i = 0; i < ties.Length; i++) ties[i] = (i % 2 == 0 ? 1 : -1) * ((i % 20) + 0.5f);
+        ties[3] = 127f; ties[bs + 5] = -127f;
+        cases.Add(ties);
+        var zeros = new float[2 * bs]; zeros[bs + 1] = 3f; zeros[bs + 2] = -3f; // one all-zero block, one with a sign tie
+        cases.Add(zeros);
+        foreach (var x in cases)
+        {
+            byte[] expected = Quantize.Row(at, x);
+            foreach (var path in Paths())
+            {
+                var got = new byte[expected.Length];
+                ActivationQuantizer.Row(at, x, got, path);
+                Assert.That(got, Is.EqualTo(expected), $"{at} {path} n={x.Length}");
+            }
+        }
+    }
+
+    [Test]
+    public void ScaleUnpacking_MatchesReferenceLayout()
+    {
+        var rnd = new Random(8);
+        var s = new byte[12];
+        for (int rep = 0; rep < 500; rep++)
+        {
+            rnd.NextBytes(s);
+            fixed (byte* p = s)
+            {
+                KScaleWords.UnpackK4(p, out uint sc03, out uint sc47, out uint mn03, out uint mn47);
+                for (int j = 0; j < 8; j++)
+                {
+                    KScales.ScaleMinK4(s, j, out int sc, out int mn);
+                    Assert.That((int)(((j < 4 ? sc03 : sc47) >> (8 * (j & 3))) & 0xFF), Is.EqualTo(sc));
+                    Assert.That((int)(((j < 4 ? mn03 : mn47) >> (8 * (j & 3))) & 0xFF), Is.EqualTo(mn));
+                }
+                if (QuantDot.BestPath == QuantKernelPath.Avx2)
+                {
+                    var q3 = Avx2KQuants.UnpackQ3Scales(p);
+                    for (int i = 0; i < 16; i++) Assert.That((int)q3.GetElement(i), Is.EqualTo(KScales.ScaleQ3K(s, i)));
+                }
+            }
+        }
     }
 
     [Test]

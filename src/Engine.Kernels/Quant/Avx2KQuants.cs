@@ -28,20 +28,6 @@ internal static unsafe class Avx2KQuants
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> Shl(Vector256<byte> v, int n) => Vector256.ShiftLeft(v.AsUInt16(), n).AsByte();
 
-    /// <summary>
-    /// Unpacks the 12-byte 6-bit scales/mins of Q4_K/Q5_K into four words of 4 bytes each:
-    /// sc03 = scales 0..3, sc47 = scales 4..7, mn03 = mins 0..3, mn47 = mins 4..7 (same bits as KScales.ScaleMinK4).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void UnpackK4(byte* s, out uint sc03, out uint sc47, out uint mn03, out uint mn47)
-    {
-        uint u0 = *(uint*)s, u1 = *(uint*)(s + 4), u2 = *(uint*)(s + 8);
-        sc03 = u0 & 0x3f3f3f3f;
-        mn03 = u1 & 0x3f3f3f3f;
-        sc47 = (u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4);
-        mn47 = ((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4);
-    }
-
     /// <summary>Σ_j mins[j]·(bsum[2j] + bsum[2j+1]) for the 8 sub-blocks of 32 (Q4_K/Q5_K min term).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int MinTermK4(uint mn03, uint mn47, short* bsums)
@@ -75,7 +61,7 @@ internal static unsafe class Avx2KQuants
         Vector256<byte> m4 = Vector256.Create((byte)0x0F);
         for (int b = 0; b < nb; b++, w += 144, y += Q8KBytes)
         {
-            UnpackK4(w + 4, out uint sc03, out uint sc47, out uint mn03, out uint mn47);
+            KScaleWords.UnpackK4(w + 4, out uint sc03, out uint sc47, out uint mn03, out uint mn47);
             int msum = MinTermK4(mn03, mn47, (short*)(y + 260));
             sbyte* qy = (sbyte*)(y + 4);
             byte* qs = w + 16;
@@ -102,7 +88,7 @@ internal static unsafe class Avx2KQuants
         Vector256<byte> m4 = Vector256.Create((byte)0x0F), bit4 = Vector256.Create((byte)0x10);
         for (int b = 0; b < nb; b++, w += 176, y += Q8KBytes)
         {
-            UnpackK4(w + 4, out uint sc03, out uint sc47, out uint mn03, out uint mn47);
+            KScaleWords.UnpackK4(w + 4, out uint sc03, out uint sc47, out uint mn03, out uint mn47);
             int msum = MinTermK4(mn03, mn47, (short*)(y + 260));
             sbyte* qy = (sbyte*)(y + 4);
             byte* qs = w + 48;

@@ -3,8 +3,8 @@
 // Invariants: activations are quantized as llama.cpp's CPU path does (Q4_0/Q5_0/Q8_0 → Q8_0, Q4_1/Q5_1 → Q8_1,
 // K-quants → Q8_K with bsums); integer products are exact and each block's integer sum is scaled in float32, so
 // Dot equals dequant(w) · dequant(qx) up to float32 rounding. No allocation on the hot path; cols is a multiple of
-// the weight block size. The SIMD path (AVX2, AVX-VNNI when present) and the scalar-integer path compute the same
-// block sums; tests run both (see QuantKernelPath).
+// the weight block size. The SIMD paths (AVX2 with AVX-VNNI when present; portable Vector128 for Q4_0/Q8_0/Q4_K/Q6_K)
+// and the scalar-integer path compute the same block sums; tests run every path (see QuantKernelPath).
 // Source: the vec_dot scheme of ggml-cpu (llama.cpp); kernels written here.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
@@ -16,14 +16,16 @@ using Engine.Tensors.Quants;
 namespace Engine.Kernels.Quant;
 
 /// <summary>Which implementation a quantized dot runs on (tests force each one).</summary>
-internal enum QuantKernelPath { Scalar, Avx2 }
+internal enum QuantKernelPath { Scalar, Vector128, Avx2 }
 
 /// <summary>Quantized weight-row · quantized activation-row dot products (llama.cpp-style vec_dot).</summary>
 public static unsafe class QuantDot
 {
     /// <summary>The best path on this machine.</summary>
     internal static readonly QuantKernelPath BestPath =
-        Avx2.IsSupported && Fma.IsSupported ? QuantKernelPath.Avx2 : QuantKernelPath.Scalar;
+        Avx2.IsSupported && Fma.IsSupported ? QuantKernelPath.Avx2
+        : System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated ? QuantKernelPath.Vector128
+        : QuantKernelPath.Scalar;
 
     /// <summary>True for the weight types this class computes with (the quantized ones; F32/F16/BF16 are not handled here).</summary>
     public static bool Supports(DType weightType) => weightType is DType.Q4_0 or DType.Q4_1 or DType.Q5_0 or DType.Q5_1
@@ -88,6 +90,49 @@ public static unsafe class QuantDot
         for (int r = rowStart; r < rowEnd; r++) y[r] = k(w + r * rowBytes, qx, nb);
     }
 
+    /// <summary>
+    /// Batched form for several activation rows (prefill): y[t·yStride + r] = row r of W · activation row t, for
+    /// r in [rowStart, rowEnd) and t in [0, n). Activation row t starts at qx + t·qxStride (each row quantized with
+    /// <see cref="QuantizeActivation"/>). Each weight row is read once per tile of tokens, so weights stream from
+    /// memory ⌈n / TokenTile⌉ times instead of n times.
+    /// </summary>
+    public static void DotRowsBatch(DType weightType, byte* w, long rowBytes, int rowStart, int rowEnd,
+        byte* qx, long qxStride, int n, int cols, float* y, long yStride) =>
+        DotRowsBatch(weightType, w, rowBytes, rowStart, rowEnd, qx, qxStride, n, cols, y, yStride, BestPath);
+
+    /// <summary>Tokens per tile in <see cref="DotRowsBatch(DType, byte*, long, int, int, byte*, long, int, int, float*, long)"/>
+    /// (their activation rows stay in L2 while a weight row is reused).</summary>
+    private const int TokenTile = 32;
+
+    internal static void DotRowsBatch(DType weightType, byte* w, long rowBytes, int rowStart, int rowEnd,
+        byte* qx, long qxStride, int n, int cols, float* y, long yStride, QuantKernelPath path)
+    {
+        CheckCols(weightType, cols);
+        if (rowBytes < weightType.ByteCount(cols)) throw new ArgumentException($"rowBytes {rowBytes} is too small for {cols} {weightType} elements");
+        if (n < 0) throw new ArgumentOutOfRangeException(nameof(n));
+        if (n == 1) { DotRows(weightType, w, rowBytes, rowStart, rowEnd, qx, cols, y, path); return; }
+        int nb = cols / weightType.BlockSize();
+        var k = Kernel(weightType, path);
+        var k4 = path == QuantKernelPath.Avx2 ? Avx2Batch4.For(weightType) : null;
+        float* four = stackalloc float[4];
+        for (int t0 = 0; t0 < n; t0 += TokenTile)
+        {
+            int t1 = Math.Min(n, t0 + TokenTile);
+            for (int r = rowStart; r < rowEnd; r++)
+            {
+                byte* wr = w + r * rowBytes;
+                int t = t0;
+                if (k4 != null)
+                    for (; t + 4 <= t1; t += 4)
+                    {
+                        k4(wr, qx + t * qxStride, qxStride, nb, four);
+                        for (int i = 0; i < 4; i++) y[(t + i) * yStride + r] = four[i];
+                    }
+                for (; t < t1; t++) y[t * yStride + r] = k(wr, qx + t * qxStride, nb);
+            }
+        }
+    }
+
     private static void CheckCols(DType weightType, int cols)
     {
         if (!Supports(weightType)) throw new NotSupportedException($"no quantized dot product for weight type {weightType}");
@@ -110,6 +155,13 @@ public static unsafe class QuantDot
             DType.Q5_K => &Avx2KQuants.Q5_K,
             DType.Q6_K => &Avx2KQuants.Q6_K,
             _ => throw new NotSupportedException(t.ToString()),
+        },
+        QuantKernelPath.Vector128 when t is DType.Q4_0 or DType.Q8_0 or DType.Q4_K or DType.Q6_K => t switch
+        {
+            DType.Q4_0 => &Vector128Dot.Q4_0,
+            DType.Q8_0 => &Vector128Dot.Q8_0,
+            DType.Q4_K => &Vector128Dot.Q4_K,
+            _ => &Vector128Dot.Q6_K,
         },
         _ => t switch
         {
