@@ -24,6 +24,9 @@ public sealed class ModelFile : IDisposable
         foreach (var t in tensors) _byName[t.Name] = t;
     }
 
+    /// <summary>Opens any supported model or tokenizer file by content; same as <see cref="ModelFiles.Open"/>.</summary>
+    public static ModelFile Open(string path, string? tokenizerPath = null) => ModelFiles.Open(path, tokenizerPath);
+
     public string Path { get; }
     public ModelFileFormat Format { get; }
     public IReadOnlyDictionary<string, object> Metadata { get; }

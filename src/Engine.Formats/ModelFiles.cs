@@ -26,7 +26,12 @@ public static unsafe class ModelFiles
         if (tokenizerPath == null || model.Format == ModelFileFormat.Llama2c) return model;
         try
         {
-            return MergeTokenizer(model, ReadTokenizerMetadata(tokenizerPath));
+            var tok = ReadTokenizerMetadata(tokenizerPath);
+            int n = tok.TryGetValue(TokenizerKeys.Tokens, out var t) && t is string[] s ? s.Length : -1;
+            if (model.TryGetTensor("token_embd.weight", out var embd) && embd.Shape.Length == 2 && n >= 0 && embd.Shape[1] != n)
+                throw new ModelFormatException(tokenizerPath, -1,
+                    $"tokenizer has {n} tokens but {System.IO.Path.GetFileName(path)} has an embedding for {embd.Shape[1]}");
+            return MergeTokenizer(model, tok);
         }
         catch
         {

@@ -51,6 +51,25 @@ public unsafe class MutationTests
         return new Fixture(relative, bytes, [(0, headerBytes, 0.6), (0, bytes.Length, 0.4)], requiredLength);
     }
 
+    /// <summary>A small safetensors image (3 tensors, F32/F16/BF16) written by the test's own encoder.</summary>
+    private static Fixture SafetensorsFixture()
+    {
+        var path = Path.GetTempFileName();
+        try
+        {
+            SafetensorsTests.WriteSafetensors(path,
+            [
+                ("model.embed_tokens.weight", "F32", [8, 4], new byte[128]),
+                ("model.norm.weight", "F16", [4], new byte[8]),
+                ("lm_head.weight", "BF16", [8, 4], new byte[64]),
+            ]);
+            var bytes = File.ReadAllBytes(path);
+            long header = 8 + BitConverter.ToInt64(bytes, 0);
+            return new Fixture("synthetic.safetensors", bytes, [(0, 8, 0.2), (8, header, 0.7), (0, bytes.Length, 0.1)], 0);
+        }
+        finally { File.Delete(path); }
+    }
+
     /// <summary>Parses the fixture's buffer (first <paramref name="length"/> bytes) and touches every tensor byte.</summary>
     private static Outcome RunCase(Fixture f, long length, string description)
     {
@@ -166,15 +185,16 @@ public unsafe class MutationTests
     }
 
     [Test]
-    public void RandomMutations_5600Cases_LoadOrThrowModelFormatException()
+    public void RandomMutations_5700Cases_LoadOrThrowModelFormatException()
     {
         var rng = new Random(1234567);
         var plan = new (Fixture F, int Cases)[]
         {
             (GgufFixture("reference/llama-256x2/rand-llama-Q4_0.gguf"), 2600),
-            (GgufFixture("models/vocab/ggml-vocab-llama-spm.gguf"), 1000),
+            (GgufFixture("models/vocab/ggml-vocab-llama-spm.gguf"), 500),
             (RawFixture("models/llama2c/stories260K.bin", 28, 0), 1000),
             (RawFixture("models/llama2c/tok512.bin", 256, 0), 1000),
+            (SafetensorsFixture(), 600),
         };
         int cases = 0, loaded = 0;
         var perFixture = new List<(string, long)>();

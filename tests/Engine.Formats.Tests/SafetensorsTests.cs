@@ -229,3 +229,76 @@ public class SafetensorsTests
         Assert.Throws<ModelFormatException>(() => SafetensorsReader.Read(file));
     }
 }
+
+public class HfConfigTests
+{
+    private static string Folder(string config)
+    {
+        var dir = Directory.CreateTempSubdirectory("engine-hfcfg-").FullName;
+        SafetensorsTests.WriteSafetensors(Path.Combine(dir, "model.safetensors"), [("model.norm.weight", "F32", [8], new byte[32])]);
+        File.WriteAllText(Path.Combine(dir, "config.json"), config);
+        return dir;
+    }
+
+    [TestCase("""{"architectures": ["GPT2LMHeadModel"], "hidden_size": 8}""", "not supported")]
+    [TestCase("""{"architectures": ["LlamaForCausalLM"], "hidden_size": "eight"}""", "hidden_size")]
+    [TestCase("""{"architectures": [7]}""", "config.json")]
+    [TestCase("""{"architectures": ["LlamaForCausalLM"], "hidden_size": 8, "num_attention_heads": 3, "num_hidden_layers": 1, "intermediate_size": 4, "vocab_size": 4}""", "")]
+    [TestCase("""{"architectures": ["LlamaForCausalLM"], """, "JSON")]
+    public void BadConfig_ThrowsModelFormatException(string config, string fragment)
+    {
+        var dir = Folder(config);
+        try
+        {
+            var e = Assert.Throws<ModelFormatException>(() => ModelFiles.Open(dir));
+            Assert.That(e!.Message, Does.Contain(fragment));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Test]
+    public void EosList_TakesFirstId()
+    {
+        var dir = Folder("""{"architectures": ["LlamaForCausalLM"], "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 4, "vocab_size": 4, "eos_token_id": [5, 6], "bos_token_id": 3}""");
+        try
+        {
+            using var m = ModelFiles.Open(dir);
+            Assert.That(m.Metadata[TokenizerKeys.EosId], Is.EqualTo(5u));
+            Assert.That(m.Metadata[TokenizerKeys.BosId], Is.EqualTo(3u));
+            Assert.That(m.GetInteger("llama.rope.dimension_count"), Is.EqualTo(4));
+            Assert.That(m.TryGetTensor("output_norm.weight", out _), Is.True);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
+
+public class HfConvertTests
+{
+    [Test]
+    public void HfFolder_ToGguf_ReadsBackIdentically()
+    {
+        var dir = Directory.CreateTempSubdirectory("engine-hfconv-").FullName;
+        try
+        {
+            var rng = new Random(5);
+            var q = new byte[8 * 8 * 4]; rng.NextBytes(q);
+            SafetensorsTests.WriteSafetensors(Path.Combine(dir, "model.safetensors"),
+                [("model.layers.0.self_attn.q_proj.weight", "BF16", [8, 16], q[..256]), ("model.norm.weight", "F32", [8], q[..32])]);
+            File.WriteAllText(Path.Combine(dir, "config.json"),
+                """{"architectures": ["Qwen2ForCausalLM"], "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 4, "vocab_size": 4}""");
+            using var st = ModelFiles.Open(dir);
+            var outPath = Path.Combine(dir, "out.gguf");
+            Engine.Formats.Gguf.GgufWriter.Write(st, outPath);
+            using var g = ModelFiles.Open(outPath);
+            Assert.That(TestUtil.MetadataDifferences(st.Metadata, g.Metadata), Is.Empty);
+            foreach (var t in st.Tensors)
+            {
+                Assert.That(g.GetTensor(t.Name).Shape, Is.EqualTo(t.Shape));
+                Assert.That(g.GetTensor(t.Name).Bytes.SequenceEqual(t.Bytes), Is.True, t.Name);
+            }
+            Assert.That(g.GetTensor("blk.0.attn_q.weight").Type, Is.EqualTo(DType.BF16));
+            Assert.That(g.GetTensor("blk.0.attn_q.weight").Shape, Is.EqualTo(new long[] { 16, 8 }));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}

@@ -69,6 +69,18 @@ public static unsafe partial class HfModelLoader
 
     private static (Dictionary<string, object>, string, int, int, int) ReadConfig(string configPath)
     {
+        try
+        {
+            return ReadConfigUnchecked(configPath);
+        }
+        catch (InvalidOperationException e) // a JSON value of an unexpected kind (e.g. a string where a number belongs)
+        {
+            throw new ModelFormatException(configPath, -1, $"unexpected value in config.json: {e.Message}", e);
+        }
+    }
+
+    private static (Dictionary<string, object>, string, int, int, int) ReadConfigUnchecked(string configPath)
+    {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(File.ReadAllBytes(configPath)); }
         catch (JsonException e) { throw new ModelFormatException(configPath, -1, $"not valid JSON: {e.Message}", e); }
@@ -96,6 +108,8 @@ public static unsafe partial class HfModelLoader
 
             int hidden = Int("hidden_size"), heads = Int("num_attention_heads");
             int kvHeads = Int("num_key_value_heads", heads);
+            if (!c.TryGetProperty("head_dim", out _) && hidden % heads != 0)
+                throw Bad($"hidden_size {hidden} is not a multiple of num_attention_heads {heads}");
             int headDim = Int("head_dim", hidden / heads);
             if (heads % kvHeads != 0) throw Bad($"num_attention_heads {heads} is not a multiple of num_key_value_heads {kvHeads}");
             if (headDim % 2 != 0) throw Bad($"head_dim {headDim} is odd");
@@ -127,17 +141,25 @@ public static unsafe partial class HfModelLoader
                     md[$"{arch}.rope.scaling.type"] = type;
                     if (rs.TryGetProperty("factor", out var f) && f.ValueKind == JsonValueKind.Number)
                         md[$"{arch}.rope.scaling.factor"] = (float)f.GetDouble();
-                    if (rs.TryGetProperty("original_max_position_embeddings", out var o) && o.TryGetInt32(out int oi))
+                    if (rs.TryGetProperty("original_max_position_embeddings", out var o) && o.ValueKind == JsonValueKind.Number && o.TryGetInt32(out int oi))
                         md[$"{arch}.rope.scaling.original_context_length"] = (uint)oi;
                 }
             }
             if (c.TryGetProperty("torch_dtype", out var td) && td.ValueKind == JsonValueKind.String)
                 md["general.file_type"] = td.GetString() switch { "float32" => 0u, "float16" => 1u, "bfloat16" => 32u, _ => 0u };
-            if (c.TryGetProperty("bos_token_id", out var bos) && bos.TryGetUInt32(out uint b)) md[TokenizerKeys.BosId] = b;
-            if (c.TryGetProperty("eos_token_id", out var eos) && eos.TryGetUInt32(out uint e)) md[TokenizerKeys.EosId] = e;
+            if (c.TryGetProperty("bos_token_id", out var bos) && FirstId(bos) is uint b) md[TokenizerKeys.BosId] = b;
+            if (c.TryGetProperty("eos_token_id", out var eos) && FirstId(eos) is uint e) md[TokenizerKeys.EosId] = e;
             return (md, arch, heads, kvHeads, headDim);
         }
     }
+
+    // An id, or the first of a list of ids (Llama 3.1 lists several EOS ids; the tokenizer.json holds all of them).
+    private static uint? FirstId(JsonElement v) => v.ValueKind switch
+    {
+        JsonValueKind.Number when v.TryGetUInt32(out uint id) => id,
+        JsonValueKind.Array when v.GetArrayLength() > 0 => FirstId(v[0]),
+        _ => null,
+    };
 
     private static void AddTokenizer(string dir, Dictionary<string, object> md)
     {
@@ -155,7 +177,10 @@ public static unsafe partial class HfModelLoader
             if (doc.RootElement.TryGetProperty("add_eos_token", out var ae) && ae.ValueKind is JsonValueKind.True or JsonValueKind.False)
                 md[TokenizerKeys.AddEos] = ae.GetBoolean();
         }
-        catch (JsonException e) { throw new ModelFormatException(tc, -1, $"not valid JSON: {e.Message}", e); }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            throw new ModelFormatException(tc, -1, $"not valid tokenizer_config.json: {e.Message}", e);
+        }
     }
 
     [GeneratedRegex(@"^model\.layers\.(\d+)\.(.+)$")]
