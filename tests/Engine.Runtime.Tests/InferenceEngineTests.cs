@@ -115,6 +115,31 @@ public class InferenceEngineTests
     }
 
     [Test]
+    public async Task PrefixReuseGivesTheSameTokensAsAFreshEngine()
+    {
+        int[] first = [1, 403, 407, 261, 378];
+        using var warm = Stories();
+        var a = await warm.GenerateTextAsync(warm.GenerateAsync(first, Greedy with { MaxTokens = 20 }));
+        int[] second = [.. first, .. a.TokenIds, 291, 376];        // a follow-up extending the whole previous sequence
+        var b = await warm.GenerateTextAsync(warm.GenerateAsync(second, Greedy with { MaxTokens = 20 }));
+        int[] third = [1, 317, 269];                              // shares only BOS
+        var c = await warm.GenerateTextAsync(warm.GenerateAsync(third, Greedy with { MaxTokens = 20 }));
+
+        using var fresh = Stories();
+        var b0 = await fresh.GenerateTextAsync(fresh.GenerateAsync(second, Greedy with { MaxTokens = 20 }));
+        using var fresh2 = Stories();
+        var c0 = await fresh2.GenerateTextAsync(fresh2.GenerateAsync(third, Greedy with { MaxTokens = 20 }));
+        Assert.Multiple(() =>
+        {
+            Assert.That(b.TokenIds, Is.EqualTo(b0.TokenIds));
+            Assert.That(c.TokenIds, Is.EqualTo(c0.TokenIds));
+            Assert.That(b.Usage.ReusedPromptTokens, Is.EqualTo(first.Length + a.TokenIds.Length - 1), "the last sampled token was never forwarded");
+            Assert.That(c.Usage.ReusedPromptTokens, Is.EqualTo(1));
+            Assert.That(b0.Usage.ReusedPromptTokens, Is.EqualTo(0));
+        });
+    }
+
+    [Test]
     public async Task SeededSamplingIsReproducible()
     {
         using var engine = Stories();
