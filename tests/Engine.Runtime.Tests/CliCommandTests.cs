@@ -10,14 +10,30 @@ namespace Engine.Runtime.Tests;
 [NonParallelizable]
 public class CliCommandTests
 {
-    private static (int Code, string Out, string Err) Invoke(Command command, params string[] args)
+    private static (int Code, string Out, string Err) Invoke(Command command, params string[] args) => InvokeWithInput(command, "", args);
+
+    private static (int Code, string Out, string Err) InvokeWithInput(Command command, string stdin, params string[] args)
     {
         var root = new RootCommand { command };
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        var (oldOut, oldErr, oldIn) = (Console.Out, Console.Error, Console.In);
         var (o, e) = (new StringWriter(), new StringWriter());
-        Console.SetOut(o); Console.SetError(e);
+        Console.SetOut(o); Console.SetError(e); Console.SetIn(new StringReader(stdin));
         try { return (root.Parse(args).Invoke(), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
+        finally { Console.SetOut(oldOut); Console.SetError(oldErr); Console.SetIn(oldIn); }
+    }
+
+    [Test]
+    public void ChatAnswersEachLineUntilExit()
+    {
+        string model = SharedData.Get("reference/stories260K/stories260K.gguf");
+        var (code, stdout, stderr) = InvokeWithInput(ChatCommand.Create(), "Once upon a time\n/reset\nLily\n/exit\nnever read\n",
+            "chat", "--model", model, "--temperature", "0", "--max-tokens", "8", "--threads", "2");
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.EqualTo(0), stderr);
+            Assert.That(stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries), Has.Length.EqualTo(2), "one reply line per user message");
+            Assert.That(System.Text.RegularExpressions.Regex.Matches(stderr, "generated 8 tokens").Count, Is.EqualTo(2));
+        });
     }
 
     [TestCase(false)]
