@@ -302,3 +302,38 @@ public class HfConvertTests
         finally { Directory.Delete(dir, true); }
     }
 }
+
+public class Llama3RopeScalingTests
+{
+    [Test]
+    public void Llama32Config_GetsRopeFreqsTensor()
+    {
+        var dir = Directory.CreateTempSubdirectory("engine-l3-").FullName;
+        try
+        {
+            SafetensorsTests.WriteSafetensors(Path.Combine(dir, "model.safetensors"), [("model.norm.weight", "F32", [128], new byte[512])]);
+            File.WriteAllText(Path.Combine(dir, "config.json"), """
+                {"architectures": ["LlamaForCausalLM"], "hidden_size": 128, "num_attention_heads": 2, "num_hidden_layers": 1,
+                 "intermediate_size": 4, "vocab_size": 4, "rope_theta": 500000.0, "head_dim": 64,
+                 "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                                  "original_max_position_embeddings": 8192, "rope_type": "llama3"}}
+                """);
+            using var m = ModelFiles.Open(dir);
+            var t = m.GetTensor("rope_freqs.weight");
+            var f = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.Bytes).ToArray();
+            Assert.That(t.Shape, Is.EqualTo(new long[] { 32 }));
+            // Hand-computed: wavelength 2π·500000^(2i/64) < 8192/4 for i ≤ 14 (factor 1), > 8192 for i ≥ 18 (factor 32);
+            // i = 16: wavelength 4442.88, smooth = (8192/4442.88 − 1)/3 = 0.28129, factor = 1/((1 − s)/32 + s) = 3.2922.
+            Assert.Multiple(() =>
+            {
+                for (int i = 0; i <= 14; i++) Assert.That(f[i], Is.EqualTo(1f), $"i={i}");
+                for (int i = 18; i < 32; i++) Assert.That(f[i], Is.EqualTo(32f), $"i={i}");
+                Assert.That(f[16], Is.EqualTo(3.2922f).Within(1e-3));
+                Assert.That(f[15], Is.GreaterThan(1f).And.LessThan(f[16]));
+                Assert.That(f[17], Is.GreaterThan(f[16]).And.LessThan(32f));
+                Assert.That(m.Metadata.ContainsKey("llama.rope.scaling.type"), Is.False);
+            });
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}

@@ -9,6 +9,7 @@ public class StreamingAndSpecialTests
 {
     private static readonly Dictionary<string, Tokenizer> Cache = new();
 
+    /// <summary>One shared instance per tokenizer file for the whole test run (loading Llama 3 / Qwen once).</summary>
     internal static Tokenizer Load(string relative)
     {
         lock (Cache)
