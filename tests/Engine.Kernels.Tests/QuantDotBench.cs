@@ -16,6 +16,8 @@ public unsafe class QuantDotBench
     {
         const int rows = 4096, cols = 4096;
         var rnd = new Random(1);
+        TestContext.Out.WriteLine($"ISA: AVX2 {System.Runtime.Intrinsics.X86.Avx2.IsSupported}, AVX-VNNI {System.Runtime.Intrinsics.X86.AvxVnni.IsSupported}, " +
+            $"AVX-512BW {System.Runtime.Intrinsics.X86.Avx512BW.IsSupported}; best path {QuantDot.BestPath}");
         string? only = Environment.GetEnvironmentVariable("ENGINE_BENCH_TYPES"); // e.g. "Q4_0,Q8_0"
         foreach (var t in QuantDotTests.WeightTypes)
         {

@@ -18,7 +18,8 @@ public unsafe class QuantDotTests
     {
         yield return QuantKernelPath.Scalar;
         if (System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated) yield return QuantKernelPath.Vector128;
-        if (QuantDot.BestPath == QuantKernelPath.Avx2) yield return QuantKernelPath.Avx2;
+        if (QuantDot.BestPath is QuantKernelPath.Avx2 or QuantKernelPath.Avx2Vnni) yield return QuantKernelPath.Avx2;
+        if (QuantDot.BestPath == QuantKernelPath.Avx2Vnni) yield return QuantKernelPath.Avx2Vnni;
     }
 
     public static IEnumerable<TestCaseData> TypeAndPath() =>
@@ -249,7 +250,7 @@ public unsafe class QuantDotTests
                     Assert.That((int)(((j < 4 ? sc03 : sc47) >> (8 * (j & 3))) & 0xFF), Is.EqualTo(sc));
                     Assert.That((int)(((j < 4 ? mn03 : mn47) >> (8 * (j & 3))) & 0xFF), Is.EqualTo(mn));
                 }
-                if (QuantDot.BestPath == QuantKernelPath.Avx2)
+                if (QuantDot.BestPath is QuantKernelPath.Avx2 or QuantKernelPath.Avx2Vnni)
                 {
                     var q3 = Avx2KQuants.UnpackQ3Scales(p);
                     for (int i = 0; i < 16; i++) Assert.That((int)q3.GetElement(i), Is.EqualTo(KScales.ScaleQ3K(s, i)));

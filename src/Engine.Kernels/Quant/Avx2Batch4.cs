@@ -14,10 +14,10 @@ internal static unsafe class Avx2Batch4
     private const int Q8KBytes = 292;
 
     /// <summary>The 4-activation kernel for a weight type, or null.</summary>
-    public static delegate*<byte*, byte*, long, int, float*, void> For(Engine.Tensors.DType t) => t switch
+    public static delegate*<byte*, byte*, long, int, float*, void> For(Engine.Tensors.DType t, bool vnni) => t switch
     {
-        Engine.Tensors.DType.Q4_0 => &Q4_0,
-        Engine.Tensors.DType.Q8_0 => &Q8_0,
+        Engine.Tensors.DType.Q4_0 => vnni ? &Q4_0<VnniDot> : &Q4_0<MaddDot>,
+        Engine.Tensors.DType.Q8_0 => vnni ? &Q8_0<VnniDot> : &Q8_0<MaddDot>,
         Engine.Tensors.DType.Q4_K => &Q4_K,
         Engine.Tensors.DType.Q6_K => &Q6_K,
         _ => null,
@@ -28,7 +28,7 @@ internal static unsafe class Avx2Batch4
         Fma.MultiplyAdd(Vector256.Create(scale), Avx.ConvertToVector256Single(isum), acc);
 
     // out[t] = w · y_t for t < 4, y_t = y + t·ys (Q8_0 rows).
-    public static void Q4_0(byte* w, byte* y, long ys, int nb, float* o)
+    public static void Q4_0<TDot>(byte* w, byte* y, long ys, int nb, float* o) where TDot : struct, IDotU8S8
     {
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         Vector256<sbyte> eight = Vector256.Create((sbyte)8);
@@ -39,15 +39,15 @@ internal static unsafe class Avx2Batch4
             Vector256<byte> ax = Avx2.Abs(x);
             float dw = Fp16.Read(w);
             long o34 = 34L * b;
-            a0 = Acc(a0, dw * Fp16.Read(y0 + o34), Avx2Legacy.DotU8S8(ax, Avx2.Sign(Vector256.Load((sbyte*)(y0 + o34 + 2)), x)));
-            a1 = Acc(a1, dw * Fp16.Read(y1 + o34), Avx2Legacy.DotU8S8(ax, Avx2.Sign(Vector256.Load((sbyte*)(y1 + o34 + 2)), x)));
-            a2 = Acc(a2, dw * Fp16.Read(y2 + o34), Avx2Legacy.DotU8S8(ax, Avx2.Sign(Vector256.Load((sbyte*)(y2 + o34 + 2)), x)));
-            a3 = Acc(a3, dw * Fp16.Read(y3 + o34), Avx2Legacy.DotU8S8(ax, Avx2.Sign(Vector256.Load((sbyte*)(y3 + o34 + 2)), x)));
+            a0 = Acc(a0, dw * Fp16.Read(y0 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y0 + o34 + 2)), x)));
+            a1 = Acc(a1, dw * Fp16.Read(y1 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y1 + o34 + 2)), x)));
+            a2 = Acc(a2, dw * Fp16.Read(y2 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y2 + o34 + 2)), x)));
+            a3 = Acc(a3, dw * Fp16.Read(y3 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y3 + o34 + 2)), x)));
         }
         o[0] = Vector256.Sum(a0); o[1] = Vector256.Sum(a1); o[2] = Vector256.Sum(a2); o[3] = Vector256.Sum(a3);
     }
 
-    public static void Q8_0(byte* w, byte* y, long ys, int nb, float* o)
+    public static void Q8_0<TDot>(byte* w, byte* y, long ys, int nb, float* o) where TDot : struct, IDotU8S8
     {
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         byte* y0 = y, y1 = y + ys, y2 = y + 2 * ys, y3 = y + 3 * ys;
@@ -57,10 +57,10 @@ internal static unsafe class Avx2Batch4
             Vector256<byte> ax = Avx2.Abs(x);
             float dw = Fp16.Read(w);
             long o34 = 34L * b;
-            a0 = Acc(a0, dw * Fp16.Read(y0 + o34), Avx2Legacy.DotU8S8(ax, Avx2.Sign(Vector256.Load((sbyte*)(y0 + o34 + 2)), x)));
-            a1 = Acc(a1, dw * Fp16.Read(y1 + o34), Avx2Legacy.DotU8S8(ax, Avx2.Sign(Vector256.Load((sbyte*)(y1 + o34 + 2)), x)));
-            a2 = Acc(a2, dw * Fp16.Read(y2 + o34), Avx2Legacy.DotU8S8(ax, Avx2.Sign(Vector256.Load((sbyte*)(y2 + o34 + 2)), x)));
-            a3 = Acc(a3, dw * Fp16.Read(y3 + o34), Avx2Legacy.DotU8S8(ax, Avx2.Sign(Vector256.Load((sbyte*)(y3 + o34 + 2)), x)));
+            a0 = Acc(a0, dw * Fp16.Read(y0 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y0 + o34 + 2)), x)));
+            a1 = Acc(a1, dw * Fp16.Read(y1 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y1 + o34 + 2)), x)));
+            a2 = Acc(a2, dw * Fp16.Read(y2 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y2 + o34 + 2)), x)));
+            a3 = Acc(a3, dw * Fp16.Read(y3 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y3 + o34 + 2)), x)));
         }
         o[0] = Vector256.Sum(a0); o[1] = Vector256.Sum(a1); o[2] = Vector256.Sum(a2); o[3] = Vector256.Sum(a3);
     }

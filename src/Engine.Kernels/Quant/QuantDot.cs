@@ -3,8 +3,8 @@
 // Invariants: activations are quantized as llama.cpp's CPU path does (Q4_0/Q5_0/Q8_0 → Q8_0, Q4_1/Q5_1 → Q8_1,
 // K-quants → Q8_K with bsums); integer products are exact and each block's integer sum is scaled in float32, so
 // Dot equals dequant(w) · dequant(qx) up to float32 rounding. No allocation on the hot path; cols is a multiple of
-// the weight block size. The SIMD paths (AVX2 with AVX-VNNI when present; portable Vector128 for Q4_0/Q8_0/Q4_K/Q6_K)
-// and the scalar-integer path compute the same block sums; tests run every path (see QuantKernelPath).
+// the weight block size. The SIMD paths (AVX2 with or without AVX-VNNI; portable Vector128 for Q4_0/Q8_0/Q4_K/Q6_K)
+// and the scalar-integer path compute the same block sums; tests run every path available (see QuantKernelPath).
 // Source: the vec_dot scheme of ggml-cpu (llama.cpp); kernels written here.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
@@ -15,15 +15,16 @@ using Engine.Tensors.Quants;
 
 namespace Engine.Kernels.Quant;
 
-/// <summary>Which implementation a quantized dot runs on (tests force each one).</summary>
-internal enum QuantKernelPath { Scalar, Vector128, Avx2 }
+/// <summary>Which implementation a quantized dot runs on (tests force each one). Avx2Vnni differs from Avx2 only in the
+/// u8·s8 primitive of the 32-element types (vpdpbusd instead of vpmaddubsw + vpmaddwd).</summary>
+internal enum QuantKernelPath { Scalar, Vector128, Avx2, Avx2Vnni }
 
 /// <summary>Quantized weight-row · quantized activation-row dot products (llama.cpp-style vec_dot).</summary>
 public static unsafe class QuantDot
 {
     /// <summary>The best path on this machine.</summary>
     internal static readonly QuantKernelPath BestPath =
-        Avx2.IsSupported && Fma.IsSupported ? QuantKernelPath.Avx2
+        Avx2.IsSupported && Fma.IsSupported ? (AvxVnni.IsSupported ? QuantKernelPath.Avx2Vnni : QuantKernelPath.Avx2)
         : System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated ? QuantKernelPath.Vector128
         : QuantKernelPath.Scalar;
 
@@ -85,9 +86,12 @@ public static unsafe class QuantDot
         CheckCols(weightType, cols);
         if (rowBytes < weightType.ByteCount(cols)) throw new ArgumentException($"rowBytes {rowBytes} is too small for {cols} {weightType} elements");
         int nb = cols / weightType.BlockSize();
-        if (path == QuantKernelPath.Avx2 && MultiRow.TryDotRows(weightType, w, rowBytes, rowStart, rowEnd, qx, nb, y)) return;
         var k = Kernel(weightType, path);
-        for (int r = rowStart; r < rowEnd; r++) y[r] = k(w + r * rowBytes, qx, nb);
+        int r = rowStart;
+        var k4 = path == QuantKernelPath.Avx2Vnni ? Avx2Rows4.For(weightType) : null;
+        if (k4 != null)
+            for (; r + 4 <= rowEnd; r += 4) k4(w + r * rowBytes, rowBytes, qx, nb, y + r);
+        for (; r < rowEnd; r++) y[r] = k(w + r * rowBytes, qx, nb);
     }
 
     /// <summary>
@@ -113,7 +117,7 @@ public static unsafe class QuantDot
         if (n == 1) { DotRows(weightType, w, rowBytes, rowStart, rowEnd, qx, cols, y, path); return; }
         int nb = cols / weightType.BlockSize();
         var k = Kernel(weightType, path);
-        var k4 = path == QuantKernelPath.Avx2 ? Avx2Batch4.For(weightType) : null;
+        var k4 = path is QuantKernelPath.Avx2 or QuantKernelPath.Avx2Vnni ? Avx2Batch4.For(weightType, path == QuantKernelPath.Avx2Vnni) : null;
         float* four = stackalloc float[4];
         for (int t0 = 0; t0 < n; t0 += TokenTile)
         {
@@ -142,13 +146,21 @@ public static unsafe class QuantDot
 
     private static delegate*<byte*, byte*, int, float> Kernel(DType t, QuantKernelPath path) => path switch
     {
-        QuantKernelPath.Avx2 => t switch
+        QuantKernelPath.Avx2Vnni when t is DType.Q4_0 or DType.Q4_1 or DType.Q5_0 or DType.Q5_1 or DType.Q8_0 => t switch
         {
-            DType.Q4_0 => &Avx2Legacy.Q4_0,
-            DType.Q4_1 => &Avx2Legacy.Q4_1,
-            DType.Q5_0 => &Avx2Legacy.Q5_0,
-            DType.Q5_1 => &Avx2Legacy.Q5_1,
-            DType.Q8_0 => &Avx2Legacy.Q8_0,
+            DType.Q4_0 => &Avx2Legacy.Q4_0<VnniDot>,
+            DType.Q4_1 => &Avx2Legacy.Q4_1<VnniDot>,
+            DType.Q5_0 => &Avx2Legacy.Q5_0<VnniDot>,
+            DType.Q5_1 => &Avx2Legacy.Q5_1<VnniDot>,
+            _ => &Avx2Legacy.Q8_0<VnniDot>,
+        },
+        QuantKernelPath.Avx2 or QuantKernelPath.Avx2Vnni => t switch
+        {
+            DType.Q4_0 => &Avx2Legacy.Q4_0<MaddDot>,
+            DType.Q4_1 => &Avx2Legacy.Q4_1<MaddDot>,
+            DType.Q5_0 => &Avx2Legacy.Q5_0<MaddDot>,
+            DType.Q5_1 => &Avx2Legacy.Q5_1<MaddDot>,
+            DType.Q8_0 => &Avx2Legacy.Q8_0<MaddDot>,
             DType.Q2_K => &Avx2KQuants.Q2_K,
             DType.Q3_K => &Avx2KQuants.Q3_K,
             DType.Q4_K => &Avx2KQuants.Q4_K,
