@@ -140,6 +140,20 @@ public class InferenceEngineTests
     }
 
     [Test]
+    public async Task ConcurrentRequestsAreSerializedAndCorrect()
+    {
+        using var engine = Stories();
+        int[] p1 = [1, 403, 407], p2 = [1, 317, 269];
+        var s1 = (await engine.GenerateTextAsync(engine.GenerateAsync(p1, Greedy with { MaxTokens = 25 }))).TokenIds;
+        var s2 = (await engine.GenerateTextAsync(engine.GenerateAsync(p2, Greedy with { MaxTokens = 25 }))).TokenIds;
+        var t1 = Task.Run(() => engine.GenerateTextAsync(engine.GenerateAsync(p1, Greedy with { MaxTokens = 25 })));
+        var t2 = Task.Run(() => engine.GenerateTextAsync(engine.GenerateAsync(p2, Greedy with { MaxTokens = 25 })));
+        await Task.WhenAll(t1, t2);
+        Assert.That(t1.Result.TokenIds, Is.EqualTo(s1));
+        Assert.That(t2.Result.TokenIds, Is.EqualTo(s2));
+    }
+
+    [Test]
     public async Task SeededSamplingIsReproducible()
     {
         using var engine = Stories();
