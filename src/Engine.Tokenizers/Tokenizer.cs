@@ -1,7 +1,8 @@
 // Owns: the public tokenizer contract and what SPM and byte-level BPE share: the token table, special-token
 // partitioning (llama.cpp tokenizer_st_partition), BOS/EOS insertion, end-of-generation ids, and decoding.
 // Invariants: ids are 0..VocabSize-1; Encode never returns an id outside that range; Decode of valid ids never
-// throws (invalid UTF-8 becomes U+FFFD; an out-of-range id is an ArgumentOutOfRangeException); Decode(ids) == concatenated StreamingDecoder output.
+// throws (invalid UTF-8 becomes U+FFFD; an out-of-range id is an ArgumentOutOfRangeException);
+// Decode(ids) == the concatenated StreamingDecoder output. Per-token byte pieces are computed lazily (fast load).
 // Special tokens: CONTROL and UNKNOWN tokens are matched atomically only when parseSpecial is true;
 // USER_DEFINED tokens are always matched atomically (as llama.cpp does); longest text first.
 using Engine.Formats;
@@ -51,9 +52,6 @@ public abstract partial class Tokenizer
         _pieceBytes = new byte[tokens.Length][];
         _specialBytes = new byte[tokens.Length][];
     }
-
-    /// <summary>Kept for subclasses: piece tables are filled lazily (a 150k vocabulary loads faster).</summary>
-    protected void BuildPieceTables() { }
 
     private byte[] Piece(int id, bool renderSpecial)
     {
