@@ -96,7 +96,11 @@ public unsafe class QuantDotTests
             {
                 long rowBytes = t.ByteCount(cols);
                 var w = new byte[rowBytes * rows];
-                for (int r = 0; r < rows; r++) Quantize.Row(t, Gaussian(rnd, cols), w.AsSpan((int)(r * rowBytes), (int)rowBytes));
+                for (int r = 0; r < rows; r++)
+                {
+                    byte[] row = r % 2 == 0 ? Quantize.Row(t, Gaussian(rnd, cols)) : RandomBlocks(rnd, t, cols);
+                    row.CopyTo(w.AsSpan((int)(r * rowBytes), (int)rowBytes));
+                }
                 var qx = new byte[QuantDot.ActivationBytes(t, cols)];
                 QuantDot.QuantizeActivation(t, Gaussian(rnd, cols), qx);
                 var y = new float[rows + 1];
@@ -121,14 +125,19 @@ public unsafe class QuantDotTests
     {
         var path = Enum.Parse<QuantKernelPath>(pathName);
         var rnd = new Random(5 + (int)t);
-        int cols = 2 * t.BlockSize();
-        long rowBytes = t.ByteCount(cols);
-        int ab = QuantDot.ActivationBytes(t, cols), qxStride = ab + 8;
+        foreach (int cols in new[] { 2 * t.BlockSize(), 5 * t.BlockSize() })
         foreach (int n in new[] { 1, 2, 5, 33, 40 })
         {
+            long rowBytes = t.ByteCount(cols);
+            int ab = QuantDot.ActivationBytes(t, cols), qxStride = ab + 8;
             const int rows = 6;
             var w = new byte[rowBytes * rows];
-            for (int r = 0; r < rows; r++) Quantize.Row(t, Gaussian(rnd, cols), w.AsSpan((int)(r * rowBytes), (int)rowBytes));
+            for (int r = 0; r < rows; r++)
+            {
+                // even rows: quantized Gaussian data; odd rows: random bytes (every quant and packed-scale bit pattern)
+                byte[] row = r % 2 == 0 ? Quantize.Row(t, Gaussian(rnd, cols)) : RandomBlocks(rnd, t, cols);
+                row.CopyTo(w.AsSpan((int)(r * rowBytes), (int)rowBytes));
+            }
             var qx = new byte[qxStride * n];
             for (int i = 0; i < n; i++) QuantDot.QuantizeActivation(t, Gaussian(rnd, cols), qx.AsSpan(i * qxStride, ab));
             const int yStride = rows + 3;
