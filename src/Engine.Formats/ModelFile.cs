@@ -44,7 +44,8 @@ public sealed class ModelFile : IDisposable
     /// <summary>Any integer-typed value as long; null if absent.</summary>
     public long? GetInteger(string key) => Metadata.TryGetValue(key, out var v) ? v switch
     {
-        byte b => b, sbyte b => b, ushort s => s, short s => s, uint u => u, int i => i, ulong u => checked((long)u), long l => l,
+        byte b => b, sbyte b => b, ushort s => s, short s => s, uint u => u, int i => i, long l => l,
+        ulong u => u <= long.MaxValue ? (long)u : throw new ModelFormatException(Path, -1, $"metadata '{key}' = {u} is out of range"),
         bool b => b ? 1 : 0,
         _ => throw new ModelFormatException(Path, -1, $"metadata '{key}' is {v.GetType().Name}, expected an integer"),
     } : null;

@@ -5,7 +5,6 @@
 // Invariant: every failure is a ModelFormatException naming the file.
 using Engine.Formats.Gguf;
 using Engine.Formats.Llama2c;
-using Engine.Formats.Rwkv;
 using Engine.Formats.Safetensors;
 using Engine.Tensors;
 
@@ -13,6 +12,9 @@ namespace Engine.Formats;
 
 public static unsafe class ModelFiles
 {
+    /// <summary>rwkv.cpp / legacy ggml magic "ggmf" read as little-endian uint32.</summary>
+    public const uint RwkvMagic = 0x67676d66;
+
     /// <summary>
     /// Opens <paramref name="path"/> (GGUF, llama2.c checkpoint or tokenizer, safetensors file or Hugging Face folder).
     /// <paramref name="tokenizerPath"/> (a llama2.c tokenizer .bin, or a GGUF whose tokenizer.* keys are used)
@@ -50,7 +52,7 @@ public static unsafe class ModelFiles
     {
         var head = new ReadOnlySpan<byte>(p, (int)Math.Min(length, 16));
         if (GgufReader.HasMagic(head)) return "gguf";
-        if (length >= 4 && *(uint*)p == RwkvReader.Magic) return "rwkv";
+        if (length >= 4 && *(uint*)p == RwkvMagic) return "rwkv";
         if (SafetensorsReader.LooksLikeSafetensors(p, length)) return "safetensors";
         int i = 0;
         while (i < head.Length && head[i] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n' or 0xEF or 0xBB or 0xBF) i++;
@@ -70,7 +72,7 @@ public static unsafe class ModelFiles
         return kind switch
         {
             "gguf" => GgufReader.Read(path),
-            "rwkv" => RwkvReader.Read(path),
+            "rwkv" => throw new ModelFormatException(path, 0, "rwkv.cpp format not supported yet"),
             "safetensors" => File.Exists(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".", "config.json"))
                 ? HfModelLoader.Open(path) : SafetensorsReader.Read(path),
             "json" => throw new ModelFormatException(path, 0,
@@ -80,7 +82,7 @@ public static unsafe class ModelFiles
             "sentencepiece-model" => throw new ModelFormatException(path, 0,
                 "looks like a SentencePiece .model (protobuf), which is not supported; use llama2.c's tokenizer.bin or a GGUF vocabulary"),
             _ => throw new ModelFormatException(path, 0,
-                "unrecognised format (expected GGUF, safetensors, rwkv.cpp, a llama2.c checkpoint or a llama2.c tokenizer)"),
+                "unrecognised format (expected GGUF, safetensors, a llama2.c checkpoint or a llama2.c tokenizer)"),
         };
     }
 
@@ -92,9 +94,6 @@ public static unsafe class ModelFiles
         switch (kind)
         {
             case "gguf": return GgufReader.Parse(name, p, length, null, out _);
-            case "rwkv":
-                var (rmd, rtensors) = RwkvReader.Parse(name, p, length);
-                return new ModelFile(name, ModelFileFormat.Rwkv, rmd, rtensors, null);
             case "safetensors":
                 return new ModelFile(name, ModelFileFormat.Safetensors, new Dictionary<string, object>(),
                     SafetensorsReader.ParseTensors(name, p, length), null);
