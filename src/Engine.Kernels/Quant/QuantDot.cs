@@ -87,11 +87,9 @@ public static unsafe class QuantDot
         if (rowBytes < weightType.ByteCount(cols)) throw new ArgumentException($"rowBytes {rowBytes} is too small for {cols} {weightType} elements");
         int nb = cols / weightType.BlockSize();
         var k = Kernel(weightType, path);
-        int r = rowStart;
-        var k4 = path == QuantKernelPath.Avx2Vnni ? Avx2Rows4.For(weightType) : null;
-        if (k4 != null)
-            for (; r + 4 <= rowEnd; r += 4) k4(w + r * rowBytes, rowBytes, qx, nb, y + r);
-        for (; r < rowEnd; r++) y[r] = k(w + r * rowBytes, qx, nb);
+        // One row at a time on purpose: a 4-rows-per-pass Q4_0 kernel was ~15 % faster with L3-resident weights
+        // but 2.6× slower with weights streaming from DRAM (four interleaved streams), so it was dropped.
+        for (int r = rowStart; r < rowEnd; r++) y[r] = k(w + r * rowBytes, qx, nb);
     }
 
     /// <summary>
