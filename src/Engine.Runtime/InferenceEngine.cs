@@ -8,6 +8,7 @@ using System.Runtime.CompilerServices;
 using Engine.Formats;
 using Engine.Kernels;
 using Engine.Memory;
+using Engine.Memory.Recurrent;
 using Engine.Model;
 using Engine.Runtime.Sampling;
 
@@ -45,7 +46,7 @@ public sealed class InferenceEngine : IDisposable
         try
         {
             backend = Backends.Create(options.Backend, options.Threads);
-            var model = ModelLoader.Load(file, backend, ownsFile: true);
+            var model = ModelLoader.LoadAny(file, backend, ownsFile: true);
             var tokenizer = (tokenizerFactory ?? DefaultTokenizer)(file);
             return new InferenceEngine(model, backend, tokenizer, options.ContextLength, options.PrefillChunk) { ModelPath = path };
         }
@@ -65,6 +66,9 @@ public sealed class InferenceEngine : IDisposable
     public ITextTokenizer? Tokenizer { get; }
     public int ContextLength { get; }
     public string BackendName => _backend.Name;
+
+    /// <summary>Prompt tokens of the last generation restored from a recurrent-state checkpoint instead of computed.</summary>
+    public int PromptTokensReused { get; private set; }
 
     /// <summary>Streams the continuation of <paramref name="prompt"/> (BOS added per options). Empty prompt = from BOS alone.</summary>
     public IAsyncEnumerable<GenerationChunk> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
@@ -125,7 +129,10 @@ public sealed class InferenceEngine : IDisposable
         try
         {
             var sw = Stopwatch.StartNew();
-            _kv.Clear(SeqId);
+            // Recurrent models: restore the longest checkpointed prefix of this prompt instead of starting empty.
+            int reused = _kv is RecurrentStateStore rs ? rs.RestoreLongestPrefix(SeqId, prompt, prompt.Length - 1) : 0;
+            if (reused == 0) _kv.Clear(SeqId);
+            PromptTokensReused = reused;
             var sampler = new Sampler(o.Sampling, Config.VocabSize);
             var decoder = Tokenizer?.CreateStreamingDecoder(atTextStart);
             var stops = new StopStringMatcher(o.StopStrings);
@@ -133,13 +140,14 @@ public sealed class InferenceEngine : IDisposable
             var history = new List<int>(prompt);
 
             // Prefill in chunks; only the last chunk's final logits matter.
-            for (int start = 0; start < prompt.Length; start += _prefillChunk)
+            for (int start = reused; start < prompt.Length; start += _prefillChunk)
             {
                 ct.ThrowIfCancellationRequested();
                 int len = Math.Min(_prefillChunk, prompt.Length - start);
                 var batch = ForwardBatch.ForSequence(prompt.AsSpan(start, len), start, SeqId);
                 await Task.Run(() => _model.Forward(batch, _kv, _logits, allLogits: false), ct).ConfigureAwait(false);
             }
+            if (_kv is RecurrentStateStore rsAfter && prompt.Length > 0) rsAfter.SaveCheckpoint(SeqId); // next turn reuses this prompt
             TimeSpan prefillTime = sw.Elapsed, firstToken = TimeSpan.Zero;
             int generated = 0, position = prompt.Length;
             FinishReason finish = FinishReason.Length;
