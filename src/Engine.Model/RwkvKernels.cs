@@ -4,6 +4,10 @@
 // recurrences run token by token in order and update the state in place.
 // Math sources: rwkv.cpp rwkv_graph.inc / rwkv_operators.inc and ggml's rwkv_wkv6 / rwkv_wkv7 op definitions;
 // RWKV-7 paper (Peng et al. 2025, "Goose"): S_t = S_{t-1}(diag(w_t) + a_tᵀ b_t) + v_tᵀ k_t, y_t = S_t r_t.
+using System.Runtime.CompilerServices;
+
+[assembly: InternalsVisibleTo("Engine.Recurrent.Tests")]
+
 namespace Engine.Model;
 
 internal static class RwkvKernels

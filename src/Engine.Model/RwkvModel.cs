@@ -36,6 +36,7 @@ public sealed class RwkvModel : ILanguageModel
     public RwkvModel(RwkvWeights weights, IBackend backend, IDisposable? owner = null, string? architecture = null)
     {
         Weights = weights; _backend = backend; _owner = owner;
+        UseSimd = backend is not ReferenceBackend;
         int c = weights.EmbeddingLength;
         Config = new ModelConfig
         {
@@ -56,6 +57,9 @@ public sealed class RwkvModel : ILanguageModel
     public ModelConfig Config { get; }
     public RwkvWeights Weights { get; }
     public int Version => Weights.Version;
+
+    /// <summary>Run the WKV recurrences with the Vector256 kernels (default: on every backend but the reference one).</summary>
+    public bool UseSimd { get; set; }
 
     /// <summary>Most tokens per chunk in sequence mode; 1 = one-token (RNN) mode.</summary>
     public int SequenceChunk { get; set; } = 64;
@@ -191,7 +195,8 @@ public sealed class RwkvModel : ILanguageModel
         Lerp(xn, prev, w.MixK!, t); b.MatMul(t, n, w.Key, k);
         Lerp(xn, prev, w.MixV!, t); b.MatMul(t, n, w.Value, v);
         Lerp(xn, prev, w.MixG!, t); b.MatMul(t, n, w.Gate!.Value, g);
-        RwkvKernels.Wkv6(r, k, v, w.Bonus!, w.Decay!, false, Weights.HeadCount, Weights.HeadSize, wkv, t);
+        if (UseSimd) RwkvSimdKernels.Wkv6(r, k, v, w.Bonus!, w.Decay!, false, Weights.HeadCount, Weights.HeadSize, wkv, t);
+        else RwkvKernels.Wkv6(r, k, v, w.Bonus!, w.Decay!, false, Weights.HeadCount, Weights.HeadSize, wkv, t);
         RwkvKernels.GroupNorm(t, Weights.HeadSize, w.LnXWeight, w.LnXBias, 1e-5f);
         for (int i = 0; i < t.Length; i++) t[i] *= g[i] * RwkvKernels.Sigmoid(g[i]);
         b.MatMul(t, n, w.Output, y);
@@ -240,7 +245,8 @@ public sealed class RwkvModel : ILanguageModel
                 case 4: b.MatMul(m, n, w.Gate!.Value, g); break;
             }
         }
-        RwkvKernels.Wkv6(r, k, v, w.Bonus!, dec, true, Weights.HeadCount, Weights.HeadSize, wkv, t);
+        if (UseSimd) RwkvSimdKernels.Wkv6(r, k, v, w.Bonus!, dec, true, Weights.HeadCount, Weights.HeadSize, wkv, t);
+        else RwkvKernels.Wkv6(r, k, v, w.Bonus!, dec, true, Weights.HeadCount, Weights.HeadSize, wkv, t);
         RwkvKernels.GroupNorm(t, Weights.HeadSize, w.LnXWeight, w.LnXBias, 64e-5f);
         for (int i = 0; i < t.Length; i++) t[i] *= g[i] * RwkvKernels.Sigmoid(g[i]);
         b.MatMul(t, n, w.Output, y);
@@ -301,7 +307,8 @@ public sealed class RwkvModel : ILanguageModel
                 bb[o + i] = kk[o + i] * a[o + i];
                 kk[o + i] = -kk[o + i];
             }
-        RwkvKernels.Wkv7(r, dec, k, v, kk, bb, Weights.HeadCount, hs, wkv, t);
+        if (UseSimd) RwkvSimdKernels.Wkv7(r, dec, k, v, kk, bb, Weights.HeadCount, hs, wkv, t);
+        else RwkvKernels.Wkv7(r, dec, k, v, kk, bb, Weights.HeadCount, hs, wkv, t);
         RwkvKernels.GroupNorm(t, hs, w.LnXWeight, w.LnXBias, 64e-5f);
         for (int o = 0; o < n * c; o += hs)
         {
