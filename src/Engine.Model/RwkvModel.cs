@@ -32,6 +32,7 @@ public sealed class RwkvModel : ILanguageModel
     private readonly IBackend _backend;
     private readonly IDisposable? _owner;
     private Scratch? _scratch;
+    private MemoryCache? _cache;   // Memory Caching segments of the sequence being run (set only inside Forward)
 
     public RwkvModel(RwkvWeights weights, IBackend backend, IDisposable? owner = null, string? architecture = null)
     {
@@ -63,6 +64,9 @@ public sealed class RwkvModel : ILanguageModel
 
     /// <summary>Most tokens per chunk in sequence mode; 1 = one-token (RNN) mode.</summary>
     public int SequenceChunk { get; set; } = 64;
+
+    /// <summary>EXPERIMENTAL Memory Caching read mode (see RwkvMemoryCaching); null = the plain recurrence.</summary>
+    public MemoryCachingOptions? MemoryCaching { get; set; }
 
     /// <summary>Options used by <see cref="CreateKvStore"/>.</summary>
     public RecurrentStoreOptions StoreOptions { get; set; } = new();
@@ -102,11 +106,28 @@ public sealed class RwkvModel : ILanguageModel
             for (int pos = start; pos < end;)
             {
                 int len = Math.Min(Math.Min(Math.Max(1, SequenceChunk), end - pos), store.MaxTokensBeforeCheckpoint(seq));
+                var mc = MemoryCaching;
+                MemoryCache? cache = null;
+                if (mc != null)
+                {
+                    if (mc.SegmentLength <= 0) throw new InvalidOperationException("MemoryCaching.SegmentLength must be > 0");
+                    cache = store.GetAttachment(seq) as MemoryCache;
+                    if (cache == null) store.SetAttachment(seq, cache = new MemoryCache(Weights.Layers.Length, Weights.EmbeddingLength));
+                    len = Math.Min(len, mc.SegmentLength - cache.OpenCount);
+                }
                 var tokens = batch.Tokens.AsSpan(pos, len);
                 bool wantAll = allLogits;
                 bool wantLast = !allLogits && pos + len == n;
                 Span<float> dst = wantAll ? logits.Slice(pos * vocab, len * vocab) : wantLast ? logits[..vocab] : default;
-                RunChunk(tokens, store.State(seq), dst, wantAll);
+                _cache = cache;
+                try { RunChunk(tokens, store.State(seq), dst, wantAll); }
+                finally { _cache = null; }
+                if (cache != null)
+                {
+                    cache.OpenCount += len;
+                    if (cache.OpenCount == mc!.SegmentLength)
+                        RwkvMemoryCaching.CloseSegment(cache, mc, store.State(seq), Weights.Layers.Length, StateFloatsPerLayer, Weights.EmbeddingLength);
+                }
                 store.Advance(seq, tokens);
                 TokensComputed += len;
                 pos += len;
@@ -143,8 +164,8 @@ public sealed class RwkvModel : ILanguageModel
             RwkvKernels.Shift(xn, attShift, prev);
             switch (W.Version)
             {
-                case 5: TimeMix5(lw, s, n, xn, prev, wkv, y); break;
-                case 6: TimeMix6(lw, s, n, xn, prev, wkv, y); break;
+                case 5: TimeMix5(lw, s, n, l, xn, prev, wkv, y); break;
+                case 6: TimeMix6(lw, s, n, l, xn, prev, wkv, y); break;
                 default: TimeMix7(lw, s, n, l, xn, prev, wkv, y); break;
             }
             b.Add(x, y, x);
@@ -185,7 +206,7 @@ public sealed class RwkvModel : ILanguageModel
             for (int i = 0; i < c; i++) dst[o + i] = xn[o + i] + (prev[o + i] - xn[o + i]) * mix[i];
     }
 
-    private void TimeMix5(RwkvLayerWeights w, Scratch s, int n, Span<float> xn, Span<float> prev, Span<float> wkv, Span<float> y)
+    private void TimeMix5(RwkvLayerWeights w, Scratch s, int n, int layerIndex, Span<float> xn, Span<float> prev, Span<float> wkv, Span<float> y)
     {
         int c = Weights.EmbeddingLength;
         var b = _backend;
@@ -197,12 +218,13 @@ public sealed class RwkvModel : ILanguageModel
         Lerp(xn, prev, w.MixG!, t); b.MatMul(t, n, w.Gate!.Value, g);
         if (UseSimd) RwkvSimdKernels.Wkv6(r, k, v, w.Bonus!, w.Decay!, false, Weights.HeadCount, Weights.HeadSize, wkv, t);
         else RwkvKernels.Wkv6(r, k, v, w.Bonus!, w.Decay!, false, Weights.HeadCount, Weights.HeadSize, wkv, t);
+        if (_cache != null) MemoryCachingRead(layerIndex, r, k, t);
         RwkvKernels.GroupNorm(t, Weights.HeadSize, w.LnXWeight, w.LnXBias, 1e-5f);
         for (int i = 0; i < t.Length; i++) t[i] *= g[i] * RwkvKernels.Sigmoid(g[i]);
         b.MatMul(t, n, w.Output, y);
     }
 
-    private void TimeMix6(RwkvLayerWeights w, Scratch s, int n, Span<float> xn, Span<float> prev, Span<float> wkv, Span<float> y)
+    private void TimeMix6(RwkvLayerWeights w, Scratch s, int n, int layerIndex, Span<float> xn, Span<float> prev, Span<float> wkv, Span<float> y)
     {
         int c = Weights.EmbeddingLength;
         var b = _backend;
@@ -247,12 +269,13 @@ public sealed class RwkvModel : ILanguageModel
         }
         if (UseSimd) RwkvSimdKernels.Wkv6(r, k, v, w.Bonus!, dec, true, Weights.HeadCount, Weights.HeadSize, wkv, t);
         else RwkvKernels.Wkv6(r, k, v, w.Bonus!, dec, true, Weights.HeadCount, Weights.HeadSize, wkv, t);
+        if (_cache != null) MemoryCachingRead(layerIndex, r, k, t);
         RwkvKernels.GroupNorm(t, Weights.HeadSize, w.LnXWeight, w.LnXBias, 64e-5f);
         for (int i = 0; i < t.Length; i++) t[i] *= g[i] * RwkvKernels.Sigmoid(g[i]);
         b.MatMul(t, n, w.Output, y);
     }
 
-    private void TimeMix7(RwkvLayerWeights w, Scratch s, int n, int layer, Span<float> xn, Span<float> prev, Span<float> wkv, Span<float> y)
+    private void TimeMix7(RwkvLayerWeights w, Scratch s, int n, int layerIndex, Span<float> xn, Span<float> prev, Span<float> wkv, Span<float> y)
     {
         int c = Weights.EmbeddingLength, hs = Weights.HeadSize;
         var b = _backend;
@@ -271,7 +294,7 @@ public sealed class RwkvModel : ILanguageModel
             for (int i = 0; i < c; i++) dec[o + i] = MathF.Exp(-DecayScale7 * RwkvKernels.Sigmoid(w.W0![i] + dec[o + i]));
         ShiftMix(xn, prev, Mu(2), t); b.MatMul(t, n, w.Key, k);
         ShiftMix(xn, prev, Mu(3), t); b.MatMul(t, n, w.Value, v);
-        if (layer == 0) v.CopyTo(vFirst);
+        if (layerIndex == 0) v.CopyTo(vFirst);
         else
         {
             LoraInto(t, n, w.V1!.Value, w.V2!.Value, Tanh: false, bb, s);
@@ -309,6 +332,7 @@ public sealed class RwkvModel : ILanguageModel
             }
         if (UseSimd) RwkvSimdKernels.Wkv7(r, dec, k, v, kk, bb, Weights.HeadCount, hs, wkv, t);
         else RwkvKernels.Wkv7(r, dec, k, v, kk, bb, Weights.HeadCount, hs, wkv, t);
+        if (_cache != null) MemoryCachingRead(layerIndex, r, k, t);
         RwkvKernels.GroupNorm(t, hs, w.LnXWeight, w.LnXBias, 64e-5f);
         for (int o = 0; o < n * c; o += hs)
         {
@@ -319,6 +343,12 @@ public sealed class RwkvModel : ILanguageModel
         }
         for (int i = 0; i < t.Length; i++) t[i] *= g[i];
         b.MatMul(t, n, w.Output, y);
+    }
+
+    private void MemoryCachingRead(int layer, ReadOnlySpan<float> r, ReadOnlySpan<float> k, Span<float> y)
+    {
+        RwkvMemoryCaching.Read(_cache!, MemoryCaching!, layer, Weights.Version == 7, r, Weights.HeadCount, Weights.HeadSize, y);
+        RwkvMemoryCaching.AccumulateKeys(_cache!, layer, k);
     }
 
     /// <summary>dst = W2 · f(W1 · x) with f = tanh or identity; x: [n, C], dst: [n, C].</summary>

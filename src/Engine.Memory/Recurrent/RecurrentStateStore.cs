@@ -65,6 +65,7 @@ public sealed class RecurrentStateStore : IKvStore
     private readonly float[][] _states;              // [seq][StateFloats]
     private readonly List<int>[] _history;           // [seq] tokens consumed
     private readonly bool[] _reserved;               // [seq] live state bytes reserved in the budget
+    private readonly object?[] _attachments;         // [seq] model-specific per-sequence extras (e.g. Memory Caching segments)
     private readonly Dictionary<ulong, List<RecurrentCheckpoint>> _byHash = new();
     private readonly List<RecurrentCheckpoint> _all = new();
     private readonly MemoryBudget _budget;
@@ -84,6 +85,7 @@ public sealed class RecurrentStateStore : IKvStore
         _states = new float[sequenceCapacity][];
         _history = new List<int>[sequenceCapacity];
         _reserved = new bool[sequenceCapacity];
+        _attachments = new object?[sequenceCapacity];
         for (int s = 0; s < sequenceCapacity; s++) { _states[s] = new float[StateFloats]; _history[s] = new List<int>(); }
     }
 
@@ -105,6 +107,11 @@ public sealed class RecurrentStateStore : IKvStore
 
     /// <summary>The live state of <paramref name="seqId"/>: [LayerCount, FloatsPerLayer]; the model reads and updates it in place.</summary>
     public Span<float> State(int seqId) { Reserve(seqId); return _states[Check(seqId)]; }
+
+    /// <summary>A model-specific object that lives with the sequence (reset by Clear / Restore / Fork; not counted in
+    /// the budget). Used by the experimental Memory Caching read mode to keep its cached segment states.</summary>
+    public object? GetAttachment(int seqId) => _attachments[Check(seqId)];
+    public void SetAttachment(int seqId, object? value) => _attachments[Check(seqId)] = value;
 
     /// <summary>Tokens consumed by <paramref name="seqId"/> so far.</summary>
     public ReadOnlySpan<int> History(int seqId) => CollectionsMarshal.AsSpan(_history[Check(seqId)]);
@@ -181,6 +188,7 @@ public sealed class RecurrentStateStore : IKvStore
         Reserve(seqId);
         var data = Load(checkpoint);
         data.CopyTo(_states[seqId], 0);
+        _attachments[seqId] = null;
         var h = _history[seqId];
         h.Clear();
         h.AddRange(checkpoint.Tokens);
@@ -213,6 +221,7 @@ public sealed class RecurrentStateStore : IKvStore
         _states[srcSeq].CopyTo(_states[dstSeq], 0);
         _history[dstSeq].Clear();
         _history[dstSeq].AddRange(_history[srcSeq]);
+        _attachments[dstSeq] = null;
         Stats.Forks++;
     }
 
@@ -251,6 +260,7 @@ public sealed class RecurrentStateStore : IKvStore
     {
         Array.Clear(_states[Check(seqId)]);
         _history[seqId].Clear();
+        _attachments[seqId] = null;
     }
 
     /// <summary>Ends the sequence: resets it and returns its live-state bytes to the budget.</summary>
