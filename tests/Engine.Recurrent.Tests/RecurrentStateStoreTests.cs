@@ -253,6 +253,26 @@ public class RecurrentStateStoreTests
     }
 
     [Test]
+    public void MixedBatch_OfTwoSequences_EqualsSeparateRuns()
+    {
+        using var backend = RwkvFixtures.Backend("reference");
+        using var model = RwkvFixtures.Load("tiny-rwkv-6v0-3m-Q5_0.bin", backend);
+        using var store = model.CreateStateStore(2, new RecurrentStoreOptions { CheckpointInterval = 0 });
+        var a = Bytes("alpha beta");
+        var b = Bytes("gamma");
+        var logits = new float[256];
+        model.Forward(ForwardBatch.ForSequence(a.AsSpan(0, 4), 0, seqId: 0), store, logits, false);
+        // One batch: the rest of sequence 0 followed by all of sequence 1; all-position logits.
+        var tokens = a.Skip(4).Concat(b).ToArray();
+        var positions = Enumerable.Range(4, a.Length - 4).Concat(Enumerable.Range(0, b.Length)).ToArray();
+        var seqs = Enumerable.Repeat(0, a.Length - 4).Concat(Enumerable.Repeat(1, b.Length)).ToArray();
+        var all = new float[tokens.Length * 256];
+        model.Forward(new ForwardBatch(tokens, positions, seqs), store, all, allLogits: true);
+        AssertSame("reference", all.AsSpan((a.Length - 4 - 1) * 256, 256).ToArray(), Fresh(model, a), "(sequence 0)");
+        AssertSame("reference", all.AsSpan((tokens.Length - 1) * 256, 256).ToArray(), Fresh(model, b), "(sequence 1)");
+    }
+
+    [Test]
     public void Forward_AtWrongPosition_Throws()
     {
         using var backend = RwkvFixtures.Backend("cpu");

@@ -201,7 +201,9 @@ public static unsafe class RwkvReader
         {
             ["general.architecture"] = arch,
             ["general.name"] = Path.GetFileNameWithoutExtension(file),
-            ["general.file_type"] = (uint)h.DataType,
+            // llama.cpp ftype of the main data type (ALL_F32 0, MOSTLY_F16 1, Q4_0 2, Q4_1 3, Q8_0 7, Q5_0 8, Q5_1 9).
+            ["general.file_type"] = h.DataType switch { 7 => 8u, 8 => 9u, 9 => 7u, var d => (uint)d },
+            ["rwkv.data_type"] = (uint)h.DataType,
             ["rwkv.file_version"] = (uint)h.Version,
             [$"{arch}.version_minor"] = (uint)minor,
             [$"{arch}.embedding_length"] = (uint)h.EmbeddingLength,
