@@ -119,6 +119,22 @@ public class RwkvReaderTests
         Assert.Throws<ModelFormatException>(() => Parse(b));
     }
 
+    [Test]
+    public void RandomHeaderAndRecordMutations_GiveModelFormatExceptionOrAValidFile()
+    {
+        var original = Bytes();
+        var rnd = new Random(6);
+        for (int iter = 0; iter < 300; iter++)
+        {
+            var b = (byte[])original.Clone();
+            int at = rnd.Next(0, 24 + 200);           // header and the first parameter records
+            b[at] = (byte)rnd.Next(256);
+            try { Parse(b); }
+            catch (ModelFormatException) { }
+            catch (Exception e) { Assert.Fail($"mutation of byte {at} threw {e.GetType().Name}: {e.Message}"); }
+        }
+    }
+
     private static void Parse(byte[] bytes)
     {
         using var m = RwkvReader.Read(bytes, "mem.bin");
