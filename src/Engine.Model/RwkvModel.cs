@@ -136,6 +136,23 @@ public sealed class RwkvModel : ILanguageModel
         }
     }
 
+    /// <summary>
+    /// Rewinds sequence <paramref name="seqId"/> of <paramref name="store"/> to exactly <paramref name="length"/>
+    /// tokens of its history: restores the nearest checkpoint at or before it and recomputes only the tokens between.
+    /// Returns how many tokens were recomputed (0 when a checkpoint sits exactly there).
+    /// </summary>
+    public int Rewind(RecurrentStateStore store, int seqId, int length)
+    {
+        var history = store.History(seqId).ToArray();
+        if (length < 0 || length > history.Length)
+            throw new ArgumentOutOfRangeException(nameof(length), $"length {length} is outside 0..{history.Length}");
+        int restored = store.Rollback(seqId, length);
+        int missing = length - restored;
+        if (missing > 0)
+            Forward(ForwardBatch.ForSequence(history.AsSpan(restored, missing), restored, seqId), store, new float[Config.VocabSize], false);
+        return missing;
+    }
+
     /// <summary>Runs <paramref name="tokens"/> from <paramref name="state"/> (updated in place). logits: empty (none),
     /// [vocab] (last token) or [n, vocab] (<paramref name="all"/>).</summary>
     public void RunChunk(ReadOnlySpan<int> tokens, Span<float> state, Span<float> logits, bool all)

@@ -143,6 +143,24 @@ public class RecurrentStateStoreTests
         Assert.That(store.Stats.Rollbacks, Is.EqualTo(1));
     }
 
+    [Test]
+    public void Rewind_RecomputesOnlyFromTheNearestCheckpoint()
+    {
+        using var backend = RwkvFixtures.Backend("reference");
+        using var model = RwkvFixtures.Load(File7, backend);
+        using var store = model.CreateStateStore(1, new RecurrentStoreOptions { CheckpointInterval = 8 });
+        var t = Bytes("a conversation with several turns in it");
+        var logits = new float[256];
+        model.Forward(ForwardBatch.ForSequence(t, 0), store, logits, false);
+        long before = model.TokensComputed;
+        Assert.That(model.Rewind(store, 0, 19), Is.EqualTo(3), "checkpoint at 16, recompute 16..18");
+        Assert.That(model.TokensComputed - before, Is.EqualTo(3));
+        Assert.That(store.History(0).ToArray(), Is.EqualTo(t.Take(19).ToArray()));
+        var next = Bytes("!");
+        model.Forward(ForwardBatch.ForSequence(next, 19), store, logits, false);
+        AssertSame("reference", logits, Fresh(model, t.Take(19).Concat(next).ToArray()));
+    }
+
     [TestCase("reference")]
     [TestCase("cpu")]
     public void Truncate_AtCheckpoint_IsExact_ElsewhereThrows(string backendName)
