@@ -24,6 +24,9 @@ public sealed class ModelFile : IDisposable
         foreach (var t in tensors) _byName[t.Name] = t;
     }
 
+    /// <summary>Opens any supported model or tokenizer file by content; same as <see cref="ModelFiles.Open"/>.</summary>
+    public static ModelFile Open(string path, string? tokenizerPath = null) => ModelFiles.Open(path, tokenizerPath);
+
     public string Path { get; }
     public ModelFileFormat Format { get; }
     public IReadOnlyDictionary<string, object> Metadata { get; }
@@ -41,7 +44,8 @@ public sealed class ModelFile : IDisposable
     /// <summary>Any integer-typed value as long; null if absent.</summary>
     public long? GetInteger(string key) => Metadata.TryGetValue(key, out var v) ? v switch
     {
-        byte b => b, sbyte b => b, ushort s => s, short s => s, uint u => u, int i => i, ulong u => checked((long)u), long l => l,
+        byte b => b, sbyte b => b, ushort s => s, short s => s, uint u => u, int i => i, long l => l,
+        ulong u => u <= long.MaxValue ? (long)u : throw new ModelFormatException(Path, -1, $"metadata '{key}' = {u} is out of range"),
         bool b => b ? 1 : 0,
         _ => throw new ModelFormatException(Path, -1, $"metadata '{key}' is {v.GetType().Name}, expected an integer"),
     } : null;

@@ -27,7 +27,12 @@ public static unsafe class ModelFiles
         if (tokenizerPath == null || model.Format == ModelFileFormat.Llama2c) return model;
         try
         {
-            return MergeTokenizer(model, ReadTokenizerMetadata(tokenizerPath));
+            var tok = ReadTokenizerMetadata(tokenizerPath);
+            int n = tok.TryGetValue(TokenizerKeys.Tokens, out var t) && t is string[] s ? s.Length : -1;
+            if (model.TryGetTensor("token_embd.weight", out var embd) && embd.Shape.Length == 2 && n >= 0 && embd.Shape[1] != n)
+                throw new ModelFormatException(tokenizerPath, -1,
+                    $"tokenizer has {n} tokens but {System.IO.Path.GetFileName(path)} has an embedding for {embd.Shape[1]}");
+            return MergeTokenizer(model, tok);
         }
         catch
         {
@@ -53,11 +58,10 @@ public static unsafe class ModelFiles
         int i = 0;
         while (i < head.Length && head[i] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n' or 0xEF or 0xBB or 0xBF) i++;
         if (i < head.Length && head[i] is (byte)'{' or (byte)'[') return "json";
-        // SentencePiece .model files are protobuf: field 1 (pieces), wire type 2 → first byte 0x0A.
-        if (length > 2 && p[0] == 0x0A && Llama2cTokenizerReader.LooksLikeTokenizer(p, length) == false
-            && !Llama2cCheckpoint.LooksLikeCheckpoint(p, length)) return "sentencepiece-model";
         if (Llama2cCheckpoint.LooksLikeCheckpoint(p, length)) return "llama2c-checkpoint";
         if (Llama2cTokenizerReader.LooksLikeTokenizer(p, length)) return "llama2c-tokenizer";
+        // SentencePiece .model files are protobuf: field 1 (pieces), wire type 2 → first byte 0x0A.
+        if (length > 2 && p[0] == 0x0A) return "sentencepiece-model";
         return "unknown";
     }
 

@@ -33,9 +33,10 @@ public sealed record GenerationOptions
 
 public enum FinishReason { Stop, Length, StopString, ContextFull }
 
-/// <summary>Timing and counts of one generation.</summary>
+/// <summary>Timing and counts of one generation. ReusedPromptTokens: prompt prefix whose KV was kept from the previous
+/// generation (not recomputed); PromptTokensPerSecond counts only recomputed tokens.</summary>
 public sealed record GenerationUsage(int PromptTokens, int GeneratedTokens, TimeSpan TimeToFirstToken, TimeSpan Total,
-    double PromptTokensPerSecond, double DecodeTokensPerSecond, FinishReason FinishReason);
+    double PromptTokensPerSecond, double DecodeTokensPerSecond, FinishReason FinishReason, int ReusedPromptTokens = 0);
 
 /// <summary>A streamed piece: text (complete UTF-8) and the token ids that produced it; the last chunk carries Usage.</summary>
 public sealed record GenerationChunk(string Text, IReadOnlyList<int> TokenIds, GenerationUsage? Usage = null);

@@ -1,7 +1,7 @@
 // Owns: the in-process generation API — load a model + tokenizer, run prompt → prefill → sample/decode loop, stream
 // complete UTF-8 text with token ids, stop on EOS / stop strings / max tokens / full context, report usage.
-// Invariants: one generation at a time per engine (requests queue on a semaphore); each generation starts from an
-// empty KV sequence; a prompt that cannot fit is rejected (PromptTooLongException) before any model work; cancellation
+// Invariants: one generation at a time per engine (requests queue on a semaphore); each generation keeps the cached
+// KV of the longest common prefix with the previous sequence (chat turns) and recomputes the rest; a prompt that cannot fit is rejected (PromptTooLongException) before any model work; cancellation
 // is checked between forward calls (prefill runs in chunks) and leaves the engine usable.
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
@@ -23,6 +23,7 @@ public sealed class InferenceEngine : IDisposable
     private readonly float[] _logits;   // [vocab]
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly int _prefillChunk;
+    private readonly List<int> _cached = new();   // tokens whose K/V are in _kv (positions 0 .. Count-1)
     private bool _disposed;
 
     /// <summary>Wraps an already-built model (the engine takes ownership of model and backend).</summary>
@@ -67,7 +68,7 @@ public sealed class InferenceEngine : IDisposable
     public int ContextLength { get; }
     public string BackendName => _backend.Name;
 
-    /// <summary>Prompt tokens of the last generation restored from a recurrent-state checkpoint instead of computed.</summary>
+    /// <summary>Prompt tokens of the last generation not recomputed (kept KV prefix, or a restored recurrent-state checkpoint); same as Usage.ReusedPromptTokens.</summary>
     public int PromptTokensReused { get; private set; }
 
     /// <summary>Streams the continuation of <paramref name="prompt"/> (BOS added per options). Empty prompt = from BOS alone.</summary>
@@ -129,10 +130,24 @@ public sealed class InferenceEngine : IDisposable
         try
         {
             var sw = Stopwatch.StartNew();
-            // Recurrent models: restore the longest checkpointed prefix of this prompt instead of starting empty.
-            int reused = _kv is RecurrentStateStore rs ? rs.RestoreLongestPrefix(SeqId, prompt, prompt.Length - 1) : 0;
-            if (reused == 0) _kv.Clear(SeqId);
-            PromptTokensReused = reused;
+            int reuse = 0;
+            if (_kv is RecurrentStateStore rs)
+            {
+                // Recurrent models: a state cannot be truncated at any position; restore the longest checkpointed
+                // prefix of this prompt instead (checkpoints every N tokens and at the end of each prompt).
+                reuse = rs.RestoreLongestPrefix(SeqId, prompt, prompt.Length - 1);
+                _cached.Clear();
+                _cached.AddRange(prompt.AsSpan(0, reuse));
+            }
+            else
+            {
+                // Prefix reuse: keep the cached KV of the longest common prefix with the previous sequence (chat turns),
+                // always recomputing at least the last prompt token to get its logits.
+                while (reuse < _cached.Count && reuse < prompt.Length - 1 && _cached[reuse] == prompt[reuse]) reuse++;
+                _kv.Truncate(SeqId, reuse);
+                _cached.RemoveRange(reuse, _cached.Count - reuse);
+            }
+            PromptTokensReused = reuse;
             var sampler = new Sampler(o.Sampling, Config.VocabSize);
             var decoder = Tokenizer?.CreateStreamingDecoder(atTextStart);
             var stops = new StopStringMatcher(o.StopStrings);
@@ -140,12 +155,11 @@ public sealed class InferenceEngine : IDisposable
             var history = new List<int>(prompt);
 
             // Prefill in chunks; only the last chunk's final logits matter.
-            for (int start = reused; start < prompt.Length; start += _prefillChunk)
+            for (int start = reuse; start < prompt.Length; start += _prefillChunk)
             {
                 ct.ThrowIfCancellationRequested();
                 int len = Math.Min(_prefillChunk, prompt.Length - start);
-                var batch = ForwardBatch.ForSequence(prompt.AsSpan(start, len), start, SeqId);
-                await Task.Run(() => _model.Forward(batch, _kv, _logits, allLogits: false), ct).ConfigureAwait(false);
+                await ForwardAsync(ForwardBatch.ForSequence(prompt.AsSpan(start, len), start, SeqId), ct).ConfigureAwait(false);
             }
             if (_kv is RecurrentStateStore rsAfter && prompt.Length > 0) rsAfter.SaveCheckpoint(SeqId); // next turn reuses this prompt
             TimeSpan prefillTime = sw.Elapsed, firstToken = TimeSpan.Zero;
@@ -172,22 +186,39 @@ public sealed class InferenceEngine : IDisposable
                 if (stops.Stopped) { finish = FinishReason.StopString; break; }
                 if (generated >= o.MaxTokens) { finish = FinishReason.Length; break; }
                 if (position >= ContextLength) { finish = FinishReason.ContextFull; break; }
-                var step = ForwardBatch.ForSequence([id], position++, SeqId);
-                await Task.Run(() => _model.Forward(step, _kv, _logits, allLogits: false), ct).ConfigureAwait(false);
+                await ForwardAsync(ForwardBatch.ForSequence([id], position++, SeqId), ct).ConfigureAwait(false);
             }
 
             string tail = stops.Stopped ? "" : stops.Push(decoder?.Flush() ?? "") + stops.Flush();
             var total = sw.Elapsed;
             double decodeSeconds = (total - firstToken).TotalSeconds;
             var usage = new GenerationUsage(prompt.Length, generated, firstToken, total,
-                prefillTime.TotalSeconds > 0 ? prompt.Length / prefillTime.TotalSeconds : 0,
-                generated > 1 && decodeSeconds > 0 ? (generated - 1) / decodeSeconds : 0, finish);
+                prefillTime.TotalSeconds > 0 ? (prompt.Length - reuse) / prefillTime.TotalSeconds : 0,
+                generated > 1 && decodeSeconds > 0 ? (generated - 1) / decodeSeconds : 0, finish, reuse);
             yield return new GenerationChunk(tail, pendingIds.ToArray(), usage);
         }
         finally
         {
             _gate.Release();
         }
+    }
+
+    /// <summary>Runs one forward off the caller's thread and records its tokens as cached; a failed forward may have
+    /// written some layers only, so it drops the whole cached sequence.</summary>
+    private async Task ForwardAsync(ForwardBatch batch, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        try
+        {
+            await Task.Run(() => _model.Forward(batch, _kv, _logits, allLogits: false), CancellationToken.None).ConfigureAwait(false);
+        }
+        catch
+        {
+            _kv.Clear(SeqId);
+            _cached.Clear();
+            throw;
+        }
+        _cached.AddRange(batch.Tokens);
     }
 
     private static ReadOnlySpan<int> CollectionsMarshalSpan(List<int> list) => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(list);

@@ -36,7 +36,6 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         _preTokenizer = vocabulary.PreTokenizerPatterns is { Count: > 0 } patterns
             ? PreTokenizer.FromPatterns(patterns)
             : PreTokenizer.ForName(vocabulary.PreTokenizer ?? "default");
-        BuildPieceTables();
     }
 
     /// <summary>The pre-tokenizer family in use ("gpt-2", "llama-bpe", "qwen2", ... or "custom").</summary>

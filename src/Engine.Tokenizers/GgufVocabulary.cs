@@ -1,7 +1,7 @@
 // Owns: mapping GGUF-style tokenizer metadata (`tokenizer.ggml.*`, as every Engine.Formats reader produces it:
 // GGUF, llama2.c tokenizer.bin) to a Vocabulary.
 // Defaults follow llama.cpp's vocab loader: SPM → bos 1, eos 2, unk 0, add_bos true, add_space_prefix true;
-// BPE → no pre name means "default"; "llama3"/"llama-bpe" family sets ignore_merges.
+// BPE → no pre name means "default", add_bos false; the "llama3"/"llama-bpe" family sets ignore_merges and add_bos.
 // Phi-3 (general.name contains phi-3/phi3): special tokens strip whitespace to their right, as llama.cpp does.
 using Engine.Formats;
 
@@ -83,7 +83,7 @@ public static class GgufVocabulary
             Unk = Id(TokenizerKeys.UnkId, spm ? 0 : null),
             Pad = Id(TokenizerKeys.PadId, null),
             ExtraEog = extraEog,
-            AddBos = Flag(TokenizerKeys.AddBos, spm),
+            AddBos = Flag(TokenizerKeys.AddBos, spm || IgnoreMergesFamilies.Contains(pre ?? "")),
             AddEos = Flag(TokenizerKeys.AddEos, false),
             AddSpacePrefix = Flag("tokenizer.ggml.add_space_prefix", spm),
             IgnoreMerges = !spm && IgnoreMergesFamilies.Contains(pre!),

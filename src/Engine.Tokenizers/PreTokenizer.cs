@@ -17,6 +17,12 @@ public sealed partial class PreTokenizer
     private const string Gpt2 = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
     private const string Llama3 = @"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     private const string Qwen2 = @"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    private const string UpperThenLower = @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+";
+    private const string UpperRun = @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*";
+    private const string Contraction = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?";
+    private const string Tekken = UpperThenLower + "|" + UpperRun + @"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    private const string Gpt4o = UpperThenLower + Contraction + "|" + UpperRun + Contraction + @"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    private const string DeepSeek3 = "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
     private const string Cjk = "[\u4E00-\u9FA5\u0800-\u4E00\uAC00-\uD7FF]+";
     private const string DeepSeekLetters = "\\s?[A-Za-z\u00B5\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u01BA\u01BC-\u01BF\u01C4-\u0293\u0295-\u02AF\u0370-\u0373\u0376\u0377\u037B-\u037D\u037F\u0386\u0388-\u038A\u038C\u038E-\u03A1\u03A3-\u03F5\u03F7-\u0481\u048A-\u052F\u0531-\u0556\u10A0-\u10C5\u13A0-\u13F5\u13F8-\u13FD\u1C90-\u1CBA\u1CBD-\u1CBF\u1D00-\u1D2B\u1D6B-\u1D77\u1D79-\u1D9A\u1E00-\u1F15\u1F18-\u1F1D\u1F20-\u1F45\u1F48-\u1F4D\u1F50-\u1F57\u1F59\u1F5B\u1F5D\u1F5F-\u1F7D\u1F80-\u1FB4\u1FB6-\u1FBC\u1FBE\u1FC2-\u1FC4\u1FC6-\u1FCC\u1FD0-\u1FD3\u1FD6-\u1FDB\u1FE0-\u1FEC\u1FF2-\u1FF4\u1FF6-\u1FFC\u2102\u2107\u210A-\u2113\u2115\u2119-\u211D\u2124\u2126\u2128\u212A-\u212D\u212F-\u2134\u2139\u213C-\u213F\u2145-\u2149\u214E\u2183\u2184\u2C00-\u2C7B\u2C7E-\u2CE4\u2CEB-\u2CEE\u2CF2\u2CF3\uA640-\uA66D\uA680-\uA69B\uA722-\uA76F\uA771-\uA787\uA78B-\uA78E\uAB70-\uABBF\uFB00-\uFB06\uFB13-\uFB17\uFF21-\uFF3A\uFF41-\uFF5A]+";
 
@@ -34,6 +40,7 @@ public sealed partial class PreTokenizer
         ["llama-bpe"] = [Llama3],
         ["dbrx"] = [Llama3],
         ["smaug-bpe"] = [Llama3],
+        ["chatglm-bpe"] = [Llama3],
         ["qwen2"] = [Qwen2],
         ["stablelm2"] = [Qwen2],
         ["deepseek-r1-qwen"] = [Qwen2],
@@ -46,6 +53,10 @@ public sealed partial class PreTokenizer
         ["smollm"] = [@"\p{N}", Gpt2],
         ["codeshell"] = [@"\p{N}", Gpt2],
         ["exaone"] = [@"\p{N}", Gpt2],
+        ["tekken"] = [Tekken],
+        ["gpt-4o"] = [Gpt4o],
+        ["llama4"] = [Gpt4o],
+        ["deepseek-v3"] = [@"\p{N}{1,3}", "[\u4E00-\u9FA5\u3040-\u309F\u30A0-\u30FF]+", DeepSeek3],
         ["poro-chat"] = [@" ?[^(\s|.,!?…。，、।۔،)]+"],
         ["bloom"] = [@" ?[^(\s|.,!?…。，、।۔،)]+"],
         ["gpt3-finnish"] = [@" ?[^(\s|.,!?…。，、।۔،)]+"],
@@ -175,11 +186,15 @@ public sealed partial class PreTokenizer
         return (new string(chars, 0, n), map);
     }
 
-    /// <summary>A BMP character of the same general category class, outside every explicit range the families use.</summary>
+    /// <summary>A BMP character of the same general category (letters keep their case class; the cased stand-ins lie
+    /// in deepseek-llm's letter class, like the astral letters that class lists).</summary>
     private static char StandIn(UnicodeCategory c) => c switch
     {
-        UnicodeCategory.UppercaseLetter or UnicodeCategory.LowercaseLetter or UnicodeCategory.TitlecaseLetter
-            or UnicodeCategory.ModifierLetter or UnicodeCategory.OtherLetter => '\u01C2',       // ǂ (Lo)
+        UnicodeCategory.UppercaseLetter => '\u0181',                                             // Ɓ (Lu)
+        UnicodeCategory.LowercaseLetter => '\u0180',                                             // ƀ (Ll)
+        UnicodeCategory.TitlecaseLetter => '\u01C5',                                             // ǅ (Lt)
+        UnicodeCategory.ModifierLetter => '\u02B0',                                              // ʰ (Lm)
+        UnicodeCategory.OtherLetter => '\u01C2',                                                 // ǂ (Lo)
         UnicodeCategory.DecimalDigitNumber or UnicodeCategory.LetterNumber or UnicodeCategory.OtherNumber => '\u00B2', // ² (No)
         UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark or UnicodeCategory.EnclosingMark => '\u0300', // (Mn)
         UnicodeCategory.ConnectorPunctuation or UnicodeCategory.DashPunctuation or UnicodeCategory.OpenPunctuation

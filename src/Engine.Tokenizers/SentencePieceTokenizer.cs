@@ -28,7 +28,6 @@ public sealed class SentencePieceTokenizer : Tokenizer
             else if (b < 128 && Lookup.TryGetValue(((char)b).ToString(), out id)) _byteTokens[b] = id;
             else _byteTokens[b] = vocabulary.Unk ?? -1;
         }
-        BuildPieceTables();
     }
 
     protected internal override bool StripsLeadingSpace => Vocabulary.AddSpacePrefix;

@@ -1,7 +1,8 @@
 // Owns: the public tokenizer contract and what SPM and byte-level BPE share: the token table, special-token
 // partitioning (llama.cpp tokenizer_st_partition), BOS/EOS insertion, end-of-generation ids, and decoding.
-// Invariants: ids are 0..VocabSize-1; Encode never returns an id outside that range; Decode of any id list is
-// total (invalid UTF-8 becomes U+FFFD, never an exception); Decode(ids) == concatenated StreamingDecoder output.
+// Invariants: ids are 0..VocabSize-1; Encode never returns an id outside that range; Decode of valid ids never
+// throws (invalid UTF-8 becomes U+FFFD; an out-of-range id is an ArgumentOutOfRangeException);
+// Decode(ids) == the concatenated StreamingDecoder output. Per-token byte pieces are computed lazily (fast load).
 // Special tokens: CONTROL and UNKNOWN tokens are matched atomically only when parseSpecial is true;
 // USER_DEFINED tokens are always matched atomically (as llama.cpp does); longest text first.
 using Engine.Formats;
@@ -15,6 +16,7 @@ public abstract partial class Tokenizer
         ["<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "<|return|>", "<|call|>"];
 
     private readonly Dictionary<string, int> _tokenToId;
+    private readonly int[] _eog;                  // sorted end-of-generation ids
     private readonly int[] _specialIds;          // CONTROL / USER_DEFINED / UNKNOWN ids, longest text first
     private readonly byte[]?[] _pieceBytes;       // [VocabSize] bytes each token decodes to (specials: empty); lazily filled
     private readonly byte[]?[] _specialBytes;     // [VocabSize] bytes with specials rendered as their text; lazily filled
@@ -44,14 +46,12 @@ public abstract partial class Tokenizer
         foreach (var id in vocabulary.ExtraEog ?? []) { CheckId(id, "EOG"); eog.Add(id); }
         foreach (var text in EogTexts)
             if (_tokenToId.TryGetValue(text, out var id) && Types[id] is TokenType.Control or TokenType.UserDefined) eog.Add(id);
-        EogIds = eog.ToArray();
+        _eog = eog.ToArray();
+        EogIds = Array.AsReadOnly(_eog);
 
         _pieceBytes = new byte[tokens.Length][];
         _specialBytes = new byte[tokens.Length][];
     }
-
-    /// <summary>Kept for subclasses: piece tables are filled lazily (a 150k vocabulary loads faster).</summary>
-    protected void BuildPieceTables() { }
 
     private byte[] Piece(int id, bool renderSpecial)
     {
@@ -96,7 +96,7 @@ public abstract partial class Tokenizer
     public IReadOnlyList<int> EogIds { get; }
     public IReadOnlyList<TokenType> Types { get; }
 
-    public bool IsEog(int id) => Array.BinarySearch((int[])EogIds, id) >= 0;
+    public bool IsEog(int id) => Array.BinarySearch(_eog, id) >= 0;
 
     /// <summary>The id whose vocabulary text is exactly <paramref name="text"/>, or null.</summary>
     public int? TokenToId(string text) => _tokenToId.TryGetValue(text, out var id) ? id : null;

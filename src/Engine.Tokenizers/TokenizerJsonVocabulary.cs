@@ -1,6 +1,10 @@
 // Owns: mapping a Hugging Face tokenizer.json (+ the tokenizer_config.json beside it) to a Vocabulary.
 // Supported: model.type "BPE" with a ByteLevel pre-tokenizer or decoder (GPT-2, Llama 3, Qwen, ...);
 // pre_tokenizer Split(Regex, Isolated) / Digits / ByteLevel(use_regex) steps become the split regex sequence.
+// SentencePiece-style BPE (Llama 2 / Mistral / TinyLlama: Metaspace or Prepend+Replace "▁", byte_fallback) maps to
+// the SPM tokenizer: a token's score is minus the lowest rank of a merge producing it (HF's converter orders
+// merges by SentencePiece score, so the order is preserved); "<0xNN>" tokens are BYTE; a "▁" prefix is added
+// when the normalizer prepends "▁" or the Metaspace pre-tokenizer's prepend_scheme is not "never".
 // added_tokens: special → CONTROL, otherwise USER_DEFINED, with their lstrip/rstrip flags.
 // Not supported (clear error): other model types, SentencePiece-style BPE (Metaspace + byte_fallback).
 // The NFC normalizer (Qwen) is not applied, as llama.cpp does not apply it.
@@ -44,10 +48,12 @@ public static class TokenizerJsonVocabulary
         public string ModelType = "BPE";
         public bool IgnoreMerges;
         public bool VocabIsNotAnObject;
+        public bool ByteFallback;
+        public string? UnkToken;
         public List<(string Text, int Id)> Vocab = new();
         public List<string> Merges = new();
-        public JsonDocument? AddedTokens, PreTokenizer, Decoder;
-        public void Dispose() { AddedTokens?.Dispose(); PreTokenizer?.Dispose(); Decoder?.Dispose(); }
+        public JsonDocument? AddedTokens, PreTokenizer, Decoder, Normalizer;
+        public void Dispose() { AddedTokens?.Dispose(); PreTokenizer?.Dispose(); Decoder?.Dispose(); Normalizer?.Dispose(); }
     }
 
     private static RawJson ReadRaw(byte[] bytes)
@@ -65,6 +71,7 @@ public static class TokenizerJsonVocabulary
                 case "added_tokens": raw.AddedTokens = JsonDocument.ParseValue(ref r); break;
                 case "pre_tokenizer": raw.PreTokenizer = JsonDocument.ParseValue(ref r); break;
                 case "decoder": raw.Decoder = JsonDocument.ParseValue(ref r); break;
+                case "normalizer": raw.Normalizer = JsonDocument.ParseValue(ref r); break;
                 default: r.Skip(); break;
             }
         }
@@ -82,6 +89,8 @@ public static class TokenizerJsonVocabulary
             {
                 case "type": raw.ModelType = r.GetString() ?? ""; break;
                 case "ignore_merges": raw.IgnoreMerges = r.TokenType == JsonTokenType.True; break;
+                case "byte_fallback": raw.ByteFallback = r.TokenType == JsonTokenType.True; break;
+                case "unk_token": raw.UnkToken = r.TokenType == JsonTokenType.String ? r.GetString() : null; break;
                 case "vocab":
                     if (r.TokenType != JsonTokenType.StartObject) { raw.VocabIsNotAnObject = true; r.Skip(); break; }
                     while (Next(ref r) == JsonTokenType.PropertyName)
@@ -154,12 +163,15 @@ public static class TokenizerJsonVocabulary
 
     private static Vocabulary FromRaw(string path, RawJson raw, Config? config)
     {
-        if (raw.ModelType != "BPE") throw new ModelFormatException(path, -1, $"tokenizer.json model type '{raw.ModelType}' is not supported (only byte-level BPE)");
+        if (raw.ModelType != "BPE") throw new ModelFormatException(path, -1, $"tokenizer.json model type '{raw.ModelType}' is not supported (only BPE: byte-level or SentencePiece-style)");
         if (raw.VocabIsNotAnObject) throw new ModelFormatException(path, -1, "'model.vocab' is not an object");
         var pre = raw.PreTokenizer?.RootElement ?? default;
         var dec = raw.Decoder?.RootElement ?? default;
-        if (!MentionsByteLevel(pre) && !MentionsByteLevel(dec))
-            throw new ModelFormatException(path, -1, "tokenizer.json BPE without a ByteLevel pre-tokenizer (SentencePiece-style BPE) is not supported; use the GGUF");
+        var norm = raw.Normalizer?.RootElement ?? default;
+        bool byteLevel = MentionsByteLevel(pre) || MentionsByteLevel(dec);
+        bool sentencePiece = !byteLevel && (raw.ByteFallback || Mentions(pre, "Metaspace") || Mentions(norm, "\u2581") || Mentions(norm, "▁"));
+        if (!byteLevel && !sentencePiece)
+            throw new ModelFormatException(path, -1, "tokenizer.json BPE is neither byte-level (ByteLevel) nor SentencePiece-style (Metaspace / byte_fallback); not supported");
 
         // Vocabulary: model.vocab (text → id) plus added_tokens (id, content, special, lstrip, rstrip).
         var added = new List<(int Id, string Text, bool Special, bool L, bool R)>();
@@ -181,10 +193,6 @@ public static class TokenizerJsonVocabulary
         var rstrip = added.Where(a => a.R).Select(a => a.Id).ToHashSet();
         var merges = raw.Merges.ToArray();
 
-        var patterns = new List<string>();
-        CollectPatterns(path, pre, patterns);
-        if (patterns.Count == 0) patterns.Add(Gpt2Pattern); // ByteLevel only in the decoder: GPT-2 split
-
         int? Find(string? text)
         {
             if (text == null) return null;
@@ -192,6 +200,32 @@ public static class TokenizerJsonVocabulary
             return null;
         }
         int? bos = Find(config?.Bos), eos = Find(config?.Eos);
+        if (sentencePiece)
+        {
+            int? unk = Find(raw.UnkToken);
+            if (unk is int u) types[u] = TokenType.Unknown;
+            return new Vocabulary
+            {
+                Model = TokenizerModel.SentencePiece,
+                Tokens = tokens,
+                Types = types.Select((t, i) => t == TokenType.Normal && SentencePieceTokenizer.TryParseByteToken(tokens[i], out _) ? TokenType.Byte : t).ToArray(),
+                Scores = ScoresFromMerges(tokens, merges),
+                Bos = bos,
+                Eos = eos,
+                Unk = unk,
+                AddBos = bos != null && (config?.AddBos ?? true),
+                AddEos = eos != null && (config?.AddEos ?? false),
+                AddSpacePrefix = AddsSpacePrefix(pre, norm),
+                LStrip = lstrip,
+                RStrip = rstrip,
+                ChatTemplate = config?.ChatTemplate,
+                Source = path,
+            };
+        }
+
+        var patterns = new List<string>();
+        CollectPatterns(path, pre, patterns);
+        if (patterns.Count == 0) patterns.Add(Gpt2Pattern); // ByteLevel only in the decoder: GPT-2 split
         return new Vocabulary
         {
             Model = TokenizerModel.ByteLevelBpe,
@@ -211,6 +245,35 @@ public static class TokenizerJsonVocabulary
             Source = path,
         };
     }
+
+    /// <summary>SPM scores from BPE merge ranks: score(token) = −(lowest rank of a merge whose result is the token);
+    /// tokens no merge produces get −1e9 (single characters, specials — never a merge candidate anyway).</summary>
+    private static float[] ScoresFromMerges(string[] tokens, string[] merges)
+    {
+        var ids = new Dictionary<string, int>(tokens.Length, StringComparer.Ordinal);
+        for (int i = 0; i < tokens.Length; i++) ids[tokens[i]] = i;
+        var scores = new float[tokens.Length];
+        Array.Fill(scores, -1e9f);
+        for (int rank = merges.Length - 1; rank >= 0; rank--)
+        {
+            int space = merges[rank].IndexOf(' ', 1);
+            if (space < 0) continue;
+            if (ids.TryGetValue(string.Concat(merges[rank].AsSpan(0, space), merges[rank].AsSpan(space + 1)), out var id)) scores[id] = -rank;
+        }
+        return scores;
+    }
+
+    /// <summary>True when the normalizer prepends "▁" or a Metaspace pre-tokenizer adds a prefix space.</summary>
+    private static bool AddsSpacePrefix(JsonElement pre, JsonElement norm)
+    {
+        if (Mentions(norm, "\"Prepend\"")) return true;
+        if (!Mentions(pre, "\"Metaspace\"")) return false;
+        var text = pre.GetRawText();
+        return !text.Contains("\"never\"", StringComparison.Ordinal) && !text.Contains("\"add_prefix_space\":false", StringComparison.Ordinal)
+            && !text.Contains("\"add_prefix_space\": false", StringComparison.Ordinal);
+    }
+
+    private static bool Mentions(JsonElement e, string text) => e.ValueKind == JsonValueKind.Object && e.GetRawText().Contains(text, StringComparison.Ordinal);
 
     private static bool Flag(JsonElement e, string name) => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.True;
 

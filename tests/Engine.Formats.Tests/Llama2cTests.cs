@@ -93,3 +93,43 @@ public class Llama2cTests
         finally { dir.Delete(true); }
     }
 }
+
+public class Llama2cTokenizerFormsTests
+{
+    private static byte[] Tokenizer(IEnumerable<(float Score, byte[] Bytes)> tokens)
+    {
+        var ms = new MemoryStream();
+        var w = new BinaryWriter(ms);
+        var list = tokens.ToList();
+        w.Write(list.Max(t => t.Bytes.Length));
+        foreach (var (score, bytes) in list) { w.Write(score); w.Write(bytes.Length); w.Write(bytes); }
+        return ms.ToArray();
+    }
+
+    [Test]
+    public void RawByteTokens_BecomeHexByteTokens()
+    {
+        var tokens = new List<(float, byte[])> { (0, "<unk>"u8.ToArray()), (0, "\n<s>\n"u8.ToArray()), (0, "\n</s>\n"u8.ToArray()) };
+        for (int b = 0; b < 256; b++) tokens.Add((0, [(byte)b]));
+        tokens.Add((-1, " the"u8.ToArray()));
+        using var m = Llama2cTokenizerReader.Read(Tokenizer(tokens));
+        var t = m.GetArray<string>(TokenizerKeys.Tokens)!;
+        var types = m.GetArray<int>(TokenizerKeys.TokenType)!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(t[3], Is.EqualTo("<0x00>"));
+            Assert.That(t[3 + 0x41], Is.EqualTo("<0x41>"));
+            Assert.That(t[3 + 0xE2], Is.EqualTo("<0xE2>"));
+            Assert.That(types[3 + 0x20], Is.EqualTo((int)TokenType.Byte));
+            Assert.That(t[259], Is.EqualTo("\u2581the"));
+            Assert.That(types[259], Is.EqualTo((int)TokenType.Normal));
+        });
+    }
+
+    [TestCase(new byte[] { 7, 0, 0, 0 })]                                      // no tokens
+    [TestCase(new byte[] { 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 65 })]          // max_token_length 0
+    [TestCase(new byte[] { 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 65, 66 })]      // token longer than max_token_length
+    [TestCase(new byte[] { 4, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 65 })]          // length past the end
+    public void Malformed_Throws(byte[] bytes) =>
+        Assert.Throws<ModelFormatException>(() => Llama2cTokenizerReader.Read(bytes));
+}

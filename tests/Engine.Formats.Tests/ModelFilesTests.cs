@@ -37,3 +37,16 @@ public class ModelFilesTests
         Assert.That(m.Tensors, Is.Not.Empty);
     }
 }
+
+public class ModelFilesTokenizerMismatchTests
+{
+    [Test]
+    public void Open_WithTokenizerOfWrongSize_Throws()
+    {
+        var e = Assert.Throws<ModelFormatException>(() => ModelFiles.Open(SharedData.Get("reference/llama-256x2/rand-llama-Q4_0.gguf"),
+            SharedData.Get("models/llama2c/tokenizer.bin")));
+        Assert.That(e!.Problem, Does.Contain("32000"));
+        Assert.Throws<ModelFormatException>(() => ModelFiles.Open(SharedData.Get("models/llama2c/stories260K.bin"),
+            SharedData.Get("models/llama2c/tokenizer.bin")));
+    }
+}

@@ -229,3 +229,111 @@ public class SafetensorsTests
         Assert.Throws<ModelFormatException>(() => SafetensorsReader.Read(file));
     }
 }
+
+public class HfConfigTests
+{
+    private static string Folder(string config)
+    {
+        var dir = Directory.CreateTempSubdirectory("engine-hfcfg-").FullName;
+        SafetensorsTests.WriteSafetensors(Path.Combine(dir, "model.safetensors"), [("model.norm.weight", "F32", [8], new byte[32])]);
+        File.WriteAllText(Path.Combine(dir, "config.json"), config);
+        return dir;
+    }
+
+    [TestCase("""{"architectures": ["GPT2LMHeadModel"], "hidden_size": 8}""", "not supported")]
+    [TestCase("""{"architectures": ["LlamaForCausalLM"], "hidden_size": "eight"}""", "hidden_size")]
+    [TestCase("""{"architectures": [7]}""", "config.json")]
+    [TestCase("""{"architectures": ["LlamaForCausalLM"], "hidden_size": 8, "num_attention_heads": 3, "num_hidden_layers": 1, "intermediate_size": 4, "vocab_size": 4}""", "")]
+    [TestCase("""{"architectures": ["LlamaForCausalLM"], """, "JSON")]
+    public void BadConfig_ThrowsModelFormatException(string config, string fragment)
+    {
+        var dir = Folder(config);
+        try
+        {
+            var e = Assert.Throws<ModelFormatException>(() => ModelFiles.Open(dir));
+            Assert.That(e!.Message, Does.Contain(fragment));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Test]
+    public void EosList_TakesFirstId()
+    {
+        var dir = Folder("""{"architectures": ["LlamaForCausalLM"], "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 4, "vocab_size": 4, "eos_token_id": [5, 6], "bos_token_id": 3}""");
+        try
+        {
+            using var m = ModelFiles.Open(dir);
+            Assert.That(m.Metadata[TokenizerKeys.EosId], Is.EqualTo(5u));
+            Assert.That(m.Metadata[TokenizerKeys.BosId], Is.EqualTo(3u));
+            Assert.That(m.GetInteger("llama.rope.dimension_count"), Is.EqualTo(4));
+            Assert.That(m.TryGetTensor("output_norm.weight", out _), Is.True);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
+
+public class HfConvertTests
+{
+    [Test]
+    public void HfFolder_ToGguf_ReadsBackIdentically()
+    {
+        var dir = Directory.CreateTempSubdirectory("engine-hfconv-").FullName;
+        try
+        {
+            var rng = new Random(5);
+            var q = new byte[8 * 8 * 4]; rng.NextBytes(q);
+            SafetensorsTests.WriteSafetensors(Path.Combine(dir, "model.safetensors"),
+                [("model.layers.0.self_attn.q_proj.weight", "BF16", [8, 16], q[..256]), ("model.norm.weight", "F32", [8], q[..32])]);
+            File.WriteAllText(Path.Combine(dir, "config.json"),
+                """{"architectures": ["Qwen2ForCausalLM"], "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 4, "vocab_size": 4}""");
+            using var st = ModelFiles.Open(dir);
+            var outPath = Path.Combine(dir, "out.gguf");
+            Engine.Formats.Gguf.GgufWriter.Write(st, outPath);
+            using var g = ModelFiles.Open(outPath);
+            Assert.That(TestUtil.MetadataDifferences(st.Metadata, g.Metadata), Is.Empty);
+            foreach (var t in st.Tensors)
+            {
+                Assert.That(g.GetTensor(t.Name).Shape, Is.EqualTo(t.Shape));
+                Assert.That(g.GetTensor(t.Name).Bytes.SequenceEqual(t.Bytes), Is.True, t.Name);
+            }
+            Assert.That(g.GetTensor("blk.0.attn_q.weight").Type, Is.EqualTo(DType.BF16));
+            Assert.That(g.GetTensor("blk.0.attn_q.weight").Shape, Is.EqualTo(new long[] { 16, 8 }));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
+
+public class Llama3RopeScalingTests
+{
+    [Test]
+    public void Llama32Config_GetsRopeFreqsTensor()
+    {
+        var dir = Directory.CreateTempSubdirectory("engine-l3-").FullName;
+        try
+        {
+            SafetensorsTests.WriteSafetensors(Path.Combine(dir, "model.safetensors"), [("model.norm.weight", "F32", [128], new byte[512])]);
+            File.WriteAllText(Path.Combine(dir, "config.json"), """
+                {"architectures": ["LlamaForCausalLM"], "hidden_size": 128, "num_attention_heads": 2, "num_hidden_layers": 1,
+                 "intermediate_size": 4, "vocab_size": 4, "rope_theta": 500000.0, "head_dim": 64,
+                 "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                                  "original_max_position_embeddings": 8192, "rope_type": "llama3"}}
+                """);
+            using var m = ModelFiles.Open(dir);
+            var t = m.GetTensor("rope_freqs.weight");
+            var f = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.Bytes).ToArray();
+            Assert.That(t.Shape, Is.EqualTo(new long[] { 32 }));
+            // Hand-computed: wavelength 2π·500000^(2i/64) < 8192/4 for i ≤ 14 (factor 1), > 8192 for i ≥ 18 (factor 32);
+            // i = 16: wavelength 4442.88, smooth = (8192/4442.88 − 1)/3 = 0.28129, factor = 1/((1 − s)/32 + s) = 3.2922.
+            Assert.Multiple(() =>
+            {
+                for (int i = 0; i <= 14; i++) Assert.That(f[i], Is.EqualTo(1f), $"i={i}");
+                for (int i = 18; i < 32; i++) Assert.That(f[i], Is.EqualTo(32f), $"i={i}");
+                Assert.That(f[16], Is.EqualTo(3.2922f).Within(1e-3));
+                Assert.That(f[15], Is.GreaterThan(1f).And.LessThan(f[16]));
+                Assert.That(f[17], Is.GreaterThan(f[16]).And.LessThan(32f));
+                Assert.That(m.Metadata.ContainsKey("llama.rope.scaling.type"), Is.False);
+            });
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}

@@ -77,4 +77,26 @@ public sealed class CpuThreadPoolTests
             Assert.That(job.Hits.All(h => h == 1), Is.True);
         }
     }
+
+    private sealed class ReentrantJob(CpuThreadPool pool) : CpuJob
+    {
+        public Exception? Seen;
+        public override void Execute(int start, int end, int thread)
+        {
+            try { pool.Run(new CountJob { Hits = new int[2] }, 2, 1); }
+            catch (Exception e) { Seen = e; }
+        }
+    }
+
+    [Test]
+    public void ConcurrentRun_IsAClearError()
+    {
+        using var pool = new CpuThreadPool(1);
+        var job = new ReentrantJob(pool);
+        pool.Run(job, 1, 1);
+        Assert.That(job.Seen, Is.TypeOf<InvalidOperationException>());
+        var ok = new CountJob { Hits = new int[8] };
+        pool.Run(ok, 8, 2);                                      // still usable afterwards
+        Assert.That(ok.Hits.All(h => h == 1), Is.True);
+    }
 }

@@ -78,4 +78,21 @@ public sealed unsafe class GemvBench
             finally { Simd.MaxVectorBits = saved; }
         }
     }
+
+    [Test]
+    public void Attention_Decode()
+    {
+        // one query row at position 4095 over 4096 cached tokens, 32 heads / 8 KV heads × 128 (Llama-3-8B shape), one page
+        const int ctx = 4096, kvHeads = 8, hd = 128;
+        var k = Data.Random(ctx * kvHeads * hd, 1); var v = Data.Random(ctx * kvHeads * hd, 2);
+        using var kb = new NativeFloats(k); using var vb = new NativeFloats(v);
+        KvPage[] pages = [new KvPage(kb.Address, vb.Address, ctx, 0, kvHeads * hd)];
+        var q = Data.Random(32 * hd, 3); var o = new float[q.Length];
+        foreach (int threads in new[] { 1, 2 })
+        {
+            using var b = new CpuBackend(threads);
+            double sec = Seconds(() => b.Attention(q, [ctx - 1], pages, new AttentionParams(32, kvHeads, hd, 0.088f), o));
+            TestContext.Out.WriteLine($"attention decode ctx={ctx} 32/8 heads×128, threads={threads}: {sec * 1e3:F2} ms, {2.0 * k.Length * 4 / sec / 1e9:F1} GB/s of K+V");
+        }
+    }
 }

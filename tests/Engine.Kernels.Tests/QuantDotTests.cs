@@ -2,6 +2,7 @@
 // weight type, many column counts and random data, on every kernel path (scalar-integer and SIMD), plus the
 // end-to-end accuracy bound against the float64 dot with unquantized activations.
 using System.Buffers.Binary;
+using System.Runtime.Intrinsics;
 using Engine.Kernels.Quant;
 using Engine.Tensors;
 using Engine.Tensors.Quants;
@@ -16,7 +17,9 @@ public unsafe class QuantDotTests
     internal static IEnumerable<QuantKernelPath> Paths()
     {
         yield return QuantKernelPath.Scalar;
-        if (QuantDot.BestPath != QuantKernelPath.Scalar) yield return QuantDot.BestPath;
+        if (System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated) yield return QuantKernelPath.Vector128;
+        if (QuantDot.BestPath is QuantKernelPath.Avx2 or QuantKernelPath.Avx2Vnni) yield return QuantKernelPath.Avx2;
+        if (QuantDot.BestPath == QuantKernelPath.Avx2Vnni) yield return QuantKernelPath.Avx2Vnni;
     }
 
     public static IEnumerable<TestCaseData> TypeAndPath() =>
@@ -93,7 +96,11 @@ public unsafe class QuantDotTests
             {
                 long rowBytes = t.ByteCount(cols);
                 var w = new byte[rowBytes * rows];
-                for (int r = 0; r < rows; r++) Quantize.Row(t, Gaussian(rnd, cols), w.AsSpan((int)(r * rowBytes), (int)rowBytes));
+                for (int r = 0; r < rows; r++)
+                {
+                    byte[] row = r % 2 == 0 ? Quantize.Row(t, Gaussian(rnd, cols)) : RandomBlocks(rnd, t, cols);
+                    row.CopyTo(w.AsSpan((int)(r * rowBytes), (int)rowBytes));
+                }
                 var qx = new byte[QuantDot.ActivationBytes(t, cols)];
                 QuantDot.QuantizeActivation(t, Gaussian(rnd, cols), qx);
                 var y = new float[rows + 1];
@@ -118,14 +125,19 @@ public unsafe class QuantDotTests
     {
         var path = Enum.Parse<QuantKernelPath>(pathName);
         var rnd = new Random(5 + (int)t);
-        int cols = 2 * t.BlockSize();
-        long rowBytes = t.ByteCount(cols);
-        int ab = QuantDot.ActivationBytes(t, cols), qxStride = ab + 8;
+        foreach (int cols in new[] { 2 * t.BlockSize(), 5 * t.BlockSize() })
         foreach (int n in new[] { 1, 2, 5, 33, 40 })
         {
+            long rowBytes = t.ByteCount(cols);
+            int ab = QuantDot.ActivationBytes(t, cols), qxStride = ab + 8;
             const int rows = 6;
             var w = new byte[rowBytes * rows];
-            for (int r = 0; r < rows; r++) Quantize.Row(t, Gaussian(rnd, cols), w.AsSpan((int)(r * rowBytes), (int)rowBytes));
+            for (int r = 0; r < rows; r++)
+            {
+                // even rows: quantized Gaussian data; odd rows: random bytes (every quant and packed-scale bit pattern)
+                byte[] row = r % 2 == 0 ? Quantize.Row(t, Gaussian(rnd, cols)) : RandomBlocks(rnd, t, cols);
+                row.CopyTo(w.AsSpan((int)(r * rowBytes), (int)rowBytes));
+            }
             var qx = new byte[qxStride * n];
             for (int i = 0; i < n; i++) QuantDot.QuantizeActivation(t, Gaussian(rnd, cols), qx.AsSpan(i * qxStride, ab));
             const int yStride = rows + 3;
@@ -226,6 +238,32 @@ public unsafe class QuantDotTests
                 var got = new byte[expected.Length];
                 ActivationQuantizer.Row(at, x, got, path);
                 Assert.That(got, Is.EqualTo(expected), $"{at} {path} n={x.Length}");
+            }
+        }
+    }
+
+    [Test]
+    public void ScaleUnpacking_MatchesReferenceLayout()
+    {
+        var rnd = new Random(8);
+        var s = new byte[12];
+        for (int rep = 0; rep < 500; rep++)
+        {
+            rnd.NextBytes(s);
+            fixed (byte* p = s)
+            {
+                KScaleWords.UnpackK4(p, out uint sc03, out uint sc47, out uint mn03, out uint mn47);
+                for (int j = 0; j < 8; j++)
+                {
+                    KScales.ScaleMinK4(s, j, out int sc, out int mn);
+                    Assert.That((int)(((j < 4 ? sc03 : sc47) >> (8 * (j & 3))) & 0xFF), Is.EqualTo(sc));
+                    Assert.That((int)(((j < 4 ? mn03 : mn47) >> (8 * (j & 3))) & 0xFF), Is.EqualTo(mn));
+                }
+                if (QuantDot.BestPath is QuantKernelPath.Avx2 or QuantKernelPath.Avx2Vnni)
+                {
+                    var q3 = Avx2KQuants.UnpackQ3Scales(p);
+                    for (int i = 0; i < 16; i++) Assert.That((int)q3.GetElement(i), Is.EqualTo(KScales.ScaleQ3K(s, i)));
+                }
             }
         }
     }

@@ -59,7 +59,7 @@ public sealed unsafe class VsReferenceTests
         foreach (var t in QuantTypes)
         {
             int bs = t.BlockSize();
-            foreach (var (rows, cols, n) in new[] { (7, bs, 1), (33, 2 * bs, 5), (65, 4 * bs, 1), (64, 4096, 3) })
+            foreach (var (rows, cols, n) in new[] { (7, bs, 1), (33, 2 * bs, 5), (65, 4 * bs, 1), (9, 4096, 3) })
             {
                 using var w = NativeTensor.FromFloats(t, Data.Random(rows * cols, rows + cols), rows, cols);
                 var x = Data.Random(n * cols, rows);
@@ -176,7 +176,7 @@ public sealed unsafe class VsReferenceTests
     {
         using var b = f.Create();
         foreach (var (heads, kvHeads, hd, cached, n, pageSize, extraStride) in new[]
-                 { (4, 2, 64, 1, 1, 16, 0), (8, 2, 64, 37, 5, 16, 8), (6, 1, 72, 300, 3, 300, 0), (2, 2, 3, 5, 5, 2, 1), (14, 2, 64, 129, 9, 32, 0) })
+                 { (4, 2, 64, 1, 1, 16, 0), (8, 2, 64, 37, 5, 16, 8), (6, 1, 72, 300, 3, 300, 0), (2, 2, 3, 5, 5, 2, 1), (14, 2, 64, 129, 9, 32, 0), (8, 2, 64, 1000, 1, 96, 0), (4, 4, 32, 700, 2, 700, 5) })
         {
             int width = kvHeads * hd, stride = width + extraStride;
             var k = Data.Random(cached * stride, hd, 2f);
@@ -201,7 +201,7 @@ public sealed unsafe class VsReferenceTests
     {
         using var one = new CpuBackend(1);
         using var many = new CpuBackend(4);
-        foreach (var t in FloatTypes.Append(DType.Q4_K))
+        foreach (var t in FloatTypes.Concat([DType.Q4_K, DType.Q4_0, DType.Q8_0]))
         {
             using var w = NativeTensor.FromFloats(t, Data.Random(301 * 512, 5), 301, 512);
             foreach (int n in new[] { 1, 7 })
@@ -219,6 +219,21 @@ public sealed unsafe class VsReferenceTests
         Assert.That(r4, Is.EqualTo(r1));
         one.SiluMul(big, r1, r1); many.SiluMul(big, r4, r4);
         Assert.That(r4, Is.EqualTo(r1));
+
+        // attention: one query row over a long cache is split into blocks by thread count (flash-decoding merge), so
+        // 1 vs 4 threads agree within float rounding; several rows run one item per row and agree bitwise.
+        var k = Data.Random(400 * 2 * 64, 10); var v = Data.Random(400 * 2 * 64, 11);
+        using var kb = new NativeFloats(k); using var vb = new NativeFloats(v);
+        KvPage[] pages = [new KvPage(kb.Address, vb.Address, 250, 0, 128), new KvPage(kb.Address + 250 * 512, vb.Address + 250 * 512, 150, 250, 128)];
+        var p = new AttentionParams(8, 2, 64, 0.125f);
+        foreach (int[] pos in new[] { new[] { 399 }, Enumerable.Range(300, 9).ToArray() })
+        {
+            var q = Data.Random(pos.Length * 8 * 64, 12);
+            var a1 = new float[q.Length]; var a4 = new float[q.Length];
+            one.Attention(q, pos, pages, p, a1); many.Attention(q, pos, pages, p, a4);
+            if (pos.Length == 1) Assert.That(a4, Is.EqualTo(a1).Within(1e-6f), "attention, split cache");
+            else Assert.That(a4, Is.EqualTo(a1), $"attention rows={pos.Length}");
+        }
     }
 
     [Test]

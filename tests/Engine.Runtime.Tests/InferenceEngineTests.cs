@@ -115,6 +115,45 @@ public class InferenceEngineTests
     }
 
     [Test]
+    public async Task PrefixReuseGivesTheSameTokensAsAFreshEngine()
+    {
+        int[] first = [1, 403, 407, 261, 378];
+        using var warm = Stories();
+        var a = await warm.GenerateTextAsync(warm.GenerateAsync(first, Greedy with { MaxTokens = 20 }));
+        int[] second = [.. first, .. a.TokenIds, 291, 376];        // a follow-up extending the whole previous sequence
+        var b = await warm.GenerateTextAsync(warm.GenerateAsync(second, Greedy with { MaxTokens = 20 }));
+        int[] third = [1, 317, 269];                              // shares only BOS
+        var c = await warm.GenerateTextAsync(warm.GenerateAsync(third, Greedy with { MaxTokens = 20 }));
+
+        using var fresh = Stories();
+        var b0 = await fresh.GenerateTextAsync(fresh.GenerateAsync(second, Greedy with { MaxTokens = 20 }));
+        using var fresh2 = Stories();
+        var c0 = await fresh2.GenerateTextAsync(fresh2.GenerateAsync(third, Greedy with { MaxTokens = 20 }));
+        Assert.Multiple(() =>
+        {
+            Assert.That(b.TokenIds, Is.EqualTo(b0.TokenIds));
+            Assert.That(c.TokenIds, Is.EqualTo(c0.TokenIds));
+            Assert.That(b.Usage.ReusedPromptTokens, Is.EqualTo(first.Length + a.TokenIds.Length - 1), "the last sampled token was never forwarded");
+            Assert.That(c.Usage.ReusedPromptTokens, Is.EqualTo(1));
+            Assert.That(b0.Usage.ReusedPromptTokens, Is.EqualTo(0));
+        });
+    }
+
+    [Test]
+    public async Task ConcurrentRequestsAreSerializedAndCorrect()
+    {
+        using var engine = Stories();
+        int[] p1 = [1, 403, 407], p2 = [1, 317, 269];
+        var s1 = (await engine.GenerateTextAsync(engine.GenerateAsync(p1, Greedy with { MaxTokens = 25 }))).TokenIds;
+        var s2 = (await engine.GenerateTextAsync(engine.GenerateAsync(p2, Greedy with { MaxTokens = 25 }))).TokenIds;
+        var t1 = Task.Run(() => engine.GenerateTextAsync(engine.GenerateAsync(p1, Greedy with { MaxTokens = 25 })));
+        var t2 = Task.Run(() => engine.GenerateTextAsync(engine.GenerateAsync(p2, Greedy with { MaxTokens = 25 })));
+        await Task.WhenAll(t1, t2);
+        Assert.That(t1.Result.TokenIds, Is.EqualTo(s1));
+        Assert.That(t2.Result.TokenIds, Is.EqualTo(s2));
+    }
+
+    [Test]
     public async Task SeededSamplingIsReproducible()
     {
         using var engine = Stories();

@@ -34,6 +34,12 @@ public class PreTokenizerTests
     [TestCase("default", "12345", new[] { "123", "45" })]
     [TestCase("deepseek-coder", "Hi, 42\nyo", new[] { "Hi", ",", " ", "4", "2", "\n", "yo" })]
     [TestCase("deepseek-llm", "Hi, 中文42  ", new[] { "Hi", ",", " ", "中文", "42", "  " })]
+    [TestCase("tekken", "HelloWorld ABC", new[] { "Hello", "World", " ABC" })]
+    [TestCase("tekken", "a/b\n12", new[] { "a", "/b", "\n", "1", "2" })]
+    [TestCase("gpt-4o", "I'm HERE's 12345", new[] { "I'm", " HERE's", " ", "123", "45" })]
+    [TestCase("gpt-4o", "x\U0001D518\U0001D51Ay", new[] { "x", "\U0001D518\U0001D51Ay" })] // astral Lu then Ll: case split kept
+    [TestCase("deepseek-v3", "Hello 12345 世界", new[] { "Hello", " ", "123", "45", " ", "世界" })]
+    [TestCase("chatglm-bpe", "12345", new[] { "123", "45" })]
     public void SplitsAsTheFamilyRegexSays(string family, string text, string[] expected)
     {
         Assert.That(Split(family, text), Is.EqualTo(expected));

@@ -19,7 +19,7 @@ public class SpmTests
     [TestCase("reference/vocab/ggml-vocab-tok512.gguf")]
     public void Tok512MatchesLlamaCppIds(string path)
     {
-        var tok = Tokenizer.Load(SharedData.Get(path));
+        var tok = StreamingAndSpecialTests.Load(path);
         using var doc = JsonDocument.Parse(File.ReadAllBytes(SharedData.Get("reference/vocab/tok512_tokenize_cases.json")));
         int n = 0, pass = 0;
         Assert.Multiple(() =>
@@ -41,7 +41,7 @@ public class SpmTests
     [Test]
     public void Tok512FileAndGgufAreTheSameVocabulary()
     {
-        var a = Tokenizer.Load(SharedData.Get("models/llama2c/tok512.bin")).Vocabulary;
+        var a = StreamingAndSpecialTests.Load("models/llama2c/tok512.bin").Vocabulary;
         var b = Tokenizer.Load(SharedData.Get("reference/vocab/ggml-vocab-tok512.gguf")).Vocabulary;
         Assert.Multiple(() =>
         {
@@ -56,7 +56,7 @@ public class SpmTests
     public void LlamaTokenizerBinMatchesLlamaSpmVectors()
     {
         // llama2.c's tokenizer.bin is Llama 2's SentencePiece vocabulary, the same one ggml-vocab-llama-spm holds.
-        var tok = Tokenizer.Load(SharedData.Get("models/llama2c/tokenizer.bin"));
+        var tok = StreamingAndSpecialTests.Load("models/llama2c/tokenizer.bin");
         var cases = VocabTestVectors.Read(SharedData.Get("models/vocab/ggml-vocab-llama-spm.gguf.inp"), SharedData.Get("models/vocab/ggml-vocab-llama-spm.gguf.out"));
         int pass = cases.Count(c => tok.Encode(c.Text).SequenceEqual(c.Ids));
         TestContext.Out.WriteLine($"tokenizer.bin vs llama-spm vectors: {pass}/{cases.Count}");
@@ -67,7 +67,7 @@ public class SpmTests
     [TestCase("models/llama2c/tokenizer.bin")]
     public void DecodeInvertsEncode(string path)
     {
-        var tok = Tokenizer.Load(SharedData.Get(path));
+        var tok = StreamingAndSpecialTests.Load(path);
         Assert.Multiple(() =>
         {
             foreach (var s in VariedTexts)
@@ -82,7 +82,7 @@ public class SpmTests
     public void ByteFallbackUsesByteTokens()
     {
         // tok512 has no piece for '☃' (U+2603 = E2 98 83): it must come out as <0xE2><0x98><0x83> = ids 3 + byte.
-        var tok = Tokenizer.Load(SharedData.Get("models/llama2c/tok512.bin"));
+        var tok = StreamingAndSpecialTests.Load("models/llama2c/tok512.bin");
         var ids = tok.Encode("☃");
         Assert.That(ids, Is.EqualTo(new[] { 410, 3 + 0xE2, 3 + 0x98, 3 + 0x83 }));
         Assert.That(tok.TokenText(3 + 0xE2), Is.EqualTo("<0xE2>"));

@@ -9,6 +9,7 @@ public class StreamingAndSpecialTests
 {
     private static readonly Dictionary<string, Tokenizer> Cache = new();
 
+    /// <summary>One shared instance per tokenizer file for the whole test run (loading Llama 3 / Qwen once).</summary>
     internal static Tokenizer Load(string relative)
     {
         lock (Cache)
@@ -164,6 +165,17 @@ public class StreamingAndSpecialTests
             Assert.Throws<ModelFormatException>(() => Tokenizer.Load(json));
         }
         finally { Directory.Delete(dir, true); }
+    }
+
+    [TestCaseSource(nameof(AllTokenizers))]
+    public void InvalidUtf16AndBadIdsAreHandled(string path)
+    {
+        var tok = Load(path);
+        var ids = tok.Encode("a\uD800b\uDC00", addSpecial: true, parseSpecial: true);
+        Assert.That(ids.All(id => id >= 0 && id < tok.VocabSize), Is.True);
+        Assert.That(tok.Decode(ids), Is.EqualTo("a\uFFFDb\uFFFD"), "lone surrogates come back as U+FFFD");
+        Assert.Throws<ArgumentOutOfRangeException>(() => tok.Decode([tok.VocabSize]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => tok.TokenPiece(-1));
     }
 
     [Test]

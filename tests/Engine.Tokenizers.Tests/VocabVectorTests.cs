@@ -7,16 +7,7 @@ namespace Engine.Tokenizers.Tests;
 
 public class VocabVectorTests
 {
-    private static readonly Dictionary<string, Tokenizer> Cache = new();
-
-    private static Tokenizer Load(string relative)
-    {
-        lock (Cache)
-        {
-            if (!Cache.TryGetValue(relative, out var t)) Cache[relative] = t = Tokenizer.Load(SharedData.Get(relative));
-            return t;
-        }
-    }
+    private static Tokenizer Load(string relative) => StreamingAndSpecialTests.Load(relative);
 
     [TestCase("ggml-vocab-llama-spm", "models/vocab/ggml-vocab-llama-spm.gguf")]
     [TestCase("ggml-vocab-phi-3", "models/vocab/ggml-vocab-phi-3.gguf")]

@@ -19,16 +19,17 @@ public static class ChatCommand
         var minP = new Option<float>("--min-p") { Description = "Min-p (0 = off).", DefaultValueFactory = _ => 0.05f };
         var seed = new Option<ulong?>("--seed", "-s") { Description = "Random seed." };
         var threads = GenerationCommandSupport.ThreadsOption();
+        var tokenizer = GenerationCommandSupport.TokenizerOption();
         var backend = GenerationCommandSupport.BackendOption();
         var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = the model's).", DefaultValueFactory = _ => 0 };
 
         var cmd = new Command("chat", "Interactive chat on stdin/stdout with the model's chat template.")
         {
-            model, system, maxTokens, temperature, topK, topP, minP, seed, threads, backend, ctx,
+            model, system, maxTokens, temperature, topK, topP, minP, seed, threads, backend, ctx, tokenizer,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(async () =>
         {
-            using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx));
+            using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx), pr.GetValue(tokenizer));
             var options = new GenerationOptions
             {
                 MaxTokens = pr.GetValue(maxTokens),

@@ -19,6 +19,11 @@ internal static class GenerationCommandSupport
         Description = $"Model file (GGUF, rwkv.cpp .bin, llama2.c .bin, safetensors folder). Default: the bundled {DefaultModelRelative}.",
     };
 
+    public static Option<string?> TokenizerOption() => new("--tokenizer")
+    {
+        Description = "Separate tokenizer (llama2.c tokenizer .bin, tokenizer.json, or a GGUF with tokenizer metadata); default: the model's own.",
+    };
+
     public static Option<int> ThreadsOption() => new("--threads", "-t") { Description = "CPU threads (0 = all cores).", DefaultValueFactory = _ => 0 };
 
     public static Option<string> BackendOption() => new("--backend")
@@ -54,13 +59,13 @@ internal static class GenerationCommandSupport
         return result;
     }
 
-    public static InferenceEngine LoadEngine(string? model, string backend, int threads, int contextLength = 0)
+    public static InferenceEngine LoadEngine(string? model, string backend, int threads, int contextLength = 0, string? tokenizer = null)
     {
         string path = ResolveModel(model);
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var engine = WithProgress($"loading {Path.GetFileName(path)}…", () =>
-            InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength }));
+            InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer }));
         var c = engine.Config;
         Console.Error.WriteLine($"loaded {Path.GetFileName(path)} ({c.Architecture}, {c.BlockCount} layers, dim {c.EmbeddingLength}, vocab {c.VocabSize}, context {engine.ContextLength}) " +
             $"on {engine.BackendName} in {sw.Elapsed.TotalMilliseconds:F0} ms");

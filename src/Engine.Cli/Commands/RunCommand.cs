@@ -19,16 +19,17 @@ public static class RunCommand
         var repeat = new Option<float>("--repeat-penalty") { Description = "Repetition penalty over the last 64 tokens (1 = off).", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong?>("--seed", "-s") { Description = "Random seed (same seed = same output). Default: random." };
         var threads = GenerationCommandSupport.ThreadsOption();
+        var tokenizer = GenerationCommandSupport.TokenizerOption();
         var backend = GenerationCommandSupport.BackendOption();
         var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = the model's).", DefaultValueFactory = _ => 0 };
 
         var cmd = new Command("run", "Generate text from a prompt; only the generated text goes to stdout.")
         {
-            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, threads, backend, ctx,
+            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, threads, backend, ctx, tokenizer,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(async () =>
         {
-            using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx));
+            using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx), pr.GetValue(tokenizer));
             var options = new GenerationOptions
             {
                 MaxTokens = pr.GetValue(maxTokens),

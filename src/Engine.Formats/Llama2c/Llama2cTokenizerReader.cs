@@ -1,7 +1,8 @@
 // Owns: reading llama2.c tokenizer files (tok512.bin, tokenizer.bin) as GGUF-style SPM tokenizer metadata.
 // Format (llama2.c tokenizer.py export): int32 max_token_length, then until EOF per token: float32 score,
 // int32 byte length, UTF-8 bytes. SentencePiece's "▁" was exported as an ASCII space and BOS/EOS as "\n<s>\n",
-// "\n</s>\n"; byte tokens are stored as the text "<0xNN>" (both tok512.bin and the Llama 2 tokenizer.bin).
+// "\n</s>\n"; byte tokens are stored as the text "<0xNN>" (both tok512.bin and the Llama 2 tokenizer.bin); a file that
+// stores them as raw bytes (detected by id 3 being the single byte 0x00; id 3 + b holds byte b) is mapped to "<0xNN>" too.
 // Output (as llama.cpp's converters write it, reference README section A): spaces → U+2581, "<s>"/"</s>" CONTROL,
 // "<unk>" UNKNOWN, "<0xNN>" BYTE, the rest NORMAL; scores as-is; bos 1, eos 2, unk 0; add_bos true, add_eos false.
 // Invariants: every length is checked before use (ModelFormatException on any violation); the vocabulary is copied
@@ -67,6 +68,7 @@ public static unsafe class Llama2cTokenizerReader
             throw c.Error($"max_token_length is {maxLen}, expected 1..{MaxTokenLengthLimit}", 0);
         var tokens = new List<string>();
         var scores = new List<float>();
+        bool rawBytes = false; // token 3 is the single byte 0x00: ids 3..258 hold raw bytes
         while (c.Remaining > 0)
         {
             long at = c.Position;
@@ -76,7 +78,15 @@ public static unsafe class Llama2cTokenizerReader
             int len = c.I32($"length of token {tokens.Count}");
             if (len < 0 || len > maxLen)
                 throw c.Error($"token {tokens.Count} has length {len}, expected 0..{maxLen} (max_token_length)", lenAt);
-            tokens.Add(c.Utf8String(len, $"token {tokens.Count}"));
+            // Some exports store byte-fallback tokens 3..258 as the raw byte itself instead of the text "<0xNN>".
+            int id = tokens.Count;
+            if (id == 3) rawBytes = len == 1 && c.Base[c.Position] == 0;
+            if (rawBytes && len == 1 && id is >= 3 and <= 258 && c.Base[c.Position] == id - 3)
+            {
+                tokens.Add($"<0x{id - 3:X2}>");
+                c.Position += 1;
+            }
+            else tokens.Add(c.Utf8String(len, $"token {id}"));
             scores.Add(score);
         }
         // Ids 0, 1, 2 are unk, BOS and EOS in the metadata below, so a vocabulary needs at least three tokens.

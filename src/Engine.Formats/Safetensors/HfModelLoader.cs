@@ -6,7 +6,9 @@
 // GGUF row h·D + 2j + k = HF row h·D + k·D/2 + j (head h, head_dim D, pair j, k ∈ {0,1}). Those tensors are copied
 // (the only copies); everything else is a zero-copy view. Qwen2/Qwen3 keep NEOX RoPE in GGUF too: no permutation.
 // Tokenizer: tokenizer.json beside → metadata engine.tokenizer_json_path; tokenizer_config.json chat_template →
-// tokenizer.chat_template. Invariant: every problem is a ModelFormatException naming the file.
+// tokenizer.chat_template. rope_scaling type "llama3" → a computed rope_freqs.weight tensor (as in GGUF Llama 3.x);
+// other scaling types → {arch}.rope.scaling.type/factor/original_context_length keys.
+// Invariant: every problem is a ModelFormatException naming the file.
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Engine.Tensors;
@@ -35,9 +37,15 @@ public static unsafe partial class HfModelLoader
                 owners.Add(map);
                 raw.AddRange(SafetensorsReader.ParseTensors(shard, map.Pointer, map.Length));
             }
-            var (metadata, arch, headCount, kvHeadCount, headDim) = ReadConfig(configPath);
+            var (metadata, arch, headCount, kvHeadCount, headDim, ropeFactors) = ReadConfig(configPath);
             AddTokenizer(dir, metadata);
             var tensors = MapTensors(configPath, raw, arch, headCount, kvHeadCount, headDim, owners);
+            if (ropeFactors != null && !tensors.Any(t => t.Name == "rope_freqs.weight"))
+            {
+                var bytes = new NativeBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(ropeFactors.AsSpan()));
+                owners.Add(bytes);
+                tensors.Add(new TensorView("rope_freqs.weight", DType.F32, [ropeFactors.Length], (nint)bytes.Pointer, bytes.Length));
+            }
             return new ModelFile(Directory.Exists(path) ? dir : path, ModelFileFormat.Safetensors, metadata, tensors,
                 new CompositeOwner(owners));
         }
@@ -67,7 +75,19 @@ public static unsafe partial class HfModelLoader
         return Directory.GetFiles(dir, "*.safetensors").Order(StringComparer.Ordinal).ToArray();
     }
 
-    private static (Dictionary<string, object>, string, int, int, int) ReadConfig(string configPath)
+    private static (Dictionary<string, object>, string, int, int, int, float[]?) ReadConfig(string configPath)
+    {
+        try
+        {
+            return ReadConfigUnchecked(configPath);
+        }
+        catch (InvalidOperationException e) // a JSON value of an unexpected kind (e.g. a string where a number belongs)
+        {
+            throw new ModelFormatException(configPath, -1, $"unexpected value in config.json: {e.Message}", e);
+        }
+    }
+
+    private static (Dictionary<string, object>, string, int, int, int, float[]?) ReadConfigUnchecked(string configPath)
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(File.ReadAllBytes(configPath)); }
@@ -96,6 +116,8 @@ public static unsafe partial class HfModelLoader
 
             int hidden = Int("hidden_size"), heads = Int("num_attention_heads");
             int kvHeads = Int("num_key_value_heads", heads);
+            if (!c.TryGetProperty("head_dim", out _) && hidden % heads != 0)
+                throw Bad($"hidden_size {hidden} is not a multiple of num_attention_heads {heads}");
             int headDim = Int("head_dim", hidden / heads);
             if (heads % kvHeads != 0) throw Bad($"num_attention_heads {heads} is not a multiple of num_key_value_heads {kvHeads}");
             if (headDim % 2 != 0) throw Bad($"head_dim {headDim} is odd");
@@ -119,25 +141,66 @@ public static unsafe partial class HfModelLoader
                 md[$"{arch}.attention.key_length"] = (uint)headDim;
                 md[$"{arch}.attention.value_length"] = (uint)headDim;
             }
+            float[]? ropeFactors = null;
             if (c.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object)
             {
                 string type = rs.TryGetProperty("rope_type", out var rt) || rs.TryGetProperty("type", out rt) ? rt.GetString() ?? "" : "";
-                if (type is not ("default" or ""))
+                if (type == "llama3" && arch == "llama")
+                    ropeFactors = Llama3RopeFactors(rs, Num("rope_theta", 10000), headDim);
+                else if (type is not ("default" or ""))
                 {
                     md[$"{arch}.rope.scaling.type"] = type;
                     if (rs.TryGetProperty("factor", out var f) && f.ValueKind == JsonValueKind.Number)
                         md[$"{arch}.rope.scaling.factor"] = (float)f.GetDouble();
-                    if (rs.TryGetProperty("original_max_position_embeddings", out var o) && o.TryGetInt32(out int oi))
+                    if (rs.TryGetProperty("original_max_position_embeddings", out var o) && o.ValueKind == JsonValueKind.Number && o.TryGetInt32(out int oi))
                         md[$"{arch}.rope.scaling.original_context_length"] = (uint)oi;
                 }
             }
             if (c.TryGetProperty("torch_dtype", out var td) && td.ValueKind == JsonValueKind.String)
                 md["general.file_type"] = td.GetString() switch { "float32" => 0u, "float16" => 1u, "bfloat16" => 32u, _ => 0u };
-            if (c.TryGetProperty("bos_token_id", out var bos) && bos.TryGetUInt32(out uint b)) md[TokenizerKeys.BosId] = b;
-            if (c.TryGetProperty("eos_token_id", out var eos) && eos.TryGetUInt32(out uint e)) md[TokenizerKeys.EosId] = e;
-            return (md, arch, heads, kvHeads, headDim);
+            if (c.TryGetProperty("bos_token_id", out var bos) && FirstId(bos) is uint b) md[TokenizerKeys.BosId] = b;
+            if (c.TryGetProperty("eos_token_id", out var eos) && FirstId(eos) is uint e) md[TokenizerKeys.EosId] = e;
+            return (md, arch, heads, kvHeads, headDim, ropeFactors);
         }
     }
+
+    /// <summary>
+    /// Llama 3.1-style RoPE scaling as GGUF stores it: a `rope_freqs.weight` F32 [headDim/2] tensor of per-frequency
+    /// divisors (θ_i / factor_i). Source: Meta's Llama 3.1 `apply_scaling` (factor, low/high_freq_factor,
+    /// original_max_position_embeddings), as llama.cpp's converter writes it; computed here in float64, stored as float32.
+    /// </summary>
+    internal static float[] Llama3RopeFactors(JsonElement rs, double ropeTheta, int headDim)
+    {
+        double Get(string key, double fallback) =>
+            rs.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : fallback;
+        double factor = Get("factor", 8), low = Get("low_freq_factor", 1), high = Get("high_freq_factor", 4);
+        double oldContext = Get("original_max_position_embeddings", 8192);
+        double lowWavelen = oldContext / low, highWavelen = oldContext / high;
+        var result = new float[headDim / 2];
+        for (int i = 0; i < result.Length; i++)
+        {
+            double freq = 1.0 / Math.Pow(ropeTheta, 2.0 * i / headDim);
+            double wavelen = 2 * Math.PI / freq;
+            double f;
+            if (wavelen < highWavelen) f = 1;
+            else if (wavelen > lowWavelen) f = factor;
+            else
+            {
+                double smooth = (oldContext / wavelen - low) / (high - low);
+                f = 1 / ((1 - smooth) / factor + smooth);
+            }
+            result[i] = (float)f;
+        }
+        return result;
+    }
+
+    // An id, or the first of a list of ids (Llama 3.1 lists several EOS ids; the tokenizer.json holds all of them).
+    private static uint? FirstId(JsonElement v) => v.ValueKind switch
+    {
+        JsonValueKind.Number when v.TryGetUInt32(out uint id) => id,
+        JsonValueKind.Array when v.GetArrayLength() > 0 => FirstId(v[0]),
+        _ => null,
+    };
 
     private static void AddTokenizer(string dir, Dictionary<string, object> md)
     {
@@ -155,7 +218,10 @@ public static unsafe partial class HfModelLoader
             if (doc.RootElement.TryGetProperty("add_eos_token", out var ae) && ae.ValueKind is JsonValueKind.True or JsonValueKind.False)
                 md[TokenizerKeys.AddEos] = ae.GetBoolean();
         }
-        catch (JsonException e) { throw new ModelFormatException(tc, -1, $"not valid JSON: {e.Message}", e); }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            throw new ModelFormatException(tc, -1, $"not valid tokenizer_config.json: {e.Message}", e);
+        }
     }
 
     [GeneratedRegex(@"^model\.layers\.(\d+)\.(.+)$")]

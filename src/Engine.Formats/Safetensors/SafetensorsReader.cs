@@ -75,21 +75,35 @@ public static unsafe class SafetensorsReader
         }
         using (doc)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
-                throw new ModelFormatException(file, 8, "header JSON is not an object");
-            var list = new List<(TensorView View, long Begin)>();
-            foreach (var prop in doc.RootElement.EnumerateObject())
+            try
             {
-                if (prop.Name == "__metadata__") continue;
-                list.Add(ParseEntry(file, prop, p + dataStart, dataLength, dataStart));
+                return Entries(file, doc, p, dataStart, dataLength);
             }
-            var sorted = list.Where(t => t.View.ByteLength > 0).OrderBy(t => t.Begin).ToList();
-            for (int i = 1; i < sorted.Count; i++)
-                if (sorted[i - 1].Begin + sorted[i - 1].View.ByteLength > sorted[i].Begin)
-                    throw new ModelFormatException(file, dataStart + sorted[i].Begin,
-                        $"tensor '{sorted[i].View.Name}' overlaps '{sorted[i - 1].View.Name}'");
-            return list.OrderBy(t => t.Begin).Select(t => t.View).ToList();
+            catch (InvalidOperationException e) // e.g. invalid UTF-8 inside a JSON string
+            {
+                throw new ModelFormatException(file, 8, $"bad header JSON: {e.Message}", e);
+            }
         }
+    }
+
+    private static List<TensorView> Entries(string file, JsonDocument doc, byte* p, long dataStart, long dataLength)
+    {
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            throw new ModelFormatException(file, 8, "header JSON is not an object");
+        var list = new List<(TensorView View, long Begin)>();
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var prop in doc.RootElement.EnumerateObject())
+        {
+            if (prop.Name == "__metadata__") continue;
+            if (!names.Add(prop.Name)) throw new ModelFormatException(file, 8, $"tensor '{prop.Name}' appears twice in the header");
+            list.Add(ParseEntry(file, prop, p + dataStart, dataLength, dataStart));
+        }
+        var sorted = list.Where(t => t.View.ByteLength > 0).OrderBy(t => t.Begin).ToList();
+        for (int i = 1; i < sorted.Count; i++)
+            if (sorted[i - 1].Begin + sorted[i - 1].View.ByteLength > sorted[i].Begin)
+                throw new ModelFormatException(file, dataStart + sorted[i].Begin,
+                    $"tensor '{sorted[i].View.Name}' overlaps '{sorted[i - 1].View.Name}'");
+        return list.OrderBy(t => t.Begin).Select(t => t.View).ToList();
     }
 
     private static (TensorView, long) ParseEntry(string file, JsonProperty prop, byte* data, long dataLength, long dataStart)
@@ -127,7 +141,8 @@ public static unsafe class SafetensorsReader
         }
         if (!e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
             throw Bad("data_offsets must be [begin, end]");
-        if (!off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end) || begin < 0 || end < begin)
+        if (off[0].ValueKind != JsonValueKind.Number || off[1].ValueKind != JsonValueKind.Number
+            || !off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end) || begin < 0 || end < begin)
             throw Bad("data_offsets are not a valid [begin, end] pair");
         if (end > dataLength) throw Bad($"data [{begin}, {end}) runs past the {dataLength}-byte data buffer");
         int size = type.BytesPerBlock();

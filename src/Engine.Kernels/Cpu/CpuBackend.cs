@@ -4,7 +4,8 @@
 // Results match ReferenceBackend to NMSE ≤ 1e-7 on float paths (float32 accumulation vs the reference's float64);
 // quantized weights compute against Q8-quantized activations as llama.cpp's CPU backend does (bounds in the tests);
 // multi-threaded results are bitwise equal to single-threaded ones (each output element is computed by one thread
-// with the same instruction sequence, whatever the split).
+// with the same instruction sequence, whatever the split) — except attention for few query rows over a long cache,
+// whose cache split depends on the thread count (flash-decoding merge; equal within float rounding, ~1e-7).
 namespace Engine.Kernels;
 
 using System.Runtime.InteropServices;
@@ -22,6 +23,9 @@ public sealed unsafe class CpuBackend : IBackend
     private readonly QuantizeJob _quantize = new();
     private byte* _qx;                   // [n, activation bytes] quantized activations for quantized weights
     private long _qxBytes;
+    private byte* _partials;             // attention block partials [n, blocks, heads, headDim + 2]
+    private long _partialBytes;
+    private int[] _pageStart = new int[16];
     private readonly RmsNormJob _rmsNorm = new();
     private readonly RopeJob _rope = new();
     private readonly AttentionJob _attention = new();
@@ -173,17 +177,46 @@ public sealed unsafe class CpuBackend : IBackend
     public void Attention(ReadOnlySpan<float> q, ReadOnlySpan<int> qPositions, ReadOnlySpan<KvPage> pages, AttentionParams p, Span<float> output)
     {
         OpChecks.Attention(q.Length, qPositions, pages, p, output.Length);
+        int n = qPositions.Length;
+        if (n == 0) return;
+        if (_pageStart.Length < pages.Length) _pageStart = new int[Math.Max(pages.Length, 2 * _pageStart.Length)];
         int total = 0;
-        foreach (var pg in pages) total += pg.TokenCount;
+        for (int i = 0; i < pages.Length; i++) { _pageStart[i] = total; total += pages[i].TokenCount; }
+        var j = _attention;
+        // Enough query rows → one item per row over the whole cache. Few rows (decode) and a long cache → split the
+        // cache into blocks (≥ 128 tokens) so every thread gets work, then merge the partials.
+        int blocks = 1;
+        if (n < 2 * ThreadCount && total >= 256)
+        {
+            int perRow = (4 * ThreadCount + n - 1) / n;
+            int bt = Math.Max(128, (total + perRow - 1) / perRow);
+            blocks = (total + bt - 1) / bt;
+        }
+        j.BlockCount = blocks;
+        j.BlockTokens = blocks == 1 ? Math.Max(1, total) : (total + blocks - 1) / blocks;
+        long partialFloats = blocks == 1 ? 0 : (long)n * blocks * p.HeadCount * (p.HeadDim + 2);
         fixed (float* pq = q, po = output)
-        fixed (int* pp = qPositions)
+        fixed (int* pp = qPositions, pstart = _pageStart)
         fixed (KvPage* pk = pages)
         {
-            var j = _attention;
-            j.Q = pq; j.Out = po; j.Positions = pp; j.Pages = pk; j.PageCount = pages.Length; j.TotalTokens = total; j.P = p;
-            int items = qPositions.Length * p.HeadCount;
-            _pool.Run(j, items, Math.Max(1, items / (4 * ThreadCount)));
+            j.Q = pq; j.Out = po; j.Positions = pp; j.Pages = pk; j.PageStart = pstart; j.PageCount = pages.Length;
+            j.TotalTokens = total; j.P = p;
+            j.Partials = blocks == 1 ? null : (float*)PartialBuffer(partialFloats * sizeof(float));
+            _pool.Run(j, n * blocks, 1);
+            if (blocks > 1) j.Merge(n);
+            j.Q = j.Out = j.Partials = null; j.Positions = j.PageStart = null; j.Pages = null;
         }
+    }
+
+    private byte* PartialBuffer(long bytes)
+    {
+        if (_partialBytes < bytes)
+        {
+            if (_partials != null) NativeMemory.AlignedFree(_partials);
+            _partialBytes = Math.Max(bytes, 2 * _partialBytes);
+            _partials = (byte*)NativeMemory.AlignedAlloc((nuint)_partialBytes, 64);
+        }
+        return _partials;
     }
 
     public void Dispose()
@@ -191,5 +224,6 @@ public sealed unsafe class CpuBackend : IBackend
         _pool.Dispose();
         _scratch.Dispose();
         if (_qx != null) { NativeMemory.AlignedFree(_qx); _qx = null; _qxBytes = 0; }
+        if (_partials != null) { NativeMemory.AlignedFree(_partials); _partials = null; _partialBytes = 0; }
     }
 }

@@ -77,56 +77,131 @@ internal sealed unsafe class RopeJob : CpuJob
     }
 }
 
-/// <summary>Causal GQA attention; one item = one (query row, head). Two passes: scores + softmax, then Σ p·V.</summary>
+/// <summary>
+/// Causal GQA attention, token-major: an item is (query row t, block of cached tokens) and handles every head, walking
+/// the cached K/V rows in memory order — each row ([kvHeads · headDim] contiguous) is read once and dotted with all
+/// query heads (head h uses KV head h / group), which streams the cache sequentially instead of striding over it per
+/// head. Per head: scores (SIMD dots) into a contiguous buffer, exp(s − max), sum, then Σ p·V by axpy.
+/// With one block per row (BlockCount = 1) the item writes the normalised output directly; with several blocks
+/// (decode: few query rows, long cache — flash-decoding split) each item writes a partial (max, sum, Σ p·V) that
+/// <see cref="Merge"/> combines: o = Σ_b e^{m_b − M} acc_b / Σ_b e^{m_b − M} l_b.
+/// </summary>
 internal sealed unsafe class AttentionJob : CpuJob
 {
     public float* Q;            // [n, HeadCount, HeadDim]
     public float* Out;          // [n, HeadCount, HeadDim]
     public int* Positions;      // [n]
     public KvPage* Pages;
+    public int* PageStart;      // [PageCount] logical index of each page's first token
     public int PageCount, TotalTokens;
     public AttentionParams P;
+    public int BlockTokens, BlockCount;
+    public float* Partials;     // [n, BlockCount, HeadCount, HeadDim + 2] (acc, max, sum) when BlockCount > 1
     public Scratch Scratch = null!;
+
+    public int PartialStride => P.HeadDim + 2;
 
     public override void Execute(int start, int end, int thread)
     {
-        int hd = P.HeadDim, group = P.HeadCount / P.KvHeadCount;
-        float* scores = Scratch.Floats(thread, Math.Max(1, TotalTokens));     // [visible cached tokens]
+        int heads = P.HeadCount, bt = Math.Max(1, BlockTokens);
+        float* scores = Scratch.Floats(thread, (long)heads * bt + 2L * heads);   // [heads, BlockTokens] + max[heads] + sum[heads]
+        float* max = scores + (long)heads * bt, sum = max + heads;
         for (int item = start; item < end; item++)
         {
-            int t = item / P.HeadCount, h = item % P.HeadCount;
-            float* q = Q + (long)item * hd;
-            float* o = Out + (long)item * hd;
-            int kvOff = h / group * hd, qpos = Positions[t];
-
-            int m = 0;
-            float max = float.NegativeInfinity;
-            for (int pi = 0; pi < PageCount; pi++)
+            int t = item / BlockCount, b = item % BlockCount;
+            int lo = b * BlockTokens, hi = Math.Min(TotalTokens, lo + BlockTokens);
+            if (BlockCount == 1)
             {
-                var pg = Pages[pi];
-                int visible = Math.Clamp(qpos - pg.StartPosition + 1, 0, pg.TokenCount);
-                float* k = (float*)pg.K + kvOff;
-                for (int j = 0; j < visible; j++)
+                float* o = Out + (long)t * heads * P.HeadDim;
+                Range(t, lo, hi, scores, bt, max, sum, o, P.HeadDim);
+                for (int h = 0; h < heads; h++)
                 {
-                    float s = Simd.Dot(q, k + (long)j * pg.RowStride, hd) * P.Scale;
-                    scores[m++] = s;
-                    if (s > max) max = s;
+                    float* oh = o + (long)h * P.HeadDim;
+                    if (sum[h] > 0) Simd.Map(new ScaleOp(1f / sum[h]), oh, oh, P.HeadDim);
                 }
             }
-            new Span<float>(o, hd).Clear();
-            if (m == 0) continue;                                               // nothing visible → zeros (as the reference)
-            Simd.Map(new ExpSubOp(max), scores, scores, m);
-            float sum = Simd.Reduce(new IdentityOp(), new AddOp(), scores, m, 0f);
-
-            m = 0;
-            for (int pi = 0; pi < PageCount; pi++)
+            else
             {
-                var pg = Pages[pi];
-                int visible = Math.Clamp(qpos - pg.StartPosition + 1, 0, pg.TokenCount);
-                float* v = (float*)pg.V + kvOff;
-                for (int j = 0; j < visible; j++) Simd.Axpy(scores[m++], v + (long)j * pg.RowStride, o, hd);
+                float* part = Partials + (long)item * heads * PartialStride;
+                Range(t, lo, hi, scores, bt, max, sum, part, PartialStride);
+                for (int h = 0; h < heads; h++)
+                {
+                    part[(long)h * PartialStride + P.HeadDim] = max[h];
+                    part[(long)h * PartialStride + P.HeadDim + 1] = sum[h];
+                }
             }
-            Simd.Map(new ScaleOp(1f / sum), o, o, hd);
         }
+    }
+
+    /// <summary>Unnormalised attention of row t over cached tokens [lo, hi) (logical order): acc_h = Σ e^{s−max_h} v,
+    /// sum_h = Σ e^{s−max_h}; acc rows are <paramref name="accStride"/> floats apart. Zero visible tokens → acc 0, sum 0.</summary>
+    private void Range(int t, int lo, int hi, float* scores, int bt, float* max, float* sum, float* acc, int accStride)
+    {
+        int heads = P.HeadCount, hd = P.HeadDim, group = P.HeadCount / P.KvHeadCount, qpos = Positions[t];
+        float* q = Q + (long)t * heads * hd;
+        for (int h = 0; h < heads; h++) { max[h] = float.NegativeInfinity; sum[h] = 0; new Span<float>(acc + (long)h * accStride, hd).Clear(); }
+
+        int c = 0;
+        for (int pi = 0; pi < PageCount; pi++)
+        {
+            var pg = Pages[pi];
+            int j0 = Math.Max(0, lo - PageStart[pi]);
+            int j1 = Math.Min(Math.Min(pg.TokenCount, hi - PageStart[pi]), qpos - pg.StartPosition + 1);
+            for (int j = j0; j < j1; j++, c++)
+            {
+                float* k = (float*)pg.K + (long)j * pg.RowStride;
+                for (int h = 0; h < heads; h++)
+                {
+                    float s = Simd.Dot(q + (long)h * hd, k + h / group * hd, hd) * P.Scale;
+                    scores[(long)h * bt + c] = s;
+                    if (s > max[h]) max[h] = s;
+                }
+            }
+        }
+        if (c == 0) return;
+        for (int h = 0; h < heads; h++)
+        {
+            float* sh = scores + (long)h * bt;
+            Simd.Map(new ExpSubOp(max[h]), sh, sh, c);
+            sum[h] = Simd.Reduce(new IdentityOp(), new AddOp(), sh, c, 0f);
+        }
+        c = 0;
+        for (int pi = 0; pi < PageCount; pi++)
+        {
+            var pg = Pages[pi];
+            int j0 = Math.Max(0, lo - PageStart[pi]);
+            int j1 = Math.Min(Math.Min(pg.TokenCount, hi - PageStart[pi]), qpos - pg.StartPosition + 1);
+            for (int j = j0; j < j1; j++, c++)
+            {
+                float* v = (float*)pg.V + (long)j * pg.RowStride;
+                for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], v + h / group * hd, acc + (long)h * accStride, hd);
+            }
+        }
+    }
+
+    /// <summary>Combines the block partials of every (row, head) into Out (caller thread; cost n·heads·blocks·hd).</summary>
+    public void Merge(int n)
+    {
+        int heads = P.HeadCount, hd = P.HeadDim, ps = PartialStride;
+        for (int t = 0; t < n; t++)
+            for (int h = 0; h < heads; h++)
+            {
+                float* o = Out + ((long)t * heads + h) * hd;
+                float m = float.NegativeInfinity;
+                for (int b = 0; b < BlockCount; b++)
+                    m = MathF.Max(m, Partials[(((long)t * BlockCount + b) * heads + h) * ps + hd]);
+                new Span<float>(o, hd).Clear();
+                if (float.IsNegativeInfinity(m)) continue;                   // nothing visible → zeros (as the reference)
+                float l = 0;
+                for (int b = 0; b < BlockCount; b++)
+                {
+                    float* part = Partials + (((long)t * BlockCount + b) * heads + h) * ps;
+                    if (part[hd + 1] == 0) continue;
+                    float f = MathF.Exp(part[hd] - m);
+                    l += f * part[hd + 1];
+                    Simd.Axpy(f, part, o, hd);
+                }
+                Simd.Map(new ScaleOp(1f / l), o, o, hd);
+            }
     }
 }

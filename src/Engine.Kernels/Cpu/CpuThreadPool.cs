@@ -26,6 +26,7 @@ public sealed class CpuThreadPool : IDisposable
     private int _generation;                            // bumped once per Run; workers wait for a change
     private int _sleepers;
     private volatile bool _disposed;
+    private int _busy;                                  // 1 while a Run is in progress (concurrent use is an error)
     private Exception? _error;
 
     /// <param name="threadCount">Total threads including the caller; ≤ 0 means Environment.ProcessorCount.</param>
@@ -50,7 +51,14 @@ public sealed class CpuThreadPool : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (itemCount <= 0) return;
-        chunk = Math.Max(1, chunk);
+        if (Interlocked.Exchange(ref _busy, 1) != 0)
+            throw new InvalidOperationException("CpuThreadPool.Run called concurrently: a CPU backend runs one op at a time");
+        try { RunCore(job, itemCount, Math.Max(1, chunk)); }
+        finally { Volatile.Write(ref _busy, 0); }
+    }
+
+    private void RunCore(CpuJob job, int itemCount, int chunk)
+    {
         if (_workers.Length == 0 || itemCount <= chunk)
         {
             job.Execute(0, itemCount, 0);

@@ -23,28 +23,14 @@ internal static unsafe class Avx2KQuants
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Shr(Vector256<byte> v, int n) => Vector256.ShiftRightLogical(v.AsUInt16(), n).AsByte();
+    internal static Vector256<byte> Shr(Vector256<byte> v, int n) => Vector256.ShiftRightLogical(v.AsUInt16(), n).AsByte();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Shl(Vector256<byte> v, int n) => Vector256.ShiftLeft(v.AsUInt16(), n).AsByte();
-
-    /// <summary>
-    /// Unpacks the 12-byte 6-bit scales/mins of Q4_K/Q5_K into four words of 4 bytes each:
-    /// sc03 = scales 0..3, sc47 = scales 4..7, mn03 = mins 0..3, mn47 = mins 4..7 (same bits as KScales.ScaleMinK4).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void UnpackK4(byte* s, out uint sc03, out uint sc47, out uint mn03, out uint mn47)
-    {
-        uint u0 = *(uint*)s, u1 = *(uint*)(s + 4), u2 = *(uint*)(s + 8);
-        sc03 = u0 & 0x3f3f3f3f;
-        mn03 = u1 & 0x3f3f3f3f;
-        sc47 = (u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4);
-        mn47 = ((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4);
-    }
+    internal static Vector256<byte> Shl(Vector256<byte> v, int n) => Vector256.ShiftLeft(v.AsUInt16(), n).AsByte();
 
     /// <summary>Σ_j mins[j]·(bsum[2j] + bsum[2j+1]) for the 8 sub-blocks of 32 (Q4_K/Q5_K min term).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int MinTermK4(uint mn03, uint mn47, short* bsums)
+    internal static int MinTermK4(uint mn03, uint mn47, short* bsums)
     {
         Vector128<short> mins = Sse41.ConvertToVector128Int16(Vector128.Create(mn03, mn47, 0u, 0u).AsByte());
         Vector128<short> pairs = Ssse3.HorizontalAdd(Vector128.Load(bsums), Vector128.Load(bsums + 8)); // [8] sub-block sums
@@ -53,12 +39,12 @@ internal static unsafe class Avx2KQuants
 
     /// <summary>Σ_i scales[i]·bsum[i] over 16 sub-blocks of 16, scales as 16 signed bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int ScaleBsumTerm16(Vector128<sbyte> scales, short* bsums) =>
+    internal static int ScaleBsumTerm16(Vector128<sbyte> scales, short* bsums) =>
         Vector256.Sum(Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(scales), Vector256.Load(bsums)));
 
     /// <summary>Scale vector for the 32 elements of sub-block pair p: 16-bit lanes 0..7 = scales[2p], 8..15 = scales[2p+1].</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> PairScales(Vector128<sbyte> scales, int p)
+    internal static Vector256<short> PairScales(Vector128<sbyte> scales, int p)
     {
         Vector128<byte> idx = Vector128.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, (byte)1) + Vector128.Create((byte)(2 * p));
         return Avx2.ConvertToVector256Int16(Ssse3.Shuffle(scales, idx.AsSByte()));
@@ -75,7 +61,7 @@ internal static unsafe class Avx2KQuants
         Vector256<byte> m4 = Vector256.Create((byte)0x0F);
         for (int b = 0; b < nb; b++, w += 144, y += Q8KBytes)
         {
-            UnpackK4(w + 4, out uint sc03, out uint sc47, out uint mn03, out uint mn47);
+            KScaleWords.UnpackK4(w + 4, out uint sc03, out uint sc47, out uint mn03, out uint mn47);
             int msum = MinTermK4(mn03, mn47, (short*)(y + 260));
             sbyte* qy = (sbyte*)(y + 4);
             byte* qs = w + 16;
@@ -102,7 +88,7 @@ internal static unsafe class Avx2KQuants
         Vector256<byte> m4 = Vector256.Create((byte)0x0F), bit4 = Vector256.Create((byte)0x10);
         for (int b = 0; b < nb; b++, w += 176, y += Q8KBytes)
         {
-            UnpackK4(w + 4, out uint sc03, out uint sc47, out uint mn03, out uint mn47);
+            KScaleWords.UnpackK4(w + 4, out uint sc03, out uint sc47, out uint mn03, out uint mn47);
             int msum = MinTermK4(mn03, mn47, (short*)(y + 260));
             sbyte* qy = (sbyte*)(y + 4);
             byte* qs = w + 48;

@@ -10,19 +10,33 @@ using System.Runtime.Intrinsics.X86;
 
 namespace Engine.Kernels.Quant;
 
+/// <summary>The u8·s8 → int32 (groups of 4) primitive; a struct type argument picks the instruction at JIT time.</summary>
+internal interface IDotU8S8
+{
+    static abstract Vector256<int> Dot(Vector256<byte> u, Vector256<sbyte> s);
+}
+
+/// <summary>AVX-VNNI vpdpbusd (exact, no saturation). Only valid when AvxVnni.IsSupported.</summary>
+internal struct VnniDot : IDotU8S8
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Dot(Vector256<byte> u, Vector256<sbyte> s) => AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u, s);
+}
+
+/// <summary>AVX2 vpmaddubsw + vpmaddwd (pairs saturate at int16; callers keep u·s pairs below 32767).</summary>
+internal struct MaddDot : IDotU8S8
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Dot(Vector256<byte> u, Vector256<sbyte> s) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), Vector256.Create((short)1));
+}
+
 internal static unsafe class Avx2Legacy
 {
-    /// <summary>Σ over groups of 4 of u8·s8 products → 8 int32 lanes (VNNI when available, else maddubs + madd).</summary>
+    /// <summary>Signed·signed dot of 32 int8 pairs → 8 int32 lanes (sign trick: |x| as u8, sign(y, x) as s8).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> DotU8S8(Vector256<byte> u, Vector256<sbyte> s)
-    {
-        if (AvxVnni.IsSupported) return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u, s);
-        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), Vector256.Create((short)1));
-    }
-
-    /// <summary>Signed·signed dot of 32 int8 pairs → 8 int32 lanes (sign trick).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> DotS8S8(Vector256<sbyte> x, Vector256<sbyte> y) => DotU8S8(Avx2.Abs(x), Avx2.Sign(y, x));
+    public static Vector256<int> DotS8S8<TDot>(Vector256<sbyte> x, Vector256<sbyte> y) where TDot : struct, IDotU8S8 =>
+        TDot.Dot(Avx2.Abs(x), Avx2.Sign(y, x));
 
     /// <summary>16 packed bytes → 32 nibbles: elements 0..15 = low nibbles, 16..31 = high nibbles.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -48,7 +62,7 @@ internal static unsafe class Avx2Legacy
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> ToFloat(Vector256<int> v) => Avx.ConvertToVector256Single(v);
 
-    public static float Q4_0(byte* w, byte* y, int nb)
+    public static float Q4_0<TDot>(byte* w, byte* y, int nb) where TDot : struct, IDotU8S8
     {
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
         Vector256<sbyte> eight = Vector256.Create((sbyte)8);
@@ -57,62 +71,62 @@ internal static unsafe class Avx2Legacy
         {
             Vector256<sbyte> x0 = Avx2.Subtract(Nibbles(w + 2).AsSByte(), eight);
             Vector256<sbyte> x1 = Avx2.Subtract(Nibbles(w + 20).AsSByte(), eight);
-            Vector256<int> p0 = DotS8S8(x0, Vector256.Load((sbyte*)(y + 2)));
-            Vector256<int> p1 = DotS8S8(x1, Vector256.Load((sbyte*)(y + 36)));
+            Vector256<int> p0 = DotS8S8<TDot>(x0, Vector256.Load((sbyte*)(y + 2)));
+            Vector256<int> p1 = DotS8S8<TDot>(x1, Vector256.Load((sbyte*)(y + 36)));
             acc0 = Fma.MultiplyAdd(Vector256.Create(Fp16.Read(w) * Fp16.Read(y)), ToFloat(p0), acc0);
             acc1 = Fma.MultiplyAdd(Vector256.Create(Fp16.Read(w + 18) * Fp16.Read(y + 34)), ToFloat(p1), acc1);
         }
         for (; b < nb; b++, w += 18, y += 34)
         {
             Vector256<sbyte> x0 = Avx2.Subtract(Nibbles(w + 2).AsSByte(), eight);
-            Vector256<int> p0 = DotS8S8(x0, Vector256.Load((sbyte*)(y + 2)));
+            Vector256<int> p0 = DotS8S8<TDot>(x0, Vector256.Load((sbyte*)(y + 2)));
             acc0 = Fma.MultiplyAdd(Vector256.Create(Fp16.Read(w) * Fp16.Read(y)), ToFloat(p0), acc0);
         }
         return Vector256.Sum(acc0 + acc1);
     }
 
-    public static float Q8_0(byte* w, byte* y, int nb)
+    public static float Q8_0<TDot>(byte* w, byte* y, int nb) where TDot : struct, IDotU8S8
     {
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
         int b = 0;
         for (; b + 1 < nb; b += 2, w += 68, y += 68)
         {
-            Vector256<int> p0 = DotS8S8(Vector256.Load((sbyte*)(w + 2)), Vector256.Load((sbyte*)(y + 2)));
-            Vector256<int> p1 = DotS8S8(Vector256.Load((sbyte*)(w + 36)), Vector256.Load((sbyte*)(y + 36)));
+            Vector256<int> p0 = DotS8S8<TDot>(Vector256.Load((sbyte*)(w + 2)), Vector256.Load((sbyte*)(y + 2)));
+            Vector256<int> p1 = DotS8S8<TDot>(Vector256.Load((sbyte*)(w + 36)), Vector256.Load((sbyte*)(y + 36)));
             acc0 = Fma.MultiplyAdd(Vector256.Create(Fp16.Read(w) * Fp16.Read(y)), ToFloat(p0), acc0);
             acc1 = Fma.MultiplyAdd(Vector256.Create(Fp16.Read(w + 34) * Fp16.Read(y + 34)), ToFloat(p1), acc1);
         }
         for (; b < nb; b++, w += 34, y += 34)
         {
-            Vector256<int> p0 = DotS8S8(Vector256.Load((sbyte*)(w + 2)), Vector256.Load((sbyte*)(y + 2)));
+            Vector256<int> p0 = DotS8S8<TDot>(Vector256.Load((sbyte*)(w + 2)), Vector256.Load((sbyte*)(y + 2)));
             acc0 = Fma.MultiplyAdd(Vector256.Create(Fp16.Read(w) * Fp16.Read(y)), ToFloat(p0), acc0);
         }
         return Vector256.Sum(acc0 + acc1);
     }
 
-    public static float Q5_0(byte* w, byte* y, int nb)
+    public static float Q5_0<TDot>(byte* w, byte* y, int nb) where TDot : struct, IDotU8S8
     {
         Vector256<float> acc = Vector256<float>.Zero;
         Vector256<sbyte> sixteen = Vector256.Create((sbyte)16);
         for (int b = 0; b < nb; b++, w += 22, y += 34)
         {
             Vector256<byte> q = Nibbles(w + 6) | BitsToBytes(*(uint*)(w + 2), 0x10);
-            Vector256<int> p = DotS8S8(Avx2.Subtract(q.AsSByte(), sixteen), Vector256.Load((sbyte*)(y + 2)));
+            Vector256<int> p = DotS8S8<TDot>(Avx2.Subtract(q.AsSByte(), sixteen), Vector256.Load((sbyte*)(y + 2)));
             acc = Fma.MultiplyAdd(Vector256.Create(Fp16.Read(w) * Fp16.Read(y)), ToFloat(p), acc);
         }
         return Vector256.Sum(acc);
     }
 
     // Q4_1/Q5_1 × Q8_1: x is unsigned, so u8·s8 applies directly; the min term uses Σy computed as ones·y.
-    public static float Q4_1(byte* w, byte* y, int nb)
+    public static float Q4_1<TDot>(byte* w, byte* y, int nb) where TDot : struct, IDotU8S8
     {
         Vector256<float> acc = Vector256<float>.Zero, accm = Vector256<float>.Zero;
         Vector256<byte> ones = Vector256.Create((byte)1);
         for (int b = 0; b < nb; b++, w += 20, y += 36)
         {
             Vector256<sbyte> qy = Vector256.Load((sbyte*)(y + 4));
-            Vector256<int> p = DotU8S8(Nibbles(w + 4), qy);
-            Vector256<int> sy = DotU8S8(ones, qy);
+            Vector256<int> p = TDot.Dot(Nibbles(w + 4), qy);
+            Vector256<int> sy = TDot.Dot(ones, qy);
             float dy = Fp16.Read(y);
             acc = Fma.MultiplyAdd(Vector256.Create(Fp16.Read(w) * dy), ToFloat(p), acc);
             accm = Fma.MultiplyAdd(Vector256.Create(Fp16.Read(w + 2) * dy), ToFloat(sy), accm);
@@ -120,7 +134,7 @@ internal static unsafe class Avx2Legacy
         return Vector256.Sum(acc + accm);
     }
 
-    public static float Q5_1(byte* w, byte* y, int nb)
+    public static float Q5_1<TDot>(byte* w, byte* y, int nb) where TDot : struct, IDotU8S8
     {
         Vector256<float> acc = Vector256<float>.Zero, accm = Vector256<float>.Zero;
         Vector256<byte> ones = Vector256.Create((byte)1);
@@ -128,8 +142,8 @@ internal static unsafe class Avx2Legacy
         {
             Vector256<sbyte> qy = Vector256.Load((sbyte*)(y + 4));
             Vector256<byte> q = Nibbles(w + 8) | BitsToBytes(*(uint*)(w + 4), 0x10);
-            Vector256<int> p = DotU8S8(q, qy);
-            Vector256<int> sy = DotU8S8(ones, qy);
+            Vector256<int> p = TDot.Dot(q, qy);
+            Vector256<int> sy = TDot.Dot(ones, qy);
             float dy = Fp16.Read(y);
             acc = Fma.MultiplyAdd(Vector256.Create(Fp16.Read(w) * dy), ToFloat(p), acc);
             accm = Fma.MultiplyAdd(Vector256.Create(Fp16.Read(w + 2) * dy), ToFloat(sy), accm);
