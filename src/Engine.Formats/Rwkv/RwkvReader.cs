@@ -136,6 +136,7 @@ public static unsafe class RwkvReader
             tensors.Add(new TensorView(name, type, shape, (nint)(p + c.Position), bytes));
             c.Position += bytes;
         }
+        if (tensors.Count == 0) throw c.Error("the file holds no parameters after the header", HeaderBytes);
         return (BuildMetadata(file, header, rawNames, tensors), tensors);
     }
 
