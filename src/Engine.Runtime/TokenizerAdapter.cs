@@ -24,7 +24,9 @@ public sealed class TokenizerAdapter : ITextTokenizer
     /// <summary>The tokenizer described by <paramref name="file"/>'s metadata, or null when it has none.</summary>
     public static ITextTokenizer? FromModelFile(ModelFile file)
     {
-        if (!file.Metadata.ContainsKey(TokenizerKeys.Tokens) && file.GetString(TokenizerKeys.TokenizerJsonPath) == null) return null;
+        if (!file.Metadata.ContainsKey(TokenizerKeys.Tokens) && file.GetString(TokenizerKeys.TokenizerJsonPath) == null)
+            return file.Architecture is { } a && a.StartsWith("rwkv", StringComparison.Ordinal)
+                && file.GetInteger($"{a}.vocab_size") == 256 ? new ByteTokenizer() : null; // rwkv.cpp files: byte-level vocabulary
         return new TokenizerAdapter(Tokenizer.FromModelFile(file));
     }
 
