@@ -153,19 +153,28 @@ internal sealed unsafe class AttentionJob : CpuJob
             var pg = Pages[pi];
             int j0 = Math.Max(0, lo - PageStart[pi]);
             int j1 = Math.Min(Math.Min(pg.TokenCount, hi - PageStart[pi]), qpos - pg.StartPosition + 1);
-            bool f32 = pg.Type == KvElementType.F32;
-            for (int j = j0; j < j1; j++, c++)
-            {
-                float* k;
-                if (f32) k = (float*)pg.K + (long)j * pg.RowStride;
-                else { KvDecode.Row(pg, true, j, row, kvDim); k = row; }      // other tiers: dequantize the row once for all heads
-                for (int h = 0; h < heads; h++)
+            if (pg.Type == KvElementType.F32)
+                for (int j = j0; j < j1; j++, c++)
                 {
-                    float s = Simd.Dot(q + (long)h * hd, k + h / group * hd, hd) * P.Scale;
-                    scores[(long)h * bt + c] = s;
-                    if (s > max[h]) max[h] = s;
+                    float* k = (float*)pg.K + (long)j * pg.RowStride;
+                    for (int h = 0; h < heads; h++)
+                    {
+                        float s = Simd.Dot(q + (long)h * hd, k + h / group * hd, hd) * P.Scale;
+                        scores[(long)h * bt + c] = s;
+                        if (s > max[h]) max[h] = s;
+                    }
                 }
-            }
+            else
+                for (int j = j0; j < j1; j++, c++)
+                {
+                    KvDecode.Row(pg, true, j, row, kvDim);                   // other tiers: dequantize the row once for all heads
+                    for (int h = 0; h < heads; h++)
+                    {
+                        float s = Simd.Dot(q + (long)h * hd, row + h / group * hd, hd) * P.Scale;
+                        scores[(long)h * bt + c] = s;
+                        if (s > max[h]) max[h] = s;
+                    }
+                }
         }
         if (c == 0) return;
         for (int h = 0; h < heads; h++)
@@ -180,19 +189,29 @@ internal sealed unsafe class AttentionJob : CpuJob
             var pg = Pages[pi];
             int j0 = Math.Max(0, lo - PageStart[pi]);
             int j1 = Math.Min(Math.Min(pg.TokenCount, hi - PageStart[pi]), qpos - pg.StartPosition + 1);
-            bool f32 = pg.Type == KvElementType.F32;
-            for (int j = j0; j < j1; j++, c++)
-            {
-                float* v;
-                if (f32) v = (float*)pg.V + (long)j * pg.RowStride;
-                else { KvDecode.Row(pg, false, j, row, kvDim); v = row; }
-                for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], v + h / group * hd, acc + (long)h * accStride, hd);
-                if (mass != null)
+            if (pg.Type == KvElementType.F32)
+                for (int j = j0; j < j1; j++, c++)
                 {
-                    long i = PageStart[pi] + j;
-                    for (int h = 0; h < heads; h++) mass[(long)(h / group) * TotalTokens + i] += scores[(long)h * bt + c] / sum[h];
+                    float* v = (float*)pg.V + (long)j * pg.RowStride;
+                    for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], v + h / group * hd, acc + (long)h * accStride, hd);
                 }
-            }
+            else
+                for (int j = j0; j < j1; j++, c++)
+                {
+                    KvDecode.Row(pg, false, j, row, kvDim);
+                    for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], row + h / group * hd, acc + (long)h * accStride, hd);
+                }
+        }
+        if (mass == null) return;
+        c = 0;
+        for (int pi = 0; pi < PageCount; pi++)
+        {
+            var pg = Pages[pi];
+            int j0 = Math.Max(0, lo - PageStart[pi]);
+            int j1 = Math.Min(Math.Min(pg.TokenCount, hi - PageStart[pi]), qpos - pg.StartPosition + 1);
+            for (int j = j0; j < j1; j++, c++)
+                for (int h = 0; h < heads; h++)
+                    mass[(long)(h / group) * TotalTokens + PageStart[pi] + j] += scores[(long)h * bt + c] / sum[h];
         }
     }
 
