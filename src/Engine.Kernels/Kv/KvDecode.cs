@@ -67,3 +67,34 @@ public static unsafe class KvDecode
         _ => throw new NotSupportedException($"KV element type {type}"),
     };
 }
+
+/// <summary>Sub-runs of KV pages (policies present slices of stored pages to attention).</summary>
+public static class KvPages
+{
+    /// <summary>Tokens [offset, offset + count) of a page as a page of the same tier. Int4 slices must start at a token-group boundary.</summary>
+    public static KvPage Slice(in KvPage page, int offset, int count)
+    {
+        if (offset < 0 || count < 0 || offset + count > page.TokenCount)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"slice [{offset}, {offset + count}) outside a page of {page.TokenCount} tokens");
+        long o = offset, s = page.RowStride;
+        int g = page.GroupSize;
+        return page.Type switch
+        {
+            KvElementType.F32 => page with { K = page.K + (nint)(o * s * 4), V = page.V + (nint)(o * s * 4), TokenCount = count, StartPosition = page.StartPosition + offset },
+            KvElementType.F16 => page with { K = page.K + (nint)(o * s * 2), V = page.V + (nint)(o * s * 2), TokenCount = count, StartPosition = page.StartPosition + offset },
+            KvElementType.Int8 => page with
+            {
+                K = page.K + (nint)(o * s), V = page.V + (nint)(o * s), KScale = page.KScale + (nint)(o * (s / g) * 4),
+                VScale = page.VScale + (nint)(o * (s / g) * 4), TokenCount = count, StartPosition = page.StartPosition + offset,
+            },
+            KvElementType.Int4 => offset % g != 0
+                ? throw new ArgumentException($"an Int4 page slice must start at a multiple of the group size {g} (offset {offset})")
+                : page with
+                {
+                    K = page.K + (nint)(o * s / 2), V = page.V + (nint)(o * s / 2), KScale = page.KScale + (nint)(o / g * s * 2 * 4),
+                    VScale = page.VScale + (nint)(o * (s / g) * 2 * 4), TokenCount = count, StartPosition = page.StartPosition + offset,
+                },
+            _ => throw new NotSupportedException($"KV element type {page.Type}"),
+        };
+    }
+}
