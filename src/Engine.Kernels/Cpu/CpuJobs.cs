@@ -98,14 +98,20 @@ internal sealed unsafe class AttentionJob : CpuJob
     public int BlockTokens, BlockCount;
     public float* Partials;     // [n, BlockCount, HeadCount, HeadDim + 2] (acc, max, sum) when BlockCount > 1
     public Scratch Scratch = null!;
+    public Scratch MassScratch = null!;
+    public bool WithMass;       // accumulate softmax weights per thread into MassScratch [KvHeadCount, TotalTokens] (BlockCount = 1)
 
     public int PartialStride => P.HeadDim + 2;
 
     public override void Execute(int start, int end, int thread)
     {
         int heads = P.HeadCount, bt = Math.Max(1, BlockTokens);
-        float* scores = Scratch.Floats(thread, (long)heads * bt + 2L * heads);   // [heads, BlockTokens] + max[heads] + sum[heads]
+        int kvDim = P.KvHeadCount * P.HeadDim;
+        // [heads, BlockTokens] scores + max[heads] + sum[heads] + one decoded K/V row [kvDim] for non-F32 pages
+        float* scores = Scratch.Floats(thread, (long)heads * bt + 2L * heads + kvDim + 16);
         float* max = scores + (long)heads * bt, sum = max + heads;
+        float* row = (float*)(((nint)(sum + heads) + 63) & ~(nint)63);
+        float* mass = WithMass ? MassScratch.Floats(thread, (long)P.KvHeadCount * TotalTokens) : null;
         for (int item = start; item < end; item++)
         {
             int t = item / BlockCount, b = item % BlockCount;
@@ -113,7 +119,7 @@ internal sealed unsafe class AttentionJob : CpuJob
             if (BlockCount == 1)
             {
                 float* o = Out + (long)t * heads * P.HeadDim;
-                Range(t, lo, hi, scores, bt, max, sum, o, P.HeadDim);
+                Range(t, lo, hi, scores, bt, max, sum, o, P.HeadDim, row, mass);
                 for (int h = 0; h < heads; h++)
                 {
                     float* oh = o + (long)h * P.HeadDim;
@@ -123,7 +129,7 @@ internal sealed unsafe class AttentionJob : CpuJob
             else
             {
                 float* part = Partials + (long)item * heads * PartialStride;
-                Range(t, lo, hi, scores, bt, max, sum, part, PartialStride);
+                Range(t, lo, hi, scores, bt, max, sum, part, PartialStride, row, null);
                 for (int h = 0; h < heads; h++)
                 {
                     part[(long)h * PartialStride + P.HeadDim] = max[h];
@@ -135,9 +141,9 @@ internal sealed unsafe class AttentionJob : CpuJob
 
     /// <summary>Unnormalised attention of row t over cached tokens [lo, hi) (logical order): acc_h = Σ e^{s−max_h} v,
     /// sum_h = Σ e^{s−max_h}; acc rows are <paramref name="accStride"/> floats apart. Zero visible tokens → acc 0, sum 0.</summary>
-    private void Range(int t, int lo, int hi, float* scores, int bt, float* max, float* sum, float* acc, int accStride)
+    private void Range(int t, int lo, int hi, float* scores, int bt, float* max, float* sum, float* acc, int accStride, float* row, float* mass)
     {
-        int heads = P.HeadCount, hd = P.HeadDim, group = P.HeadCount / P.KvHeadCount, qpos = Positions[t];
+        int heads = P.HeadCount, hd = P.HeadDim, group = P.HeadCount / P.KvHeadCount, qpos = Positions[t], kvDim = P.KvHeadCount * hd;
         float* q = Q + (long)t * heads * hd;
         for (int h = 0; h < heads; h++) { max[h] = float.NegativeInfinity; sum[h] = 0; new Span<float>(acc + (long)h * accStride, hd).Clear(); }
 
@@ -147,16 +153,28 @@ internal sealed unsafe class AttentionJob : CpuJob
             var pg = Pages[pi];
             int j0 = Math.Max(0, lo - PageStart[pi]);
             int j1 = Math.Min(Math.Min(pg.TokenCount, hi - PageStart[pi]), qpos - pg.StartPosition + 1);
-            for (int j = j0; j < j1; j++, c++)
-            {
-                float* k = (float*)pg.K + (long)j * pg.RowStride;
-                for (int h = 0; h < heads; h++)
+            if (pg.Type == KvElementType.F32)
+                for (int j = j0; j < j1; j++, c++)
                 {
-                    float s = Simd.Dot(q + (long)h * hd, k + h / group * hd, hd) * P.Scale;
-                    scores[(long)h * bt + c] = s;
-                    if (s > max[h]) max[h] = s;
+                    float* k = (float*)pg.K + (long)j * pg.RowStride;
+                    for (int h = 0; h < heads; h++)
+                    {
+                        float s = Simd.Dot(q + (long)h * hd, k + h / group * hd, hd) * P.Scale;
+                        scores[(long)h * bt + c] = s;
+                        if (s > max[h]) max[h] = s;
+                    }
                 }
-            }
+            else
+                for (int j = j0; j < j1; j++, c++)
+                {
+                    KvDecode.Row(pg, true, j, row, kvDim);                   // other tiers: dequantize the row once for all heads
+                    for (int h = 0; h < heads; h++)
+                    {
+                        float s = Simd.Dot(q + (long)h * hd, row + h / group * hd, hd) * P.Scale;
+                        scores[(long)h * bt + c] = s;
+                        if (s > max[h]) max[h] = s;
+                    }
+                }
         }
         if (c == 0) return;
         for (int h = 0; h < heads; h++)
@@ -171,11 +189,29 @@ internal sealed unsafe class AttentionJob : CpuJob
             var pg = Pages[pi];
             int j0 = Math.Max(0, lo - PageStart[pi]);
             int j1 = Math.Min(Math.Min(pg.TokenCount, hi - PageStart[pi]), qpos - pg.StartPosition + 1);
+            if (pg.Type == KvElementType.F32)
+                for (int j = j0; j < j1; j++, c++)
+                {
+                    float* v = (float*)pg.V + (long)j * pg.RowStride;
+                    for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], v + h / group * hd, acc + (long)h * accStride, hd);
+                }
+            else
+                for (int j = j0; j < j1; j++, c++)
+                {
+                    KvDecode.Row(pg, false, j, row, kvDim);
+                    for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], row + h / group * hd, acc + (long)h * accStride, hd);
+                }
+        }
+        if (mass == null) return;
+        c = 0;
+        for (int pi = 0; pi < PageCount; pi++)
+        {
+            var pg = Pages[pi];
+            int j0 = Math.Max(0, lo - PageStart[pi]);
+            int j1 = Math.Min(Math.Min(pg.TokenCount, hi - PageStart[pi]), qpos - pg.StartPosition + 1);
             for (int j = j0; j < j1; j++, c++)
-            {
-                float* v = (float*)pg.V + (long)j * pg.RowStride;
-                for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], v + h / group * hd, acc + (long)h * accStride, hd);
-            }
+                for (int h = 0; h < heads; h++)
+                    mass[(long)(h / group) * TotalTokens + PageStart[pi] + j] += scores[(long)h * bt + c] / sum[h];
         }
     }
 
