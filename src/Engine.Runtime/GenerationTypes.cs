@@ -16,6 +16,15 @@ public sealed record EngineOptions
     public string? TokenizerPath { get; init; }
     /// <summary>Largest number of prompt tokens per forward call during prefill (bounds scratch memory, lets cancellation in).</summary>
     public int PrefillChunk { get; init; } = 512;
+    /// <summary>Name of a persistent memory (MemoryStore) whose routed top-k document chunks every prompt attends over;
+    /// null = none. Opened from <see cref="MemoryDirectory"/> and checked against the model's identity.</summary>
+    public string? Memory { get; init; }
+    /// <summary>Folder holding memories; null = MemoryStore.DefaultRoot ($ENGINE_MEMORY_DIR or ~/.cache/engine/memories).</summary>
+    public string? MemoryDirectory { get; init; }
+    /// <summary>Memory chunks attended per layer (top-k by routing score).</summary>
+    public int MemoryTopK { get; init; } = 16;
+    /// <summary>Wraps the engine's KV store (transformers; e.g. a memory or policy decorator); null = the plain store.</summary>
+    public Func<Engine.Memory.IKvStore, Engine.Memory.IKvStore>? KvStoreDecorator { get; init; }
 }
 
 /// <summary>Per-request generation settings.</summary>

@@ -25,13 +25,17 @@ public sealed class InferenceEngine : IDisposable
     private readonly int _prefillChunk;
     private readonly List<int> _cached = new();   // tokens whose K/V are in _kv (positions 0 .. Count-1)
     private bool _disposed;
+    private Memory.MemoryStore? _memory;   // the memory opened by Load for EngineOptions.Memory (owned)
 
     /// <summary>Wraps an already-built model (the engine takes ownership of model and backend).</summary>
-    public InferenceEngine(ILanguageModel model, IBackend backend, ITextTokenizer? tokenizer, int contextLength = 0, int prefillChunk = 512)
+    /// <param name="kvStoreDecorator">wraps the KV store (e.g. <see cref="Memory.MemoryStore.Decorator"/>); the engine disposes the result</param>
+    public InferenceEngine(ILanguageModel model, IBackend backend, ITextTokenizer? tokenizer, int contextLength = 0, int prefillChunk = 512,
+        Func<IKvStore, IKvStore>? kvStoreDecorator = null)
     {
         _model = model; _backend = backend; Tokenizer = tokenizer;
         ContextLength = contextLength > 0 ? contextLength : model.Config.ContextLength;
         _kv = model.CreateKvStore(ContextLength);
+        if (kvStoreDecorator != null) _kv = kvStoreDecorator(_kv);
         _logits = new float[model.Config.VocabSize];
         _prefillChunk = Math.Max(1, prefillChunk);
     }
@@ -49,7 +53,17 @@ public sealed class InferenceEngine : IDisposable
             backend = Backends.Create(options.Backend, options.Threads);
             var model = ModelLoader.LoadAny(file, backend, ownsFile: true);
             var tokenizer = (tokenizerFactory ?? DefaultTokenizer)(file);
-            return new InferenceEngine(model, backend, tokenizer, options.ContextLength, options.PrefillChunk) { ModelPath = path };
+            var decorator = options.KvStoreDecorator;
+            Memory.MemoryStore? memory = null;
+            if (options.Memory != null)
+            {
+                memory = Memory.MemoryStore.Open(options.MemoryDirectory ?? Memory.MemoryStore.DefaultRoot, options.Memory,
+                    Memory.MemoryStore.Identify(file, model.Config));
+                var inner = decorator;
+                var withMemory = memory.Decorator(options.MemoryTopK);
+                decorator = kv => withMemory(inner?.Invoke(kv) ?? kv);
+            }
+            return new InferenceEngine(model, backend, tokenizer, options.ContextLength, options.PrefillChunk, decorator) { ModelPath = path, _memory = memory };
         }
         catch
         {
@@ -240,6 +254,7 @@ public sealed class InferenceEngine : IDisposable
         if (_disposed) return;
         _disposed = true;
         _kv.Dispose();
+        _memory?.Dispose();
         _model.Dispose();
         _backend.Dispose();
         _gate.Dispose();

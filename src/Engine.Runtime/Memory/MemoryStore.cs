@@ -1,0 +1,130 @@
+// Owns: the API over named persistent memories — where they live (root folder: ENGINE_MEMORY_DIR or
+// ~/.cache/engine/memories), the model identity a memory is tied to, document ingestion (each document's K/V computed
+// by a forward pass of its own, positions restarting at 0 = document-wise RoPE; documents longer than the model's
+// context are cut into context-sized segments, each restarting at 0), and the store decorator a generation uses.
+// Invariants: a memory is only opened for a model whose identity (architecture, shape, SHA-256 of the tensor table and
+// of each tensor's first 4 KiB) matches its header; Add leaves the memory unchanged when it fails.
+using System.Security.Cryptography;
+using System.Text;
+using Engine.Formats;
+using Engine.Memory;
+using Engine.Memory.Documents;
+using Engine.Model;
+
+namespace Engine.Runtime.Memory;
+
+/// <summary>A named persistent memory of documents for one model.</summary>
+public sealed class MemoryStore : IDisposable
+{
+    private MemoryStore(string name, PersistentMemory memory) { Name = name; Memory = memory; }
+
+    public string Name { get; }
+    public PersistentMemory Memory { get; }
+
+    /// <summary>Default root: $ENGINE_MEMORY_DIR, else ~/.cache/engine/memories.</summary>
+    public static string DefaultRoot =>
+        Environment.GetEnvironmentVariable("ENGINE_MEMORY_DIR") is { Length: > 0 } d ? d
+        : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "engine", "memories");
+
+    /// <summary>Names of the memories under <paramref name="root"/>.</summary>
+    public static IReadOnlyList<string> Names(string root) =>
+        Directory.Exists(root)
+            ? Directory.GetDirectories(root).Where(d => File.Exists(Path.Combine(d, "header.json"))).Select(Path.GetFileName).OfType<string>().Order().ToList()
+            : [];
+
+    public static string FolderOf(string root, string name)
+    {
+        if (string.IsNullOrWhiteSpace(name) || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || name is "." or "..")
+            throw new ArgumentException($"invalid memory name '{name}'");
+        return Path.Combine(root, name);
+    }
+
+    /// <summary>The identity of a model: configuration + SHA-256 over the tensor table and each tensor's first 4 KiB.</summary>
+    public static MemoryIdentity Identify(ModelFile file, ModelConfig config)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var t in file.Tensors)
+        {
+            sha.AppendData(Encoding.UTF8.GetBytes($"{t.Name}|{t.Type}|{string.Join(",", t.Shape)}|{t.ByteLength};"));
+            sha.AppendData(t.Bytes[..(int)Math.Min(4096, t.ByteLength)]);
+        }
+        return new MemoryIdentity(config.Architecture, config.BlockCount, config.EmbeddingLength, config.HeadCount, config.KvHeadCount,
+            config.HeadDim, config.VocabSize, Convert.ToHexStringLower(sha.GetHashAndReset()));
+    }
+
+    /// <summary>Opens memory <paramref name="name"/> under <paramref name="root"/>, creating it when absent and a config is given.</summary>
+    public static MemoryStore OpenOrCreate(string root, string name, MemoryIdentity identity, ModelConfig config, int chunkSize = 32)
+    {
+        var folder = FolderOf(root, name);
+        return File.Exists(Path.Combine(folder, "header.json"))
+            ? new MemoryStore(name, PersistentMemory.Open(folder, identity))
+            : new MemoryStore(name, PersistentMemory.Create(folder, identity, config.BlockCount, config.KeyDim, chunkSize));
+    }
+
+    /// <summary>Opens an existing memory; <paramref name="expected"/> null skips the model check (listing, removing).</summary>
+    public static MemoryStore Open(string root, string name, MemoryIdentity? expected)
+    {
+        var folder = FolderOf(root, name);
+        if (!File.Exists(Path.Combine(folder, "header.json")))
+            throw new MemoryFormatException(folder, $"no memory named '{name}' under {root}");
+        return new MemoryStore(name, PersistentMemory.Open(folder, expected));
+    }
+
+    /// <summary>Deletes a whole memory folder; false when absent.</summary>
+    public static bool Delete(string root, string name)
+    {
+        var folder = FolderOf(root, name);
+        if (!File.Exists(Path.Combine(folder, "header.json"))) return false;
+        Directory.Delete(folder, recursive: true);
+        return true;
+    }
+
+    public IReadOnlyList<MemoryDocumentInfo> List() => Memory.Documents;
+
+    public bool Remove(string document) => Memory.Remove(document);
+
+    public void Save() => Memory.Save();
+
+    /// <summary>
+    /// Computes the K/V of <paramref name="tokens"/> with <paramref name="model"/> (positions from 0, segments of at most
+    /// the model's context) and adds them as document <paramref name="document"/>. progress receives tokens done.
+    /// </summary>
+    public void Add(ILanguageModel model, string document, ReadOnlySpan<int> tokens, IProgress<int>? progress = null, int prefillChunk = 256)
+    {
+        if (tokens.Length == 0) throw new ArgumentException($"document '{document}' has no tokens");
+        var c = model.Config;
+        if (c.BlockCount != Memory.LayerCount || c.KeyDim != Memory.KvDim)
+            throw new ArgumentException($"model shape [{c.BlockCount}, {c.KeyDim}] differs from the memory's [{Memory.LayerCount}, {Memory.KvDim}]");
+        if (Memory.Documents.Any(d => d.Name == document)) throw new ArgumentException($"memory '{Name}' already holds a document named '{document}'");
+        int segment = Math.Max(1, c.ContextLength);
+        var logits = new float[c.VocabSize];
+        int done = 0;
+        try
+        {
+            for (int s0 = 0; s0 < tokens.Length; s0 += segment)
+            {
+                int len = Math.Min(segment, tokens.Length - s0);
+                using var kv = model.CreateKvStore(len);
+                for (int p = 0; p < len; p += prefillChunk)
+                {
+                    int n = Math.Min(prefillChunk, len - p);
+                    model.Forward(ForwardBatch.ForSequence(tokens.Slice(s0 + p, n), p), kv, logits, allLogits: false);
+                    done += n;
+                    progress?.Report(done);
+                }
+                var store = kv;
+                Memory.Add(document, len, l => store.Pages(l, 0).ToArray(), append: s0 > 0);
+            }
+        }
+        catch
+        {
+            Memory.Remove(document);
+            throw;
+        }
+    }
+
+    /// <summary>A KV-store decorator presenting the routed top-k chunks of this memory (EngineOptions.KvStoreDecorator).</summary>
+    public Func<IKvStore, IKvStore> Decorator(int topK) => inner => new MemoryKvStore(inner, Memory, topK);
+
+    public void Dispose() => Memory.Dispose();
+}
