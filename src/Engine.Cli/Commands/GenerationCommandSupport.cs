@@ -59,13 +59,14 @@ internal static class GenerationCommandSupport
         return result;
     }
 
-    public static InferenceEngine LoadEngine(string? model, string backend, int threads, int contextLength = 0, string? tokenizer = null)
+    public static InferenceEngine LoadEngine(string? model, string backend, int threads, int contextLength = 0, string? tokenizer = null,
+        string? memory = null)
     {
         string path = ResolveModel(model);
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var engine = WithProgress($"loading {Path.GetFileName(path)}…", () =>
-            InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer }));
+            InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, Memory = memory }));
         var c = engine.Config;
         Console.Error.WriteLine($"loaded {Path.GetFileName(path)} ({c.Architecture}, {c.BlockCount} layers, dim {c.EmbeddingLength}, vocab {c.VocabSize}, context {engine.ContextLength}) " +
             $"on {engine.BackendName} in {sw.Elapsed.TotalMilliseconds:F0} ms");
@@ -82,7 +83,8 @@ internal static class GenerationCommandSupport
         try { return await body(); }
         catch (OperationCanceledException) { Console.Error.WriteLine("cancelled"); return 130; }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or ModelFormatException or ArgumentException
-                                      or InvalidOperationException or NotSupportedException or IOException or FormatException)
+                                      or InvalidOperationException or NotSupportedException or IOException or FormatException
+                                      or Engine.Memory.Documents.MemoryFormatException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 1;

@@ -1,0 +1,125 @@
+// Owns: `engine memory add|ls|rm` — persistent memory documents (MemoryStore): add computes each file's K/V with the
+// model (document-wise RoPE) into a named memory under --memory-dir (default $ENGINE_MEMORY_DIR or
+// ~/.cache/engine/memories) with a progress bar on stderr; ls lists memories or one memory's documents (stdout);
+// rm removes one document or the whole memory. `engine run --memory NAME` then attends over the memory.
+using System.CommandLine;
+using Engine.Formats;
+using Engine.Kernels;
+using Engine.Model;
+using Engine.Runtime;
+using Engine.Runtime.Memory;
+using Spectre.Console;
+
+namespace Engine.Cli.Commands;
+
+public static class MemoryCommand
+{
+    private static Option<string?> DirOption() => new("--memory-dir") { Description = "Folder holding memories (default $ENGINE_MEMORY_DIR or ~/.cache/engine/memories)." };
+
+    public static Command Create()
+    {
+        var cmd = new Command("memory", "Persistent memory documents: add, list, remove.");
+        cmd.Subcommands.Add(Add());
+        cmd.Subcommands.Add(List());
+        cmd.Subcommands.Add(Remove());
+        return cmd;
+    }
+
+    private static Command Add()
+    {
+        var model = GenerationCommandSupport.ModelOption();
+        var name = new Option<string>("--memory") { Description = "Memory name (created when absent).", Required = true };
+        var dir = DirOption();
+        var chunk = new Option<int>("--chunk-size") { Description = "Tokens per routed chunk (new memories).", DefaultValueFactory = _ => 32 };
+        var threads = GenerationCommandSupport.ThreadsOption();
+        var files = new Argument<string[]>("files") { Description = "Text files; each becomes one document named by its file name.", Arity = ArgumentArity.OneOrMore };
+        var cmd = new Command("add", "Compute documents' K/V with the model and store them in a memory.") { model, name, dir, chunk, threads, files };
+        cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(() =>
+        {
+            string path = GenerationCommandSupport.ResolveModel(pr.GetValue(model));
+            if (!File.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
+            var paths = pr.GetValue(files)!;
+            foreach (var f in paths) if (!File.Exists(f)) throw new FileNotFoundException($"document not found: {f}");
+            using var file = ModelFile.Open(path);
+            using var backend = Backends.Create("cpu", pr.GetValue(threads));
+            using var m = ModelLoader.Load(file, backend);
+            var tok = TokenizerAdapter.FromModelFile(file) ?? throw new InvalidOperationException($"{path} has no tokenizer metadata");
+            var root = pr.GetValue(dir) ?? MemoryStore.DefaultRoot;
+            using var mem = MemoryStore.OpenOrCreate(root, pr.GetValue(name)!, MemoryStore.Identify(file, m.Config), m.Config, pr.GetValue(chunk));
+            var docs = paths.Select(f => (Name: Path.GetFileName(f), Tokens: tok.Encode(File.ReadAllText(f), addSpecial: true, parseSpecial: false))).ToList();
+            long total = docs.Sum(d => (long)d.Tokens.Length);
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            void Ingest(Action<string, int>? report)
+            {
+                foreach (var d in docs)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    mem.Add(m, d.Name, d.Tokens, report == null ? null : new Progress<int>(n => report(d.Name, n)));
+                    report?.Invoke(d.Name, d.Tokens.Length);
+                }
+            }
+            if (Console.IsErrorRedirected) Ingest(null);
+            else
+                err.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                    .Start(ctx =>
+                    {
+                        var tasks = docs.ToDictionary(d => d.Name, d => ctx.AddTask(d.Name, maxValue: d.Tokens.Length));
+                        Ingest((doc, n) => tasks[doc].Value = n);
+                    });
+            mem.Save();
+            Console.Error.WriteLine($"memory '{mem.Name}': added {docs.Count} documents, {total} tokens in {sw.Elapsed.TotalSeconds:F2} s " +
+                $"({total / Math.Max(1e-9, sw.Elapsed.TotalSeconds):F0} tok/s); {mem.List().Count} documents, {mem.Memory.DiskBytes / 1024.0:F0} KiB on disk");
+            return Task.FromResult(0);
+        }));
+        return cmd;
+    }
+
+    private static Command List()
+    {
+        var name = new Option<string?>("--memory") { Description = "List this memory's documents (default: list memories)." };
+        var dir = DirOption();
+        var cmd = new Command("ls", "List memories, or the documents of one memory.") { name, dir };
+        cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(() =>
+        {
+            var root = pr.GetValue(dir) ?? MemoryStore.DefaultRoot;
+            if (pr.GetValue(name) is { } n)
+            {
+                using var mem = MemoryStore.Open(root, n, expected: null);
+                Console.Error.WriteLine($"memory '{n}': model {mem.Memory.Identity}, chunk {mem.Memory.ChunkSize} tokens, {mem.Memory.DiskBytes / 1024.0:F0} KiB on disk");
+                foreach (var d in mem.List()) Console.WriteLine($"{d.Name}\t{d.TokenCount} tokens\t{d.ChunkCount} chunks");
+            }
+            else
+                foreach (var m in MemoryStore.Names(root)) Console.WriteLine(m);
+            return Task.FromResult(0);
+        }));
+        return cmd;
+    }
+
+    private static Command Remove()
+    {
+        var name = new Option<string>("--memory") { Description = "Memory name.", Required = true };
+        var dir = DirOption();
+        var doc = new Argument<string?>("document") { Description = "Document to remove (omit to delete the whole memory).", Arity = ArgumentArity.ZeroOrOne };
+        var cmd = new Command("rm", "Remove a document from a memory, or the whole memory.") { name, dir, doc };
+        cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(() =>
+        {
+            var root = pr.GetValue(dir) ?? MemoryStore.DefaultRoot;
+            var n = pr.GetValue(name)!;
+            if (pr.GetValue(doc) is { } d)
+            {
+                using var mem = MemoryStore.Open(root, n, expected: null);
+                if (!mem.Remove(d)) throw new ArgumentException($"memory '{n}' has no document '{d}'");
+                mem.Save();
+                Console.Error.WriteLine($"removed '{d}' from memory '{n}'");
+            }
+            else
+            {
+                if (!MemoryStore.Delete(root, n)) throw new ArgumentException($"no memory named '{n}' under {root}");
+                Console.Error.WriteLine($"deleted memory '{n}'");
+            }
+            return Task.FromResult(0);
+        }));
+        return cmd;
+    }
+}
