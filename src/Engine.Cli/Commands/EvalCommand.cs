@@ -24,12 +24,13 @@ public static class EvalCommand
         var json = new Option<bool>("--json") { Description = "One JSON object per line." };
         var needle = new Option<bool>("--needle") { Description = "Run the planted-needle retrieval test instead." };
         var context = new Option<int>("--context") { Description = "Needle test context length in tokens.", DefaultValueFactory = _ => 16384 };
+        var disk = new Option<bool>("--disk") { Description = "Needle test: keep K/V rows in a memory-mapped file (disk tier)." };
         var trials = new Option<int>("--trials") { Description = "Needle trials (needle depths spread over the context).", DefaultValueFactory = _ => 5 };
         var backend = GenerationCommandSupport.BackendOption();
         var threads = GenerationCommandSupport.ThreadsOption();
         var cmd = new Command("eval", "Compare KV memory policies with the full cache (quality, memory, speed), or run the needle test.")
         {
-            model, text, policy, budget, prefill, json, needle, context, trials, backend, threads,
+            model, text, policy, budget, prefill, json, needle, context, trials, disk, backend, threads,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(() =>
         {
@@ -48,7 +49,7 @@ public static class EvalCommand
                     foreach (double b in budgets)
                     {
                         ct.ThrowIfCancellationRequested();
-                        var r = NeedleEvaluator.Run(be, KvPolicySpec.Parse(pol, b), pr.GetValue(context), pr.GetValue(trials));
+                        var r = NeedleEvaluator.Run(be, KvPolicySpec.Parse(pol, b), pr.GetValue(context), pr.GetValue(trials), disk: pr.GetValue(disk));
                         if (asJson) Console.WriteLine(JsonSerializer.Serialize(new { policy = r.Policy, budget = r.Budget, context = r.Context, trials = r.Trials, retrieved = r.Retrieved, seconds = Math.Round(r.Seconds, 3) }));
                         else Console.WriteLine($"{r.Policy,-14} {r.Budget,6:0.###} {r.Context,9} {r.Retrieved,9:P0} {r.Seconds,8:F2}");
                     }

@@ -18,7 +18,8 @@ public static class NeedleEvaluator
 {
     private const int HeadDim = 32;
 
-    public static NeedleResult Run(IBackend backend, KvPolicySpec spec, int context, int trials = 5, int chunk = 4096, int seed = 1)
+    /// <param name="disk">Keep the float32 K/V rows in a memory-mapped file (the disk tier) instead of RAM.</param>
+    public static NeedleResult Run(IBackend backend, KvPolicySpec spec, int context, int trials = 5, int chunk = 4096, int seed = 1, bool disk = false)
     {
         if (context < 64) throw new ArgumentOutOfRangeException(nameof(context), $"needle context {context} must be ≥ 64");
         var p = new AttentionParams(1, 1, HeadDim, 1f);
@@ -32,7 +33,8 @@ public static class NeedleEvaluator
             int answer = rng.Next(HeadDim);
             var u = Gaussian(rng, HeadDim, 1f); Normalize(u);
             var pb = new PolicyBackend(backend);
-            using var store = new PolicyKvStore(new ContiguousKvStore(1, HeadDim, context + 1), spec);
+            IKvStore inner = disk ? new Engine.Memory.Disk.MappedKvStore(1, HeadDim, context + 1) : new ContiguousKvStore(1, HeadDim, context + 1);
+            using var store = new PolicyKvStore(inner, spec);
             pb.Store = store;
             var k = new float[chunk * HeadDim]; var v = new float[chunk * HeadDim]; var pos = new int[chunk];
             var o = new float[HeadDim];
