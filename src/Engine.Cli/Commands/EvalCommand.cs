@@ -44,14 +44,14 @@ public static class EvalCommand
             using var be = Backends.Create(pr.GetValue(backend)!, pr.GetValue(threads));
             if (pr.GetValue(needle))
             {
-                if (!asJson) Console.WriteLine($"{"policy",-14} {"budget",6} {"context",9} {"retrieved",9} {"seconds",8}");
+                if (!asJson) Console.WriteLine($"{"policy",-14} {"budget",6} {"context",9} {"retrieved",9} {"seconds",8} {"decode ms",10}");
                 foreach (var pol in policies)
                     foreach (double b in budgets)
                     {
                         ct.ThrowIfCancellationRequested();
                         var r = NeedleEvaluator.Run(be, KvPolicySpec.Parse(pol, b), pr.GetValue(context), pr.GetValue(trials), disk: pr.GetValue(disk));
-                        if (asJson) Console.WriteLine(JsonSerializer.Serialize(new { policy = r.Policy, budget = r.Budget, context = r.Context, trials = r.Trials, retrieved = r.Retrieved, seconds = Math.Round(r.Seconds, 3) }));
-                        else Console.WriteLine($"{r.Policy,-14} {r.Budget,6:0.###} {r.Context,9} {r.Retrieved,9:P0} {r.Seconds,8:F2}");
+                        if (asJson) Console.WriteLine(JsonSerializer.Serialize(new { policy = r.Policy, budget = r.Budget, context = r.Context, trials = r.Trials, retrieved = r.Retrieved, seconds = Math.Round(r.Seconds, 3), decode_ms = Math.Round(r.DecodeMs, 3) }));
+                        else Console.WriteLine($"{r.Policy,-14} {r.Budget,6:0.###} {r.Context,9} {r.Retrieved,9:P0} {r.Seconds,8:F2} {r.DecodeMs,10:F3}");
                     }
                 return Task.FromResult(0);
             }

@@ -72,6 +72,13 @@ public sealed unsafe class PolicyKvStore : IKvStore
         if (st == null || len == 0) { _pageCount = 0; return ReadOnlySpan<KvPage>.Empty; }
         foreach (var pg in inner)
             if (pg.Type != KvElementType.F32) throw new NotSupportedException("PolicyKvStore needs a float32 inner store");
+        if (Spec.Retention == RetentionKind.Full)
+        {
+            // fast path: nothing is evicted or quantized — present the inner pages as they are (O(pages), not O(tokens))
+            _pageCount = 0;
+            foreach (var pg in inner) Add(pg);
+            return new ReadOnlySpan<KvPage>(_pageArray, 0, _pageCount);
+        }
         Retain(st, inner, len);
         BuildPages(st, inner, len);
         return new ReadOnlySpan<KvPage>(_pageArray, 0, _pageCount);
@@ -130,6 +137,7 @@ public sealed unsafe class PolicyKvStore : IKvStore
             }
         }
         // quantize every token that has just become Int8
+        if (Spec.Retention is RetentionKind.Arkv or RetentionKind.Int8)
         for (int i = 0; i < tiers.Length; i++)
             if (tiers[i] == KvTier.Int8 && !st.HasInt8(i))
             {

@@ -12,7 +12,8 @@ using Engine.Memory.Policies;
 
 namespace Engine.Runtime.Evaluation;
 
-public sealed record NeedleResult(string Policy, double Budget, int Context, int Trials, double Retrieved, double Seconds);
+/// <summary>DecodeMs: mean wall time of one decode attention step (Pages + selection + attention) at the full context.</summary>
+public sealed record NeedleResult(string Policy, double Budget, int Context, int Trials, double Retrieved, double Seconds, double DecodeMs);
 
 public static class NeedleEvaluator
 {
@@ -25,6 +26,7 @@ public static class NeedleEvaluator
         var p = new AttentionParams(1, 1, HeadDim, 1f);
         const float alpha = 10f;
         int ok = 0;
+        double decodeMs = 0;
         var sw = System.Diagnostics.Stopwatch.StartNew();
         for (int trial = 0; trial < trials; trial++)
         {
@@ -66,8 +68,17 @@ public static class NeedleEvaluator
             int best = 0;
             for (int c = 1; c < HeadDim; c++) if (o[c] > o[best]) best = c;
             if (best == answer && o[answer] > 0.5f) ok++;
+            // decode speed at this depth: a few more steps (the probe query again), timed
+            const int steps = 8;
+            var dsw = System.Diagnostics.Stopwatch.StartNew();
+            for (int s = 1; s <= steps; s++)
+            {
+                store.Write(0, 0, [context], probeK, probeV);               // rewrite the last position: same length
+                pb.Attention(probe, [context], store.Pages(0, 0), p, o);
+            }
+            decodeMs += dsw.Elapsed.TotalMilliseconds / steps;
         }
-        return new NeedleResult(spec.Name, spec.Budget, context, trials, ok / (double)trials, sw.Elapsed.TotalSeconds);
+        return new NeedleResult(spec.Name, spec.Budget, context, trials, ok / (double)trials, sw.Elapsed.TotalSeconds, decodeMs / trials);
     }
 
     private static double Normal(Random r) => Math.Sqrt(-2 * Math.Log(1 - r.NextDouble())) * Math.Cos(2 * Math.PI * r.NextDouble());
