@@ -218,6 +218,9 @@ public sealed unsafe class CpuBackend : IBackend
             j.TotalTokens = total; j.P = p;
             j.Partials = blocks == 1 ? null : (float*)PartialBuffer(partialFloats * sizeof(float));
             j.WithMass = withMass;
+            bool general = withMass;
+            for (int i = 0; i < pages.Length && !general; i++) general = pages[i].Type != KvElementType.F32;
+            j.General = general;
             long massFloats = (long)p.KvHeadCount * total;
             if (withMass)
                 for (int th = 0; th < ThreadCount; th++) new Span<float>(_massScratch.Floats(th, massFloats), (int)massFloats).Clear();
@@ -228,7 +231,7 @@ public sealed unsafe class CpuBackend : IBackend
                     var part = new ReadOnlySpan<float>(_massScratch.Floats(th, massFloats), (int)massFloats);
                     for (int i = 0; i < part.Length; i++) tokenMass[i] += part[i];
                 }
-            j.WithMass = false;
+            j.WithMass = j.General = false;
             if (blocks > 1) j.Merge(n);
             j.Q = j.Out = j.Partials = null; j.Positions = j.PageStart = null; j.Pages = null;
         }

@@ -99,6 +99,7 @@ internal sealed unsafe class AttentionJob : CpuJob
     public float* Partials;     // [n, BlockCount, HeadCount, HeadDim + 2] (acc, max, sum) when BlockCount > 1
     public Scratch Scratch = null!;
     public Scratch MassScratch = null!;
+    public bool General;        // some page is not F32, or WithMass: run RangeGeneral
     public bool WithMass;       // accumulate softmax weights per thread into MassScratch [KvHeadCount, TotalTokens] (BlockCount = 1)
 
     public int PartialStride => P.HeadDim + 2;
@@ -119,7 +120,8 @@ internal sealed unsafe class AttentionJob : CpuJob
             if (BlockCount == 1)
             {
                 float* o = Out + (long)t * heads * P.HeadDim;
-                Range(t, lo, hi, scores, bt, max, sum, o, P.HeadDim, row, mass);
+                if (General) RangeGeneral(t, lo, hi, scores, bt, max, sum, o, P.HeadDim, row, mass);
+                else Range(t, lo, hi, scores, bt, max, sum, o, P.HeadDim);
                 for (int h = 0; h < heads; h++)
                 {
                     float* oh = o + (long)h * P.HeadDim;
@@ -129,7 +131,8 @@ internal sealed unsafe class AttentionJob : CpuJob
             else
             {
                 float* part = Partials + (long)item * heads * PartialStride;
-                Range(t, lo, hi, scores, bt, max, sum, part, PartialStride, row, null);
+                if (General) RangeGeneral(t, lo, hi, scores, bt, max, sum, part, PartialStride, row, null);
+                else Range(t, lo, hi, scores, bt, max, sum, part, PartialStride);
                 for (int h = 0; h < heads; h++)
                 {
                     part[(long)h * PartialStride + P.HeadDim] = max[h];
@@ -141,7 +144,54 @@ internal sealed unsafe class AttentionJob : CpuJob
 
     /// <summary>Unnormalised attention of row t over cached tokens [lo, hi) (logical order): acc_h = Σ e^{s−max_h} v,
     /// sum_h = Σ e^{s−max_h}; acc rows are <paramref name="accStride"/> floats apart. Zero visible tokens → acc 0, sum 0.</summary>
-    private void Range(int t, int lo, int hi, float* scores, int bt, float* max, float* sum, float* acc, int accStride, float* row, float* mass)
+    private void Range(int t, int lo, int hi, float* scores, int bt, float* max, float* sum, float* acc, int accStride)
+    {
+        int heads = P.HeadCount, hd = P.HeadDim, group = P.HeadCount / P.KvHeadCount, qpos = Positions[t];
+        float* q = Q + (long)t * heads * hd;
+        for (int h = 0; h < heads; h++) { max[h] = float.NegativeInfinity; sum[h] = 0; new Span<float>(acc + (long)h * accStride, hd).Clear(); }
+
+        int c = 0;
+        for (int pi = 0; pi < PageCount; pi++)
+        {
+            var pg = Pages[pi];
+            int j0 = Math.Max(0, lo - PageStart[pi]);
+            int j1 = Math.Min(Math.Min(pg.TokenCount, hi - PageStart[pi]), qpos - pg.StartPosition + 1);
+            for (int j = j0; j < j1; j++, c++)
+            {
+                float* k = (float*)pg.K + (long)j * pg.RowStride;
+                for (int h = 0; h < heads; h++)
+                {
+                    float s = Simd.Dot(q + (long)h * hd, k + h / group * hd, hd) * P.Scale;
+                    scores[(long)h * bt + c] = s;
+                    if (s > max[h]) max[h] = s;
+                }
+            }
+        }
+        if (c == 0) return;
+        for (int h = 0; h < heads; h++)
+        {
+            float* sh = scores + (long)h * bt;
+            Simd.Map(new ExpSubOp(max[h]), sh, sh, c);
+            sum[h] = Simd.Reduce(new IdentityOp(), new AddOp(), sh, c, 0f);
+        }
+        c = 0;
+        for (int pi = 0; pi < PageCount; pi++)
+        {
+            var pg = Pages[pi];
+            int j0 = Math.Max(0, lo - PageStart[pi]);
+            int j1 = Math.Min(Math.Min(pg.TokenCount, hi - PageStart[pi]), qpos - pg.StartPosition + 1);
+            for (int j = j0; j < j1; j++, c++)
+            {
+                float* v = (float*)pg.V + (long)j * pg.RowStride;
+                for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], v + h / group * hd, acc + (long)h * accStride, hd);
+            }
+        }
+    }
+
+    /// <summary><see cref="Range"/> for page lists with non-F32 tiers (each row dequantized once into <paramref name="row"/>
+    /// for all heads) and/or attention-mass accumulation into <paramref name="mass"/> [KvHeadCount, TotalTokens]. Kept
+    /// separate so the plain float32 loop stays exactly as tuned.</summary>
+    private void RangeGeneral(int t, int lo, int hi, float* scores, int bt, float* max, float* sum, float* acc, int accStride, float* row, float* mass)
     {
         int heads = P.HeadCount, hd = P.HeadDim, group = P.HeadCount / P.KvHeadCount, qpos = Positions[t], kvDim = P.KvHeadCount * hd;
         float* q = Q + (long)t * heads * hd;

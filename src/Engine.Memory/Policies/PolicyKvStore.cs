@@ -48,6 +48,9 @@ public sealed unsafe class PolicyKvStore : IKvStore
     {
         _inner.Write(layer, seqId, positions, k, v);
         var st = _state[layer, seqId] ??= new State(Capacity, KvDim, G);
+        int first = int.MaxValue;
+        foreach (int p in positions) first = Math.Min(first, p);
+        st.NewFrom = Math.Min(first, _inner.Length(layer, seqId));
         for (int i = 0; i < positions.Length; i++)
         {
             int p = positions[i];
@@ -69,6 +72,13 @@ public sealed unsafe class PolicyKvStore : IKvStore
         if (st == null || len == 0) { _pageCount = 0; return ReadOnlySpan<KvPage>.Empty; }
         foreach (var pg in inner)
             if (pg.Type != KvElementType.F32) throw new NotSupportedException("PolicyKvStore needs a float32 inner store");
+        if (Spec.Retention == RetentionKind.Full)
+        {
+            // fast path: nothing is evicted or quantized — present the inner pages as they are (O(pages), not O(tokens))
+            _pageCount = 0;
+            foreach (var pg in inner) Add(pg);
+            return new ReadOnlySpan<KvPage>(_pageArray, 0, _pageCount);
+        }
         Retain(st, inner, len);
         BuildPages(st, inner, len);
         return new ReadOnlySpan<KvPage>(_pageArray, 0, _pageCount);
@@ -77,31 +87,37 @@ public sealed unsafe class PolicyKvStore : IKvStore
     /// <summary>Runs the retention plan of the spec over positions [0, len) and materializes new quantized tokens.</summary>
     private void Retain(State st, ReadOnlySpan<KvPage> inner, int len)
     {
-        var tiers = st.Tiers.AsSpan(0, len);
-        int budget = Planners.TokenBudget(Spec.Budget, len);
+        // Tokens written by the current call are always presented (the queries of this call may need them); the plan
+        // covers the older prefix with what the budget leaves: eviction happens after the step that wrote a token, so a
+        // prompt is compressed once its prefill is done (SnapKV's timing) and decode keeps exactly the budget.
+        int fresh = len - Math.Min(st.NewFrom, len);
+        var tiers = st.Tiers.AsSpan(0, len - fresh);
+        int budget = Math.Max(0, Planners.TokenBudget(Spec.Budget, len) - fresh);
         switch (Spec.Retention)
         {
             case RetentionKind.Full: break;
             case RetentionKind.Sinks: Planners.Sinks(tiers, budget, Spec.SinkTokens); break;
-            case RetentionKind.H2O: Planners.HeavyHitters(tiers, st.Mass.AsSpan(0, len), budget); break;
+            case RetentionKind.H2O: Planners.HeavyHitters(tiers, st.Mass.AsSpan(0, tiers.Length), budget); break;
             case RetentionKind.SnapKV:
             {
-                var pooled = new float[len];
-                Planners.MaxPool(st.Snap.AsSpan(0, len), Spec.SnapPool, pooled);
+                var pooled = new float[tiers.Length];
+                Planners.MaxPool(st.Snap.AsSpan(0, tiers.Length), Spec.SnapPool, pooled);
                 Planners.HeavyHitters(tiers, pooled, budget);
                 break;
             }
             case RetentionKind.Arkv:
             {
                 double cost = KvDecode.BytesPerToken(KvElementType.Int8, KvDim, G) / KvDecode.BytesPerToken(KvElementType.F32, KvDim, G);
-                Planners.Arkv(tiers, st.Mass.AsSpan(0, len), budget, st.FullShare, cost);
+                Planners.Arkv(tiers, st.Mass.AsSpan(0, tiers.Length), budget, st.FullShare, cost);
                 break;
             }
             case RetentionKind.Int8:
+                tiers = st.Tiers.AsSpan(0, len);
                 for (int i = 0; i < len - Spec.RecentFullPrecision; i++) if (tiers[i] == KvTier.Full) tiers[i] = KvTier.Int8;
                 break;
             case RetentionKind.Kivi4:
             {
+                tiers = st.Tiers.AsSpan(0, len);
                 int groups = Math.Max(0, len - Spec.RecentFullPrecision) / G;     // complete groups older than the residual window
                 for (int g = st.Int4Groups; g < groups; g++)
                 {
@@ -121,7 +137,8 @@ public sealed unsafe class PolicyKvStore : IKvStore
             }
         }
         // quantize every token that has just become Int8
-        for (int i = 0; i < len; i++)
+        if (Spec.Retention is RetentionKind.Arkv or RetentionKind.Int8)
+        for (int i = 0; i < tiers.Length; i++)
             if (tiers[i] == KvTier.Int8 && !st.HasInt8(i))
             {
                 st.EnsureInt8();
@@ -371,6 +388,7 @@ public sealed unsafe class PolicyKvStore : IKvStore
         public double FullShare = 0.5;
         public bool ShareSet;
         public int Int4Groups;
+        public int NewFrom;                                            // first position written by the last Write
         public sbyte* K8, V8; public float* K8s, V8s;                 // [capacity, kvDim] sbyte, [capacity, kvDim / g] scales
         public byte* K4, V4; public float* K4p, V4p;                  // [capacity, kvDim / 2]; K4p [groups, kvDim, 2], V4p [capacity, kvDim / g, 2]
 
