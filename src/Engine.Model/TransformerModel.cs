@@ -1,7 +1,9 @@
 // Owns: the forward pass of a pre-norm Llama-family decoder (Llama 1/2/3, Mistral, Qwen2, Qwen3), written once against
 // IBackend; the architecture files only choose weights, RoPE style and the optional parts (q/k/v biases, q/k norms).
 // Invariants: all tokens of a batch go through every matmul together (MatMul with n = batch size); K/V go through the
-// IKvStore only; scratch buffers are allocated once per batch capacity (grown, never per token).
+// IKvStore only; a batch may mix sequences (each maximal run of one sequence's tokens writes its K/V and attends over
+// that sequence's pages — one page for a contiguous store, the block table for a paged one); the output head runs only
+// for the rows whose logits are asked for; scratch buffers are allocated once per batch capacity (grown, never per token).
 // Math (per layer): h = x + Wo·Attn(RoPE(Wq·n1(x) [+bq] [, qnorm]), RoPE(Wk·n1(x) [+bk] [, knorm]), Wv·n1(x) [+bv]);
 // x' = h + Wdown·(silu(Wgate·n2(h)) ⊙ Wup·n2(h)); logits = Wout·norm(x_L). Source: Llama paper / llama2.c run.c.
 using Engine.Kernels;
@@ -34,13 +36,24 @@ public sealed class TransformerModel : ILanguageModel
 
     public void Forward(ForwardBatch batch, IKvStore kv, Span<float> logits, bool allLogits)
     {
+        int n = batch.Count;
+        if (!allLogits) { Forward(batch, kv, [n - 1], logits); return; }
+        var rows = n <= 256 ? stackalloc int[n] : new int[n];
+        for (int i = 0; i < n; i++) rows[i] = i;
+        Forward(batch, kv, rows, logits);
+    }
+
+    public void Forward(ForwardBatch batch, IKvStore kv, ReadOnlySpan<int> logitRows, Span<float> logits)
+    {
         var c = Config;
         batch.Validate(c.VocabSize);
         if (kv.LayerCount != c.BlockCount || kv.KvDim != c.KeyDim)
             throw new ArgumentException($"KV store is [{kv.LayerCount} layers, {kv.KvDim}] but the model needs [{c.BlockCount}, {c.KeyDim}]");
         int n = batch.Count;
-        int need = (allLogits ? n : 1) * c.VocabSize;
+        int need = logitRows.Length * c.VocabSize;
         if (logits.Length < need) throw new ArgumentException($"logits span holds {logits.Length} floats, need {need}");
+        foreach (int r in logitRows)
+            if ((uint)r >= (uint)n) throw new ArgumentOutOfRangeException(nameof(logitRows), $"logit row {r} is outside the batch (0..{n - 1})");
         foreach (int p in batch.Positions)
             if (p >= kv.Capacity) throw new KvCapacityException(p, kv.Capacity);
 
@@ -100,17 +113,20 @@ public sealed class TransformerModel : ILanguageModel
             b.Add(x, proj, x);
         }
 
-        if (allLogits)
-        {
-            b.RmsNorm(x, Weights.OutputNorm, c.RmsEpsilon, xn);
-            b.MatMul(xn, n, Weights.Output, logits[..(n * c.VocabSize)]);
-        }
+        // Output head only for the requested rows: gather their normed states, one matmul.
+        int m = logitRows.Length;
+        if (m == 0) return;
+        if (m == n && IsIdentity(logitRows)) b.RmsNorm(x, Weights.OutputNorm, c.RmsEpsilon, xn);
         else
-        {
-            var last = xn[..dim];
-            b.RmsNorm(x.Slice((n - 1) * dim, dim), Weights.OutputNorm, c.RmsEpsilon, last);
-            b.MatMul(last, 1, Weights.Output, logits[..c.VocabSize]);
-        }
+            for (int i = 0; i < m; i++)
+                b.RmsNorm(x.Slice(logitRows[i] * dim, dim), Weights.OutputNorm, c.RmsEpsilon, xn.Slice(i * dim, dim));
+        b.MatMul(xn[..(m * dim)], m, Weights.Output, logits[..(m * c.VocabSize)]);
+    }
+
+    private static bool IsIdentity(ReadOnlySpan<int> rows)
+    {
+        for (int i = 0; i < rows.Length; i++) if (rows[i] != i) return false;
+        return true;
     }
 
     /// <summary>rows[t, :] += bias for every row t.</summary>
