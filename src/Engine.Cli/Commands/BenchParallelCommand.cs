@@ -36,9 +36,14 @@ public static class BenchParallelCommand
             var extra = new Dictionary<string, object>();
             if (pr.GetValue(attention) is int ctx and > 0)
             {
-                var (tc, tp, ratio) = ParallelBenchmark.AttentionPaging(ctx, threads: pr.GetValue(threads));
-                extra["attention"] = new { context = ctx, contiguous_us = tc * 1e6, paged_us = tp * 1e6, ratio_contiguous_over_paged = ratio };
-                Log($"attention @ {ctx}: contiguous {tc * 1e6:F1} µs, paged {tp * 1e6:F1} µs, ratio {ratio:F3}");
+                foreach (int qRows in new[] { 1, 16 })
+                    foreach (bool scrambled in new[] { true, false })
+                    {
+                        var (tc, tp, ratio) = ParallelBenchmark.AttentionPaging(ctx, queryRows: qRows, threads: pr.GetValue(threads), scrambled: scrambled);
+                        string layout = scrambled ? "scrambled" : "interleaved";
+                        extra[$"attention_q{qRows}_{layout}"] = new { context = ctx, query_rows = qRows, layout, contiguous_us = tc * 1e6, paged_us = tp * 1e6, ratio_contiguous_over_paged = ratio };
+                        Log($"attention @ {ctx}, {qRows} query rows, {layout} 16-token blocks: contiguous {tc * 1e6:F1} µs, paged {tp * 1e6:F1} µs, ratio {ratio:F3}");
+                    }
             }
             if (pr.GetValue(ttft) is int prefix and > 0)
             {

@@ -5,7 +5,7 @@
 // Invariants: (1) every repetition starts P requests at once on one InferenceEngine (MaxConcurrentSequences = P, a KV
 // budget that holds all of them, so nothing is preempted), each with its own random prompt and greedy decoding of
 // exactly N tokens (no EOS stop); tokens/s = P·N / wall time from submission to the last token (prompt processing of
-// the short prompts included, as a server would see it). A warm-up repetition runs first. (2) reads identical K/V
+// the short prompts included, as a server would see it). A short warm-up repetition (4 tokens per sequence) runs first. (2) reads identical K/V
 // values through both layouts. Token ids are seeded random; speed does not depend on them.
 // Source: llama.cpp tools/batched-bench (parallel decode throughput), vLLM's prefix-caching TTFT benchmark.
 using System.Diagnostics;
@@ -52,7 +52,7 @@ public static class ParallelBenchmark
             for (int rep = -1; rep < repetitions; rep++)   // rep -1: warm-up
             {
                 var prompts = Enumerable.Range(0, p).Select(_ => RandomTokens(rng, promptTokens, engine.Config.VocabSize)).ToArray();
-                var options = new GenerationOptions { MaxTokens = genTokens, Sampling = SamplingOptions.Greedy, StopAtEndOfGeneration = false };
+                var options = new GenerationOptions { MaxTokens = rep < 0 ? Math.Min(genTokens, 4) : genTokens, Sampling = SamplingOptions.Greedy, StopAtEndOfGeneration = false };
                 var sw = Stopwatch.StartNew();
                 var usages = Task.WhenAll(prompts.Select(pr => Task.Run(async () => (await engine.GenerateTextAsync(engine.GenerateAsync(pr, options))).Usage)))
                     .GetAwaiter().GetResult();
@@ -106,10 +106,10 @@ public static class ParallelBenchmark
     /// <summary>
     /// Decode-style attention (<paramref name="queryRows"/> query rows at the end of a <paramref name="context"/>-token
     /// cache) through one contiguous page vs a block table of <paramref name="blockSize"/>-token blocks in scrambled
-    /// physical order. Returns seconds per call for each and the ratio contiguous / paged (≥ 1 = paged as fast).
+    /// physical order (or, <paramref name="scrambled"/> false, every other block: no merged pages but ascending addresses). Returns seconds per call for each and the ratio contiguous / paged (≥ 1 = paged as fast).
     /// </summary>
     public static unsafe (double ContiguousSeconds, double PagedSeconds, double Ratio) AttentionPaging(int context = 4096, int headCount = 32,
-        int kvHeadCount = 8, int headDim = 64, int blockSize = 16, int queryRows = 1, int threads = 0, int iterations = 50)
+        int kvHeadCount = 8, int headDim = 64, int blockSize = 16, int queryRows = 1, int threads = 0, int iterations = 50, bool scrambled = true)
     {
         using var backend = Backends.Create("cpu", threads);
         int kvDim = kvHeadCount * headDim, blocks = (context + blockSize - 1) / blockSize;
@@ -121,7 +121,9 @@ public static class ParallelBenchmark
             var rng = new Random(1);
             for (long i = 0; i < floats; i++) { kc[i] = (float)(rng.NextDouble() - 0.5); vc[i] = (float)(rng.NextDouble() - 0.5); }
             // Scrambled table: logical block i lives in physical block perm[i]; copy the rows there.
-            var perm = Enumerable.Range(0, blocks).OrderBy(_ => rng.Next()).ToArray();
+            // Not scrambled: every other physical block (as when two sequences grow in lockstep) — no page merging.
+            var perm = scrambled ? Enumerable.Range(0, blocks).OrderBy(_ => rng.Next()).ToArray()
+                : Enumerable.Range(0, blocks).Select(i => i < (blocks + 1) / 2 ? 2 * i : 2 * (i - (blocks + 1) / 2) + 1).ToArray();
             long blockFloats = (long)blockSize * kvDim;
             for (int i = 0; i < blocks; i++)
             {
@@ -138,19 +140,20 @@ public static class ParallelBenchmark
             var outC = new float[q.Length];
             var outP = new float[q.Length];
             var p = new AttentionParams(headCount, kvHeadCount, headDim, 1f / MathF.Sqrt(headDim));
-            double Time(KvPage[] pages, float[] output)
+            double Once(KvPage[] pages, float[] output)
             {
-                for (int i = 0; i < 3; i++) backend.Attention(q, positions, pages, p, output);
-                var best = double.MaxValue;
-                for (int round = 0; round < 5; round++)
-                {
-                    var sw = Stopwatch.StartNew();
-                    for (int i = 0; i < iterations; i++) backend.Attention(q, positions, pages, p, output);
-                    best = Math.Min(best, sw.Elapsed.TotalSeconds / iterations);
-                }
-                return best;
+                var sw = Stopwatch.StartNew();
+                for (int i = 0; i < iterations; i++) backend.Attention(q, positions, pages, p, output);
+                return sw.Elapsed.TotalSeconds / iterations;
             }
-            double tc = Time(contiguous, outC), tp = Time(paged, outP);
+            for (int i = 0; i < 3; i++) { backend.Attention(q, positions, contiguous, p, outC); backend.Attention(q, positions, paged, p, outP); }
+            // Alternate the two layouts round by round so both see the same machine load; keep each one's best round.
+            double tc = double.MaxValue, tp = double.MaxValue;
+            for (int round = 0; round < 7; round++)
+            {
+                tc = Math.Min(tc, Once(contiguous, outC));
+                tp = Math.Min(tp, Once(paged, outP));
+            }
             if (!outC.AsSpan().SequenceEqual(outP)) throw new InvalidOperationException("paged attention output differs from contiguous");
             return (tc, tp, tc / tp);
         }
