@@ -60,13 +60,13 @@ public unsafe class QuantDotBench
                     var qn = new byte[ab * n];
                     for (int i = 0; i < n; i++) QuantDot.QuantizeActivation(t, QuantDotTests.Gaussian(rnd, cols), qn.AsSpan(i * ab, ab));
                     var yn = new float[rows * n];
-                    int batchRows = rows / 4;
+                    int batchRows = rows / 32; // short reps (~0.5 ms) so that fewer are preempted on a busy machine
                     double best = double.MaxValue;
                     fixed (byte* px = qn) fixed (float* py = yn)
                     {
                         for (var warm = Stopwatch.StartNew(); warm.ElapsedMilliseconds < 400;)
                             QuantDot.DotRowsBatch(t, w, rowBytes, 0, 16, px, ab, n, cols, py, rows);
-                        for (int rep = 0; rep < 10; rep++)
+                        for (int rep = 0; rep < 40; rep++)
                         {
                             var sw = Stopwatch.StartNew();
                             QuantDot.DotRowsBatch(t, w, rowBytes, 0, batchRows, px, ab, n, cols, py, rows);

@@ -26,25 +26,29 @@ public class ModelArchitectureTests
         Assert.That(max, Is.LessThan(1e-5));
     }
 
-    private static string WriteQwen3(string dir)
+    /// <summary>A small random-weight GGUF: qwen3 (q/k norms, key_length 32 with dim 64 → q width 128) or llama with
+    /// partial RoPE (16 of 32 dims) and Llama-3 rope_freqs factors. Tied output in both.</summary>
+    private static string WriteSynthetic(string dir, string arch)
     {
-        const int dim = 64, heads = 4, kvHeads = 2, hd = 32, ff = 96, vocab = 80, layers = 2;
-        var rng = new Random(77);
+        bool qwen3 = arch == "qwen3";
+        const int dim = 64, ff = 96, vocab = 80, layers = 2;
+        int heads = qwen3 ? 4 : 2, kvHeads = qwen3 ? 2 : 1, hd = 32;
+        var rng = new Random(qwen3 ? 77 : 78);
         float[] R(int count, double std, double mean = 0) =>
             Enumerable.Range(0, count).Select(_ => (float)(mean + std * Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()))).ToArray();
         var w = new GgufWriter()
-            .AddMetadata("general.architecture", "qwen3")
-            .AddMetadata("qwen3.embedding_length", (uint)dim)
-            .AddMetadata("qwen3.block_count", (uint)layers)
-            .AddMetadata("qwen3.feed_forward_length", (uint)ff)
-            .AddMetadata("qwen3.attention.head_count", (uint)heads)
-            .AddMetadata("qwen3.attention.head_count_kv", (uint)kvHeads)
-            .AddMetadata("qwen3.attention.key_length", (uint)hd)
-            .AddMetadata("qwen3.attention.value_length", (uint)hd)
-            .AddMetadata("qwen3.attention.layer_norm_rms_epsilon", 1e-6f)
-            .AddMetadata("qwen3.rope.freq_base", 1000000f)
-            .AddMetadata("qwen3.context_length", (uint)64)
+            .AddMetadata("general.architecture", arch)
+            .AddMetadata($"{arch}.embedding_length", (uint)dim)
+            .AddMetadata($"{arch}.block_count", (uint)layers)
+            .AddMetadata($"{arch}.feed_forward_length", (uint)ff)
+            .AddMetadata($"{arch}.attention.head_count", (uint)heads)
+            .AddMetadata($"{arch}.attention.head_count_kv", (uint)kvHeads)
+            .AddMetadata($"{arch}.attention.layer_norm_rms_epsilon", 1e-6f)
+            .AddMetadata($"{arch}.rope.freq_base", qwen3 ? 1000000f : 500000f)
+            .AddMetadata($"{arch}.context_length", (uint)64)
             .AddTensor("token_embd.weight", [dim, vocab], R(dim * vocab, 0.5));
+        if (qwen3) w.AddMetadata("qwen3.attention.key_length", (uint)hd).AddMetadata("qwen3.attention.value_length", (uint)hd);
+        else w.AddMetadata("llama.rope.dimension_count", 16u).AddTensor("rope_freqs.weight", [8], [1f, 1f, 1.5f, 2f, 3f, 4f, 6f, 8f]);
         for (int l = 0; l < layers; l++)
         {
             string p = $"blk.{l}.";
@@ -52,28 +56,29 @@ public class ModelArchitectureTests
              .AddTensor(p + "attn_q.weight", [dim, heads * hd], R(dim * heads * hd, 0.15))
              .AddTensor(p + "attn_k.weight", [dim, kvHeads * hd], R(dim * kvHeads * hd, 0.15))
              .AddTensor(p + "attn_v.weight", [dim, kvHeads * hd], R(dim * kvHeads * hd, 0.1))
-             .AddTensor(p + "attn_q_norm.weight", [hd], R(hd, 0.2, 1))
-             .AddTensor(p + "attn_k_norm.weight", [hd], R(hd, 0.2, 1))
              .AddTensor(p + "attn_output.weight", [heads * hd, dim], R(heads * hd * dim, 0.1))
              .AddTensor(p + "ffn_norm.weight", [dim], R(dim, 0.1, 1))
              .AddTensor(p + "ffn_gate.weight", [dim, ff], R(dim * ff, 0.1))
              .AddTensor(p + "ffn_up.weight", [dim, ff], R(dim * ff, 0.1))
              .AddTensor(p + "ffn_down.weight", [ff, dim], R(ff * dim, 0.1));
+            if (qwen3) w.AddTensor(p + "attn_q_norm.weight", [hd], R(hd, 0.2, 1)).AddTensor(p + "attn_k_norm.weight", [hd], R(hd, 0.2, 1));
         }
         w.AddTensor("output_norm.weight", [dim], R(dim, 0.1, 1));
-        string path = Path.Combine(dir, "qwen3-synthetic.gguf");
+        string path = Path.Combine(dir, arch + "-synthetic.gguf");
         w.Write(path);
         return path;
     }
 
-    [TestCase("reference")]
-    [TestCase("cpu")]
-    public void Qwen3MatchesNaiveOracle(string backendName)
+    [TestCase("qwen3", "reference")]
+    [TestCase("qwen3", "cpu")]
+    [TestCase("llama", "reference")]
+    [TestCase("llama", "cpu")]
+    public void SyntheticModelMatchesNaiveOracle(string arch, string backendName)
     {
-        string dir = Directory.CreateTempSubdirectory("engine-qwen3").FullName;
+        string dir = Directory.CreateTempSubdirectory("engine-" + arch).FullName;
         try
         {
-            using var f = ModelFiles.Open(WriteQwen3(dir));
+            using var f = ModelFiles.Open(WriteSynthetic(dir, arch));
             int[] tokens = [3, 17, 42, 5, 79, 0, 11, 64, 23, 8];
             var oracle = NaiveForward.Run(f, tokens);
             using var backend = Backends.Create(backendName, 2);
@@ -88,11 +93,12 @@ public class ModelArchitectureTests
                     maxD = Math.Max(maxD, Math.Abs(oracle[t][i] - decode[t * 80 + i]));
                     scale = Math.Max(scale, Math.Abs(oracle[t][i]));
                 }
-            TestContext.Out.WriteLine($"qwen3 {backendName}: max|Δ| batch {maxB:E3}, decode {maxD:E3}, max |logit| {scale:F2}");
+            TestContext.Out.WriteLine($"{arch} {backendName}: max|Δ| batch {maxB:E3}, decode {maxD:E3}, max |logit| {scale:F2}");
             Assert.Multiple(() =>
             {
                 Assert.That(model.Config.HeadDim, Is.EqualTo(32));
-                Assert.That(model.Config.QueryDim, Is.EqualTo(128), "key_length, not dim / heads");
+                if (arch == "qwen3") Assert.That(model.Config.QueryDim, Is.EqualTo(128), "key_length, not dim / heads");
+                else Assert.That((model.Config.RopeDimensions, model.Weights.RopeFreqFactors?.Length), Is.EqualTo((16, 8)));
                 Assert.That(model.Weights.Output.Name, Is.EqualTo("token_embd.weight"), "tied output");
                 Assert.That(scale, Is.GreaterThan(1), "logits are not trivially small");
                 Assert.That(maxB, Is.LessThan(1e-4));

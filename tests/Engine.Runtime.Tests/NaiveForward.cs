@@ -22,6 +22,7 @@ public static class NaiveForward
         double eps = f.GetNumber($"{a}.attention.layer_norm_rms_epsilon") ?? 1e-5;
         double theta = f.GetNumber($"{a}.rope.freq_base") ?? 10000;
         bool neox = a is "qwen2" or "qwen3";
+        double[]? freqFactors = null;
         int n = tokens.Length;
 
         double[][] M(string name) { var t = f.GetTensor(name); var rows = new double[t.RowCount][]; var buf = new float[t.RowLength];
@@ -35,7 +36,7 @@ public static class NaiveForward
             for (int h = 0; h < headCount; h++)
                 for (int i = 0; i < rot / 2; i++)
                 {
-                    double ang = pos * Math.Pow(theta, -2.0 * i / rot);
+                    double ang = pos * Math.Pow(theta, -2.0 * i / rot) / (freqFactors?[i] ?? 1.0);
                     int i0 = h * hd + (neox ? i : 2 * i), i1 = h * hd + (neox ? i + rot / 2 : 2 * i + 1);
                     double x0 = v[i0], x1 = v[i1];
                     v[i0] = x0 * Math.Cos(ang) - x1 * Math.Sin(ang);
@@ -43,6 +44,7 @@ public static class NaiveForward
                 }
         }
 
+        if (f.TryGetTensor("rope_freqs.weight", out _)) freqFactors = V("rope_freqs.weight");   // Llama 3: θ_i divided by factor i
         var embd = M("token_embd.weight");
         var x = tokens.Select(t => (double[])embd[t].Clone()).ToArray();
         for (int l = 0; l < layers; l++)

@@ -7,8 +7,9 @@
 // F32 rows are dotted in place; F16/BF16 rows are converted on the fly for one token (fused convert+FMA, the decode
 // path) or decoded once per chunk into per-thread scratch for token batches. Block-quantized rows use the `quants`
 // helper's llama.cpp-style vec_dot (Engine.Kernels.Quant.QuantDot): each token row is quantized once (Q8_0/Q8_1/Q8_K,
-// QuantizeJob), then QuantDot.DotRows runs over the chunk's rows for every token (chunk ≈ 256 KiB of weight bytes for
-// batches, so it stays in L2 across tokens). Any other type falls back to the scalar dequantizer into scratch.
+// QuantizeJob), then QuantDot.DotRows (one token) or QuantDot.DotRowsBatch (token tiles, 4-token kernels) runs over
+// the chunk's rows (chunk ≈ 256 KiB of weight bytes for batches, so it stays in L2 across token tiles).
+// Any other type falls back to the scalar dequantizer into scratch.
 // Float accumulation is float32 with FMA (differences to the float64 reference are ≈1e-7 relative); quantized paths
 // differ from the reference by the Q8 activation rounding (see VsReferenceTests.QuantMatMulBound).
 namespace Engine.Kernels;
@@ -79,10 +80,8 @@ internal sealed unsafe class MatMulJob : CpuJob
         }
         if (Qx != null)
         {
-            int tile = Math.Max(1, 256 * 1024 / ActBytes);
-            for (int t0 = 0; t0 < N; t0 += tile)
-                for (int t = t0; t < Math.Min(N, t0 + tile); t++)
-                    QuantDot.DotRows(Type, W, RowBytes, start, end, Qx + (long)t * ActBytes, Cols, Y + (long)t * Rows);
+            if (N == 1) QuantDot.DotRows(Type, W, RowBytes, start, end, Qx, Cols, Y);
+            else QuantDot.DotRowsBatch(Type, W, RowBytes, start, end, Qx, ActBytes, N, Cols, Y, Rows);   // token-tiled, 4 tokens per kernel
             return;
         }
         if (Type == DType.F32)

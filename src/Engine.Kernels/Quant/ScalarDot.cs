@@ -130,25 +130,42 @@ internal static unsafe class ScalarDot
     public static float Q3_K(byte* w, byte* y, int nb)
     {
         float acc = 0;
+        sbyte* sc = stackalloc sbyte[16];
         for (int b = 0; b < nb; b++, w += 110, y += Q8KBytes)
         {
+            UnpackQ3Scales(w + 96, sc);
             sbyte* qy = (sbyte*)(y + 4);
-            var scales = new ReadOnlySpan<byte>(w + 96, 12);
             int isum = 0;
-            for (int i = 0; i < 16; i++)
-            {
-                int h = i / 8, k = (i % 8) / 2, l0 = (i % 2) * 16;
-                int s = 0;
-                for (int l = l0; l < l0 + 16; l++)
+            for (int h = 0; h < 2; h++)
+                for (int k = 0; k < 4; k++)
                 {
-                    int q = ((w[32 + 32 * h + l] >> (2 * k)) & 3) - (((w[l] >> (4 * h + k)) & 1) != 0 ? 0 : 4);
-                    s += q * qy[128 * h + 32 * k + l];
+                    byte* q = w + 32 + 32 * h;
+                    sbyte* yy = qy + 128 * h + 32 * k;
+                    int shift = 2 * k, hbit = 4 * h + k;
+                    int s0 = 0, s1 = 0;
+                    for (int l = 0; l < 16; l++)
+                    {
+                        s0 += (((q[l] >> shift) & 3) - (((w[l] >> hbit) & 1) != 0 ? 0 : 4)) * yy[l];
+                        s1 += (((q[l + 16] >> shift) & 3) - (((w[l + 16] >> hbit) & 1) != 0 ? 0 : 4)) * yy[l + 16];
+                    }
+                    isum += sc[8 * h + 2 * k] * s0 + sc[8 * h + 2 * k + 1] * s1;
                 }
-                isum += KScales.ScaleQ3K(scales, i) * s;
-            }
             acc += Fp16.Read(w + 108) * *(float*)y * isum;
         }
         return acc;
+    }
+
+    /// <summary>The 16 signed Q3_K scales from their 12-byte packing (same bits as KScales.ScaleQ3K), via 32-bit words.</summary>
+    private static void UnpackQ3Scales(byte* s, sbyte* dst)
+    {
+        uint a0 = *(uint*)s, a1 = *(uint*)(s + 4), t = *(uint*)(s + 8);
+        const uint lo4 = 0x0f0f0f0f, lo2 = 0x03030303;
+        uint* o = (uint*)dst;
+        o[0] = (a0 & lo4) | ((t & lo2) << 4);
+        o[1] = (a1 & lo4) | (((t >> 2) & lo2) << 4);
+        o[2] = ((a0 >> 4) & lo4) | (((t >> 4) & lo2) << 4);
+        o[3] = ((a1 >> 4) & lo4) | (((t >> 6) & lo2) << 4);
+        for (int i = 0; i < 16; i++) dst[i] = (sbyte)(dst[i] - 32);
     }
 
     // Q4_K × Q8_K: d_y·(d·Σ_j sc_j·Σ q·y − dmin·Σ_j m_j·(bsum_2j + bsum_2j+1)), 8 sub-blocks of 32.

@@ -75,9 +75,6 @@ public sealed class Sampler
         return _order[keep - 1];
     }
 
-    /// <summary>Candidate ids and probabilities the last non-greedy <see cref="Sample"/> considered (for tests/diagnostics).</summary>
-    internal (int[] Ids, float[] Probs) LastCandidates(int count) => (_order[..count], _prob[..count]);
-
     /// <summary>Applies repetition / presence / frequency penalties for the last PenaltyWindow tokens of history, in place.</summary>
     public void ApplyPenalties(Span<float> logits, ReadOnlySpan<int> history)
     {
