@@ -22,11 +22,12 @@ public static class BenchCommand
         var threads = new Option<string>("--threads", "-t") { Description = "CPU threads, comma-separated (0 = all cores).", DefaultValueFactory = _ => "0" };
         var backend = GenerationCommandSupport.BackendOption();
         var json = new Option<bool>("--json") { Description = "Print a JSON array instead of a table." };
+        var randomKv = new Option<bool>("--random-kv") { Description = "Fill the depth's KV with random rows instead of running the model over it (fast; same decode cost)." };
         var profile = new Option<bool>("--profile") { Description = "Time every op and print the breakdown per test to stderr." };
 
         var cmd = new Command("bench", "Measure prompt processing (pp) and decode (tg) speed, llama-bench style.")
         {
-            model, synthetic, types, cacheDir, prompt, gen, depth, reps, threads, backend, json, profile,
+            model, synthetic, types, cacheDir, prompt, gen, depth, reps, threads, backend, json, randomKv, profile,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(() =>
         {
@@ -55,6 +56,7 @@ public static class BenchCommand
                             {
                                 PromptTokens = p, GenTokens = n, Depths = Ints.Parse(pr.GetValue(depth)!, "-d"),
                                 Repetitions = pr.GetValue(reps), Threads = th, Backend = pr.GetValue(backend)!, Profile = pr.GetValue(profile),
+                                RandomKvFill = pr.GetValue(randomKv),
                             };
                             var rs = ModelBenchmark.Run(f, o, Log);
                             foreach (var r in rs.Where(r => r.Profile != null)) PrintProfile(r);
