@@ -64,6 +64,9 @@ public unsafe class AttentionBenchmarks : IStreamsBytes
 
     [Params(1024, 4096, 16384)] public int Context { get; set; }
 
+    /// <summary>AVX-512 head-major fast path (AttentionRange512) on/off: the A/B of the attention change.</summary>
+    [Params(true, false)] public bool FastPath { get; set; }
+
     private CpuBackend _backend = null!;
     private float* _k, _v;
     private float[] _q = [], _out = [];
@@ -87,8 +90,12 @@ public unsafe class AttentionBenchmarks : IStreamsBytes
     }
 
     [Benchmark]
-    public void DecodeAttention() =>
+    public void DecodeAttention()
+    {
+        AttentionRange512.Enabled = FastPath;
         _backend.Attention(_q, _pos, _pages, new AttentionParams(Heads, KvHeads, HeadDim, 0.125f), _out);
+        AttentionRange512.Enabled = true;
+    }
 
     [GlobalCleanup]
     public void Cleanup()

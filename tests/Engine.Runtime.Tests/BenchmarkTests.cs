@@ -65,6 +65,30 @@ public class BenchmarkTests
         Assert.That(File.GetLastWriteTimeUtc(path), Is.EqualTo(stamp));
     }
 
+    [TestCase(DType.F16)]
+    [TestCase(DType.Q4_0)]
+    [TestCase(DType.Q6_K)]
+    public void FeedForwardChunkingDoesNotChangeLogits(DType type)
+    {
+        // 300 tokens = 2 full feed-forward chunks of 128 + a partial one, against one unchunked batch.
+        string path = SyntheticModel.Ensure(SyntheticModel.Tiny, type, _dir);
+        using var file = ModelFiles.Open(path);
+        using var backend = Backends.Create("cpu", 2);
+        using var chunked = ModelLoader.Load(file, backend);
+        using var whole = ModelLoader.Load(file, backend);
+        whole.FeedForwardChunkTokens = int.MaxValue;
+        int vocab = chunked.Config.VocabSize, n = 300;
+        Assert.That(n, Is.GreaterThan(2 * chunked.FeedForwardChunkTokens));
+        var ids = Enumerable.Range(0, n).Select(i => (i * 37 + 11) % vocab).ToArray();
+        var a = new float[n * vocab];
+        var e = new float[n * vocab];
+        using (var kv = chunked.CreateKvStore(n)) chunked.Forward(ForwardBatch.ForSequence(ids, 0), kv, a, allLogits: true);
+        using (var kv = whole.CreateKvStore(n)) whole.Forward(ForwardBatch.ForSequence(ids, 0), kv, e, allLogits: true);
+        double scale = e.Max(Math.Abs), maxDiff = 0;
+        for (int i = 0; i < e.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(a[i] - e[i]));
+        Assert.That(maxDiff, Is.LessThanOrEqualTo(1e-5 * scale), $"max |Δ| {maxDiff:E3}, max |logit| {scale:E3}");
+    }
+
     [Test]
     public void Llama1BShapeHasTheParameterCountOfLlama32_1B()
     {
