@@ -76,9 +76,11 @@ public unsafe class AttentionBenchmarks : IStreamsBytes
     public static long BytesPerCall(IReadOnlyDictionary<string, object> p) => 2L * (int)p[nameof(Context)] * KvDim * sizeof(float);
 
     [GlobalSetup]
-    public void Setup()
+    public void Setup() => Setup(BenchSettings.Threads);
+
+    public void Setup(int threads)
     {
-        _backend = new CpuBackend(BenchSettings.Threads);
+        _backend = new CpuBackend(threads);
         long n = (long)Context * KvDim;
         _k = (float*)NativeMemory.AlignedAlloc((nuint)(n * sizeof(float)), 64);
         _v = (float*)NativeMemory.AlignedAlloc((nuint)(n * sizeof(float)), 64);

@@ -8,6 +8,7 @@ using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using Engine.Bench;
 
+if (args.Contains("--cpu-ab")) { CpuTimeAb.Run(); return; }
 bool quick = args.Contains("--quick");
 args = args.Where(a => a != "--quick").ToArray();
 var config = DefaultConfig.Instance.AddColumn(new BandwidthColumn());
