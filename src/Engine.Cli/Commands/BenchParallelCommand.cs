@@ -13,6 +13,8 @@ public static class BenchParallelCommand
     public static Command Create()
     {
         var model = GenerationCommandSupport.ModelOption();
+        var synthetic = new Option<string?>("--synthetic") { Description = "Random-weight model of a named shape instead of --model: llama-1b, tiny." };
+        var type = new Option<string>("--type") { Description = "Weight type of the synthetic model.", DefaultValueFactory = _ => "q4_0" };
         var parallel = new Option<string>("--parallel") { Description = "Comma-separated concurrent sequence counts.", DefaultValueFactory = _ => "1,4,16" };
         var gen = new Option<int>("-n", "--n-gen") { Description = "Tokens generated per sequence.", DefaultValueFactory = _ => 64 };
         var prompt = new Option<int>("-p", "--n-prompt") { Description = "Prompt tokens per sequence.", DefaultValueFactory = _ => 16 };
@@ -24,14 +26,16 @@ public static class BenchParallelCommand
 
         var cmd = new Command("bench-parallel", "Serving throughput with 1..P concurrent sequences on the paged engine.")
         {
-            model, parallel, gen, prompt, reps, threads, json, attention, ttft,
+            model, synthetic, type, parallel, gen, prompt, reps, threads, json, attention, ttft,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(() =>
         {
-            string path = GenerationCommandSupport.ResolveModel(pr.GetValue(model));
+            void Log(string s) => Console.Error.WriteLine(s);
+            string path = pr.GetValue(synthetic) is string shape
+                ? SyntheticModel.Ensure(SyntheticModel.Shape(shape), SyntheticModel.ParseType(pr.GetValue(type)!), null, Log)
+                : GenerationCommandSupport.ResolveModel(pr.GetValue(model));
             var counts = pr.GetValue(parallel)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(s => int.TryParse(s, out int v) ? v : throw new ArgumentException($"--parallel: '{s}' is not a number")).ToArray();
-            void Log(string s) => Console.Error.WriteLine(s);
             var rows = ParallelBenchmark.Run(path, counts, pr.GetValue(gen), pr.GetValue(prompt), pr.GetValue(reps), pr.GetValue(threads), log: Log);
             var extra = new Dictionary<string, object>();
             if (pr.GetValue(attention) is int ctx and > 0)
