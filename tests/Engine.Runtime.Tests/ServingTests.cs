@@ -123,6 +123,7 @@ public class ServingTests
         var got = await Task.WhenAll(prompts.Select((p, i) => Task.Run(() => Ids(e, p, maxTokens[i]))));
         for (int i = 0; i < 64; i++) Assert.That(got[i], Is.EqualTo(expected[i]), $"request {i}");
         TestContext.Out.WriteLine($"quarter budget: {e.Stats}");
+        Assert.That(e.Stats!.Preemptions, Is.GreaterThan(0), "the quarter budget really forces preemption (recompute)");
         AssertPoolIdle(e);
     }
 
