@@ -117,6 +117,12 @@ public class BenchmarkTests
             }
             Assert.That(log, Has.Some.StartsWith("pre-filled 8 tokens"));
         });
+        // --random-kv: the depth's KV rows are written directly instead of by the model.
+        log.Clear();
+        var fast = ModelBenchmark.Run(model, new BenchOptions { PromptTokens = 0, GenTokens = 2, Depths = [8], Repetitions = 1, Threads = 2, RandomKvFill = true }, log.Add);
+        Assert.That(fast.Select(r => (r.Test, r.Depth)), Is.EqualTo(new[] { ("tg2", 8) }));
+        Assert.That(fast[0].TokensPerSecondMean, Is.GreaterThan(0));
+        Assert.That(log, Has.Some.StartsWith("filled 8 KV positions"));
     }
 
     [Test]
