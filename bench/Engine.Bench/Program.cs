@@ -1,1 +1,18 @@
-Console.WriteLine("bench");
+// Owns: the entry point of the BenchmarkDotNet micro-benchmarks (kernels of the CPU backend).
+// `dotnet run -c Release --project bench/Engine.Bench -- --filter '*'` runs everything with BenchmarkDotNet's defaults;
+// add `--quick` for a ShortRun job in-process (3 warm-up + 3 measured iterations, no per-benchmark project build), which
+// finishes in minutes. Threads: ENGINE_BENCH_THREADS (default 2, the machine's core count for the reference table).
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Running;
+using BenchmarkDotNet.Toolchains.InProcess.Emit;
+using Engine.Bench;
+
+if (args.Contains("--cpu-ab")) { CpuTimeAb.Run(); return; }
+bool quick = args.Contains("--quick");
+args = args.Where(a => a != "--quick").ToArray();
+var config = DefaultConfig.Instance.AddColumn(new BandwidthColumn());
+if (quick)
+    config = config.AddJob(Job.ShortRun.WithToolchain(InProcessEmitToolchain.Instance).WithId("quick"))
+        .WithOptions(ConfigOptions.DisableOptimizationsValidator);
+BenchmarkSwitcher.FromAssembly(typeof(BandwidthColumn).Assembly).Run(args, config);

@@ -12,5 +12,7 @@ root.Subcommands.Add(Engine.Cli.Commands.ChatCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.LogitsCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.MemoryCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.EvalCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.BenchParallelCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.BenchCommand.Create());
 
 return root.Parse(args).Invoke();

@@ -1,7 +1,12 @@
 // Owns: the forward pass of a pre-norm Llama-family decoder (Llama 1/2/3, Mistral, Qwen2, Qwen3), written once against
 // IBackend; the architecture files only choose weights, RoPE style and the optional parts (q/k/v biases, q/k norms).
 // Invariants: all tokens of a batch go through every matmul together (MatMul with n = batch size); K/V go through the
-// IKvStore only; scratch buffers are allocated once per batch capacity (grown, never per token).
+// IKvStore only; a batch may mix sequences (each maximal run of one sequence's tokens writes its K/V and attends over
+// that sequence's pages — one page for a contiguous store, the block table for a paged one); the output head runs only
+// for the rows whose logits are asked for; scratch buffers are allocated once per batch capacity (grown, never per token).
+// To bound the activation memory of large prompt batches, the feed-forward block runs in token chunks of
+// FeedForwardChunkTokens (its weights are streamed once per chunk — negligible next to the batch's compute) and the
+// projection output reuses the normed buffer (dead by then): scratch for a 512-token Llama-1B batch is ~30 MiB instead of ~54 MiB.
 // Math (per layer): h = x + Wo·Attn(RoPE(Wq·n1(x) [+bq] [, qnorm]), RoPE(Wk·n1(x) [+bk] [, knorm]), Wv·n1(x) [+bv]);
 // x' = h + Wdown·(silu(Wgate·n2(h)) ⊙ Wup·n2(h)); logits = Wout·norm(x_L). Source: Llama paper / llama2.c run.c.
 using Engine.Kernels;
@@ -17,6 +22,10 @@ public sealed class TransformerModel : ILanguageModel
     private readonly AttentionParams _attention;
     private readonly IDisposable? _owner;
     private Scratch? _scratch;
+
+    /// <summary>Tokens per feed-forward chunk (bounds the [tokens, ff] gate/up buffers); results do not depend on it
+    /// beyond float rounding. Set before the first Forward (scratch is sized from it).</summary>
+    public int FeedForwardChunkTokens { get; set; } = 128;
 
     public TransformerModel(ModelConfig config, TransformerWeights weights, IBackend backend, IDisposable? owner = null)
     {
@@ -34,17 +43,28 @@ public sealed class TransformerModel : ILanguageModel
 
     public void Forward(ForwardBatch batch, IKvStore kv, Span<float> logits, bool allLogits)
     {
+        int n = batch.Count;
+        if (!allLogits) { Forward(batch, kv, [n - 1], logits); return; }
+        var rows = n <= 256 ? stackalloc int[n] : new int[n];
+        for (int i = 0; i < n; i++) rows[i] = i;
+        Forward(batch, kv, rows, logits);
+    }
+
+    public void Forward(ForwardBatch batch, IKvStore kv, ReadOnlySpan<int> logitRows, Span<float> logits)
+    {
         var c = Config;
         batch.Validate(c.VocabSize);
         if (kv.LayerCount != c.BlockCount || kv.KvDim != c.KeyDim)
             throw new ArgumentException($"KV store is [{kv.LayerCount} layers, {kv.KvDim}] but the model needs [{c.BlockCount}, {c.KeyDim}]");
         int n = batch.Count;
-        int need = (allLogits ? n : 1) * c.VocabSize;
+        int need = logitRows.Length * c.VocabSize;
         if (logits.Length < need) throw new ArgumentException($"logits span holds {logits.Length} floats, need {need}");
+        foreach (int r in logitRows)
+            if ((uint)r >= (uint)n) throw new ArgumentOutOfRangeException(nameof(logitRows), $"logit row {r} is outside the batch (0..{n - 1})");
         foreach (int p in batch.Positions)
             if (p >= kv.Capacity) throw new KvCapacityException(p, kv.Capacity);
 
-        var s = _scratch is { Capacity: var cap } && cap >= n ? _scratch : (_scratch = new Scratch(c, n));
+        var s = _scratch is { Capacity: var cap } && cap >= n ? _scratch : (_scratch = new Scratch(c, n, Math.Max(1, FeedForwardChunkTokens)));
         int dim = c.EmbeddingLength, qd = c.QueryDim, kd = c.KeyDim, vd = c.ValueDim, ff = c.FeedForwardLength;
         var b = _backend;
         var positions = batch.Positions.AsSpan();
@@ -55,9 +75,8 @@ public sealed class TransformerModel : ILanguageModel
         var k = s.K.AsSpan(0, n * kd);           // [n, kvHeadCount, headDim]
         var v = s.V.AsSpan(0, n * vd);           // [n, kvHeadCount, headDim]
         var att = s.Attn.AsSpan(0, n * qd);      // [n, headCount · headDim]
-        var proj = s.Proj.AsSpan(0, n * dim);    // [n, dim]
-        var gate = s.Gate.AsSpan(0, n * ff);     // [n, ff]
-        var up = s.Up.AsSpan(0, n * ff);         // [n, ff]
+        var proj = xn;                           // [n, dim] projection outputs reuse the normed rows (consumed by then)
+        int chunk = Math.Min(n, Math.Max(1, FeedForwardChunkTokens));
 
         b.GetRows(Weights.TokenEmbedding, batch.Tokens, x);
         for (int l = 0; l < c.BlockCount; l++)
@@ -93,24 +112,33 @@ public sealed class TransformerModel : ILanguageModel
 
             // Feed-forward block (SwiGLU).
             b.RmsNorm(x, w.FeedForwardNorm, c.RmsEpsilon, xn);
-            b.MatMul(xn, n, w.Gate, gate);
-            b.MatMul(xn, n, w.Up, up);
-            b.SiluMul(gate, up, gate);
-            b.MatMul(gate, n, w.Down, proj);
+            for (int t0 = 0; t0 < n; t0 += chunk)
+            {
+                int m = Math.Min(chunk, n - t0);
+                var gate = s.Gate.AsSpan(0, m * ff);     // [m, ff]
+                var up = s.Up.AsSpan(0, m * ff);         // [m, ff]
+                b.MatMul(xn.Slice(t0 * dim, m * dim), m, w.Gate, gate);
+                b.MatMul(xn.Slice(t0 * dim, m * dim), m, w.Up, up);
+                b.SiluMul(gate, up, gate);
+                b.MatMul(gate, m, w.Down, proj.Slice(t0 * dim, m * dim));   // overwrites only this chunk's (used) normed rows
+            }
             b.Add(x, proj, x);
         }
 
-        if (allLogits)
-        {
-            b.RmsNorm(x, Weights.OutputNorm, c.RmsEpsilon, xn);
-            b.MatMul(xn, n, Weights.Output, logits[..(n * c.VocabSize)]);
-        }
+        // Output head only for the requested rows: gather their normed states, one matmul.
+        int rowsOut = logitRows.Length;
+        if (rowsOut == 0) return;
+        if (rowsOut == n && IsIdentity(logitRows)) b.RmsNorm(x, Weights.OutputNorm, c.RmsEpsilon, xn);
         else
-        {
-            var last = xn[..dim];
-            b.RmsNorm(x.Slice((n - 1) * dim, dim), Weights.OutputNorm, c.RmsEpsilon, last);
-            b.MatMul(last, 1, Weights.Output, logits[..c.VocabSize]);
-        }
+            for (int i = 0; i < rowsOut; i++)
+                b.RmsNorm(x.Slice(logitRows[i] * dim, dim), Weights.OutputNorm, c.RmsEpsilon, xn.Slice(i * dim, dim));
+        b.MatMul(xn[..(rowsOut * dim)], rowsOut, Weights.Output, logits[..(rowsOut * c.VocabSize)]);
+    }
+
+    private static bool IsIdentity(ReadOnlySpan<int> rows)
+    {
+        for (int i = 0; i < rows.Length; i++) if (rows[i] != i) return false;
+        return true;
     }
 
     /// <summary>rows[t, :] += bias for every row t.</summary>
@@ -125,7 +153,7 @@ public sealed class TransformerModel : ILanguageModel
     /// <summary>Activation buffers for up to <see cref="Capacity"/> tokens per forward.</summary>
     private sealed class Scratch
     {
-        public Scratch(ModelConfig c, int capacity)
+        public Scratch(ModelConfig c, int capacity, int ffnChunk)
         {
             Capacity = capacity;
             X = new float[capacity * c.EmbeddingLength];
@@ -134,12 +162,11 @@ public sealed class TransformerModel : ILanguageModel
             K = new float[capacity * c.KeyDim];
             V = new float[capacity * c.ValueDim];
             Attn = new float[capacity * c.QueryDim];
-            Proj = new float[capacity * c.EmbeddingLength];
-            Gate = new float[capacity * c.FeedForwardLength];
-            Up = new float[capacity * c.FeedForwardLength];
+            Gate = new float[Math.Min(capacity, ffnChunk) * c.FeedForwardLength];
+            Up = new float[Math.Min(capacity, ffnChunk) * c.FeedForwardLength];
         }
 
         public int Capacity { get; }
-        public float[] X, Normed, Q, K, V, Attn, Proj, Gate, Up;
+        public float[] X, Normed, Q, K, V, Attn, Gate, Up;
     }
 }

@@ -16,6 +16,19 @@ public sealed record EngineOptions
     public string? TokenizerPath { get; init; }
     /// <summary>Largest number of prompt tokens per forward call during prefill (bounds scratch memory, lets cancellation in).</summary>
     public int PrefillChunk { get; init; } = 512;
+
+    /// <summary>Transformer models: serve concurrent requests with continuous batching over a paged KV pool (true), or
+    /// one request at a time over a contiguous KV cache (false; recurrent models always use that path).</summary>
+    public bool Paged { get; init; } = true;
+    /// <summary>Most sequences running (holding KV blocks) at once; more requests wait in the queue.</summary>
+    public int MaxConcurrentSequences { get; init; } = 16;
+    /// <summary>KV pool size in bytes (F32 K + V, all layers); ≤ 0 = ContextLength × MaxConcurrentSequences tokens,
+    /// capped at 2 GiB but at least one full context.</summary>
+    public long KvBudgetBytes { get; init; }
+    /// <summary>Token slots per KV block (prefix-cache granularity).</summary>
+    public int BlockSize { get; init; } = 16;
+    /// <summary>Reuse the KV of identical prompt prefixes (whole blocks) across requests.</summary>
+    public bool PrefixCaching { get; init; } = true;
     /// <summary>Name of a persistent memory (MemoryStore) whose routed top-k document chunks every prompt attends over;
     /// null = none. Opened from <see cref="MemoryDirectory"/> and checked against the model's identity.</summary>
     public string? Memory { get; init; }
@@ -23,7 +36,8 @@ public sealed record EngineOptions
     public string? MemoryDirectory { get; init; }
     /// <summary>Memory chunks attended per layer (top-k by routing score).</summary>
     public int MemoryTopK { get; init; } = 16;
-    /// <summary>Wraps the engine's KV store (transformers; e.g. a memory or policy decorator); null = the plain store.</summary>
+    /// <summary>Wraps the engine's KV store (e.g. a memory or policy decorator); null = the plain store. When set, transformers
+    /// run on the single-sequence path (the paged serving loop has no per-engine store to wrap).</summary>
     public Func<Engine.Memory.IKvStore, Engine.Memory.IKvStore>? KvStoreDecorator { get; init; }
 }
 
@@ -45,7 +59,27 @@ public enum FinishReason { Stop, Length, StopString, ContextFull }
 /// <summary>Timing and counts of one generation. ReusedPromptTokens: prompt prefix whose KV was kept from the previous
 /// generation (not recomputed); PromptTokensPerSecond counts only recomputed tokens.</summary>
 public sealed record GenerationUsage(int PromptTokens, int GeneratedTokens, TimeSpan TimeToFirstToken, TimeSpan Total,
-    double PromptTokensPerSecond, double DecodeTokensPerSecond, FinishReason FinishReason, int ReusedPromptTokens = 0);
+    double PromptTokensPerSecond, double DecodeTokensPerSecond, FinishReason FinishReason, int ReusedPromptTokens = 0,
+    RequestServingStats? Serving = null);
+
+/// <summary>Scheduler view of one finished request (paged engine only). TokensComputed: positions this request ran
+/// through the model (prompt not found in the prefix cache, generated tokens fed back, recomputation after
+/// preemption); PrefixHitTokens: positions taken from the prefix cache over all its admissions; Steps: steps it took
+/// part in; BlocksInUse / BlocksAvailable: the pool right after it finished (available = free + evictable cached).</summary>
+public sealed record RequestServingStats(int TokensComputed, int PrefixHitTokens, int Preemptions, int Steps, int BlocksInUse, int BlocksAvailable);
+
+/// <summary>A prompt that needs more KV than the engine's whole KV budget (thrown before any work).</summary>
+public sealed class KvBudgetExceededException : ArgumentException
+{
+    public KvBudgetExceededException(int promptTokens, int budgetTokens)
+        : base($"the prompt has {promptTokens} tokens but the KV budget holds {budgetTokens} tokens in all; raise the KV budget")
+    {
+        PromptTokens = promptTokens; BudgetTokens = budgetTokens;
+    }
+
+    public int PromptTokens { get; }
+    public int BudgetTokens { get; }
+}
 
 /// <summary>A streamed piece: text (complete UTF-8) and the token ids that produced it; the last chunk carries Usage.</summary>
 public sealed record GenerationChunk(string Text, IReadOnlyList<int> TokenIds, GenerationUsage? Usage = null);

@@ -1,6 +1,9 @@
 // Owns: the in-process generation API — load a model + tokenizer, run prompt → prefill → sample/decode loop, stream
 // complete UTF-8 text with token ids, stop on EOS / stop strings / max tokens / full context, report usage.
-// Invariants: one generation at a time per engine (requests queue on a semaphore); each generation keeps the cached
+// Two executors: transformer models (EngineOptions.Paged, the default) are served by Serving.ServingLoop — many
+// concurrent GenerateAsync calls batched every step over a paged KV pool with prefix caching and preemption (see that
+// file); recurrent models (and Paged = false) use the single-sequence path below.
+// Single-sequence path invariants: one generation at a time per engine (requests queue on a semaphore); each generation keeps the cached
 // KV of the longest common prefix with the previous sequence (chat turns) and recomputes the rest; a prompt that cannot fit is rejected (PromptTooLongException) before any model work; cancellation
 // is checked between forward calls (prefill runs in chunks) and leaves the engine usable.
 using System.Diagnostics;
@@ -11,6 +14,7 @@ using Engine.Memory;
 using Engine.Memory.Recurrent;
 using Engine.Model;
 using Engine.Runtime.Sampling;
+using Engine.Runtime.Serving;
 
 namespace Engine.Runtime;
 
@@ -24,21 +28,49 @@ public sealed class InferenceEngine : IDisposable
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly int _prefillChunk;
     private readonly List<int> _cached = new();   // tokens whose K/V are in _kv (positions 0 .. Count-1)
+    private readonly ServingLoop? _serving;   // paged continuous batching (transformers); null = single-sequence path
     private bool _disposed;
     private Memory.MemoryStore? _memory;   // the memory opened by Load for EngineOptions.Memory (owned)
 
-    /// <summary>Wraps an already-built model (the engine takes ownership of model and backend).</summary>
-    /// <param name="kvStoreDecorator">wraps the KV store (e.g. <see cref="Memory.MemoryStore.Decorator"/>); the engine disposes the result</param>
+    /// <summary>Wraps an already-built model (the engine takes ownership of model and backend). <paramref name="serving"/>
+    /// supplies the paged-serving knobs (Paged, MaxConcurrentSequences, KvBudgetBytes, BlockSize, PrefixCaching) and
+    /// KvStoreDecorator (which selects the single-sequence path: the decorator wraps its KV store); its
+    /// ContextLength/PrefillChunk are ignored in favour of the explicit arguments.</summary>
     public InferenceEngine(ILanguageModel model, IBackend backend, ITextTokenizer? tokenizer, int contextLength = 0, int prefillChunk = 512,
-        Func<IKvStore, IKvStore>? kvStoreDecorator = null)
+        EngineOptions? serving = null)
     {
         _model = model; _backend = backend; Tokenizer = tokenizer;
         ContextLength = contextLength > 0 ? contextLength : model.Config.ContextLength;
-        _kv = model.CreateKvStore(ContextLength);
-        if (kvStoreDecorator != null) _kv = kvStoreDecorator(_kv);
+        _kv = model.CreateKvStore(ContextLength);   // contiguous; allocates on first write, so unused on the paged path
+        if (serving?.KvStoreDecorator is { } decorate) _kv = decorate(_kv);
         _logits = new float[model.Config.VocabSize];
         _prefillChunk = Math.Max(1, prefillChunk);
+        serving ??= new EngineOptions();
+        if (serving.Paged && model is TransformerModel && serving.KvStoreDecorator == null)
+        {
+            var c = model.Config;
+            long perToken = 2L * c.BlockCount * c.KeyDim * sizeof(float);
+            int maxSeq = Math.Max(1, serving.MaxConcurrentSequences);
+            long budget = serving.KvBudgetBytes > 0 ? serving.KvBudgetBytes
+                : Math.Max(Math.Min((long)ContextLength * maxSeq * perToken, 2L << 30), (long)(ContextLength + serving.BlockSize) * perToken);
+            _serving = new ServingLoop(model, tokenizer, ContextLength, budget, Math.Max(1, serving.BlockSize), maxSeq, _prefillChunk, serving.PrefixCaching);
+        }
     }
+
+    /// <summary>True when requests are served by the paged continuous-batching loop.</summary>
+    public bool IsPaged => _serving != null;
+
+    /// <summary>Counters of the paged serving loop (null on the single-sequence path).</summary>
+    public EngineStats? Stats => _serving?.Stats;
+
+    /// <summary>Tokens the paged KV pool holds (0 on the single-sequence path).</summary>
+    public int KvBudgetTokens => _serving?.BudgetTokens ?? 0;
+
+    /// <summary>Paged path: checks the KV pool and scheduler invariants (throws InvalidOperationException).</summary>
+    public void ValidateKvPool() => _serving?.Validate();
+
+    /// <summary>Paged path: drops every unreferenced cached prefix block; returns how many.</summary>
+    public int EvictPrefixCache() => _serving?.EvictCachedBlocks() ?? 0;
 
     /// <summary>Opens <paramref name="path"/> (any format ModelFiles reads), builds the model on the chosen backend
     /// and the tokenizer from the file's metadata (<paramref name="tokenizerFactory"/>; null = no text API).</summary>
@@ -63,7 +95,8 @@ public sealed class InferenceEngine : IDisposable
                 var withMemory = memory.Decorator(options.MemoryTopK);
                 decorator = kv => withMemory(inner?.Invoke(kv) ?? kv);
             }
-            return new InferenceEngine(model, backend, tokenizer, options.ContextLength, options.PrefillChunk, decorator) { ModelPath = path, _memory = memory };
+            return new InferenceEngine(model, backend, tokenizer, options.ContextLength, options.PrefillChunk, options with { KvStoreDecorator = decorator })
+                { ModelPath = path, _memory = memory };
         }
         catch
         {
@@ -125,6 +158,11 @@ public sealed class InferenceEngine : IDisposable
             if ((uint)id >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(promptIds), $"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})");
         if (options.MaxTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxTokens must be ≥ 0");
         _ = new Sampler(options.Sampling, Config.VocabSize);   // validates sampling options eagerly
+        if (_serving != null)
+        {
+            if (ids.Length > _serving.BudgetTokens) throw new KvBudgetExceededException(ids.Length, _serving.BudgetTokens);
+            return _serving.Run(ids, options, atTextStart, cancellationToken);
+        }
         return Run(ids, options, atTextStart, cancellationToken);
     }
 
@@ -253,6 +291,7 @@ public sealed class InferenceEngine : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        _serving?.Dispose();
         _kv.Dispose();
         _memory?.Dispose();
         _model.Dispose();

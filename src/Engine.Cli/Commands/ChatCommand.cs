@@ -21,15 +21,17 @@ public static class ChatCommand
         var threads = GenerationCommandSupport.ThreadsOption();
         var tokenizer = GenerationCommandSupport.TokenizerOption();
         var backend = GenerationCommandSupport.BackendOption();
+        var kvBudget = GenerationCommandSupport.KvBudgetOption();
         var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = the model's).", DefaultValueFactory = _ => 0 };
 
         var cmd = new Command("chat", "Interactive chat on stdin/stdout with the model's chat template.")
         {
-            model, system, maxTokens, temperature, topK, topP, minP, seed, threads, backend, ctx, tokenizer,
+            model, system, maxTokens, temperature, topK, topP, minP, seed, threads, backend, ctx, tokenizer, kvBudget,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(async () =>
         {
-            using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx), pr.GetValue(tokenizer));
+            using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx), pr.GetValue(tokenizer),
+                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)));
             var options = new GenerationOptions
             {
                 MaxTokens = pr.GetValue(maxTokens),

@@ -32,6 +32,23 @@ internal static class GenerationCommandSupport
         DefaultValueFactory = _ => "cpu",
     };
 
+    public static Option<string?> KvBudgetOption() => new("--kv-budget")
+    {
+        Description = "KV memory budget of the paged engine (bytes, or with K/M/G suffix, e.g. 512M). Default: context × 16 sequences, ≤ 2 GiB.",
+    };
+
+    /// <summary>Parses "123", "64K", "512M", "2G" (binary multiples) into bytes; null/empty = 0 (the engine's default).</summary>
+    public static long ParseBytes(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return 0;
+        text = text.Trim();
+        long mult = char.ToUpperInvariant(text[^1]) switch { 'K' => 1L << 10, 'M' => 1L << 20, 'G' => 1L << 30, _ => 1 };
+        var digits = mult == 1 ? text : text[..^1];
+        if (!double.TryParse(digits, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v) || v <= 0)
+            throw new ArgumentException($"--kv-budget: '{text}' is not a positive size (e.g. 1073741824, 512M, 2G)");
+        return (long)(v * mult);
+    }
+
     /// <summary>The model path given, or the bundled default model (repository models/ folder, or next to the executable).</summary>
     public static string ResolveModel(string? given)
     {
@@ -59,14 +76,14 @@ internal static class GenerationCommandSupport
         return result;
     }
 
-    public static InferenceEngine LoadEngine(string? model, string backend, int threads, int contextLength = 0, string? tokenizer = null,
+    public static InferenceEngine LoadEngine(string? model, string backend, int threads, int contextLength = 0, string? tokenizer = null, long kvBudgetBytes = 0,
         string? memory = null)
     {
         string path = ResolveModel(model);
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var engine = WithProgress($"loading {Path.GetFileName(path)}…", () =>
-            InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, Memory = memory }));
+            InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, KvBudgetBytes = kvBudgetBytes, Memory = memory }));
         var c = engine.Config;
         Console.Error.WriteLine($"loaded {Path.GetFileName(path)} ({c.Architecture}, {c.BlockCount} layers, dim {c.EmbeddingLength}, vocab {c.VocabSize}, context {engine.ContextLength}) " +
             $"on {engine.BackendName} in {sw.Elapsed.TotalMilliseconds:F0} ms");

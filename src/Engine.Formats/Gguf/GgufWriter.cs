@@ -15,7 +15,8 @@ public sealed unsafe class GgufWriter
     private readonly List<PendingTensor> _tensors = [];
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
 
-    private sealed record PendingTensor(string Name, DType Type, long[] Shape, long ByteLength, byte[]? Managed, nint Native);
+    private sealed record PendingTensor(string Name, DType Type, long[] Shape, long ByteLength, byte[]? Managed, nint Native,
+        Action<Stream>? Producer = null);
 
     /// <param name="alignment">Data alignment (power of two); written as general.alignment when not 32.</param>
     /// <param name="version">GGUF version, 2 or 3 (identical layouts for little-endian files).</param>
@@ -74,6 +75,21 @@ public sealed unsafe class GgufWriter
         long bytes = CheckTensor(view.Name, view.Type, view.Shape, view.ByteLength);
         _names.Add(view.Name);
         _tensors.Add(new PendingTensor(view.Name, view.Type, (long[])view.Shape.Clone(), bytes, null, view.Data));
+        return this;
+    }
+
+    /// <summary>
+    /// Adds a tensor whose bytes <paramref name="writeData"/> writes to the output stream at Write time, in insertion
+    /// order (streaming: nothing is held in memory). It must write exactly the shape's byte count; on a seekable stream
+    /// a different count is an InvalidOperationException.
+    /// </summary>
+    public GgufWriter AddTensor(string name, DType type, long[] shape, Action<Stream> writeData)
+    {
+        ArgumentNullException.ThrowIfNull(writeData);
+        long bytes = type.ByteCount(shape.Aggregate(1L, (a, d) => checked(a * d)));
+        CheckTensor(name, type, shape, bytes);
+        _names.Add(name);
+        _tensors.Add(new PendingTensor(name, type, (long[])shape.Clone(), bytes, null, 0, writeData));
         return this;
     }
 
@@ -178,6 +194,13 @@ public sealed unsafe class GgufWriter
             Pad(stream, offsets[i] - written);
             written = offsets[i];
             if (t.Managed != null) stream.Write(t.Managed);
+            else if (t.Producer != null)
+            {
+                long before = stream.CanSeek ? stream.Position : -1;
+                t.Producer(stream);
+                if (before >= 0 && stream.Position - before != t.ByteLength)
+                    throw new InvalidOperationException($"tensor '{t.Name}': the producer wrote {stream.Position - before} bytes, its shape needs {t.ByteLength}");
+            }
             else
             {
                 for (long done = 0; done < t.ByteLength;)

@@ -1,0 +1,328 @@
+// Owns: the continuous-batching step loop of a transformer engine — one background task that, while requests are
+// live, asks the Scheduler for a plan, applies its copy-on-write orders, binds every scheduled request to a slot of the
+// PagedKvStore (its block table + computed length), runs ALL scheduled tokens of all requests as ONE ForwardBatch
+// (weights read once per step), samples for the requests whose SamplesToken is set (logits only for their last rows),
+// turns tokens into streamed text (StopStringMatcher, EOS, max tokens, full context) and reports StepResults.
+// Invariants: the Scheduler is touched only under _lock (it is not thread-safe); the forward runs outside the lock so
+// AddRequest/Cancel never wait for a step; a cancelled request's blocks are freed at once by Scheduler.Cancel (the step
+// in flight may still write into them, but nothing else can take them before the next Step, which runs after it);
+// the loop sleeps on a semaphore when no request is live (no busy-spinning); a failed forward fails only the requests
+// of that step. Per-request processing mirrors the single-sequence loop exactly (same sampler calls, same order), so a
+// greedy request alone gives the tokens it gave before.
+// Source: vLLM v1 engine core loop (schedule → execute → update), reduced to one in-process CPU executor.
+using System.Diagnostics;
+using System.Threading.Channels;
+using Engine.Memory.Paged;
+using Engine.Model;
+using Engine.Runtime.Sampling;
+using Engine.Scheduling;
+
+namespace Engine.Runtime.Serving;
+
+/// <summary>Engine-wide counters of the serving loop (cumulative unless named otherwise).</summary>
+/// <param name="Steps">Non-empty steps run.</param>
+/// <param name="TokensScheduled">Tokens computed by all steps (prefill chunks + decodes + recomputes).</param>
+/// <param name="LastStepTokens">Tokens of the most recent step.</param>
+/// <param name="PrefixHitTokens">Tokens taken from the prefix cache instead of computed.</param>
+/// <param name="Preemptions">Requests preempted (recompute) for lack of blocks.</param>
+/// <param name="BlocksInUse">Blocks referenced by running requests now.</param>
+/// <param name="BlocksCached">Unreferenced blocks holding reusable prefixes now (evictable).</param>
+/// <param name="BlocksFree">Empty blocks now.</param>
+public sealed record EngineStats(long Steps, long TokensScheduled, int LastStepTokens, long PrefixHitTokens, long Preemptions,
+    long Finished, long Cancelled, int Running, int Waiting, int BlockCount, int BlockSize, int BlocksInUse, int BlocksCached, int BlocksFree);
+
+internal sealed class ServingLoop : IDisposable
+{
+    private readonly ILanguageModel _model;
+    private readonly PagedKvStore _kv;
+    private readonly Scheduler _scheduler;
+    private readonly ITextTokenizer? _tokenizer;
+    private readonly int _contextLength;
+    private readonly object _lock = new();
+    private readonly Dictionary<long, Live> _live = new();
+    private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _loop;
+    private float[] _logits = [];
+    private long _nextId = 1, _tokensScheduled, _emptySteps;
+    private int _lastStepTokens;
+
+    public ServingLoop(ILanguageModel model, ITextTokenizer? tokenizer, int contextLength, long kvBudgetBytes, int blockSize,
+        int maxSequences, int maxTokensPerStep, bool prefixCaching)
+    {
+        _model = model; _tokenizer = tokenizer; _contextLength = contextLength;
+        var c = model.Config;
+        int blocks = PagedKvStore.BlockCountForBudget(kvBudgetBytes, c.BlockCount, c.KeyDim, blockSize);
+        if (blocks < 1)
+            throw new ArgumentException($"the KV budget of {kvBudgetBytes} bytes holds no block of {blockSize} tokens " +
+                $"({2L * c.BlockCount * blockSize * c.KeyDim * sizeof(float)} bytes)");
+        _kv = new PagedKvStore(c.BlockCount, c.KeyDim, blockSize, blocks, contextLength, maxSequences, selfManaged: false);
+        _scheduler = new Scheduler(new SchedulerOptions
+        {
+            BlockCount = blocks, BlockSize = blockSize, MaxRunningRequests = maxSequences,
+            MaxTokensPerStep = Math.Max(1, maxTokensPerStep),
+            // The last sampled token is never fed back: a context of C positions holds C + 1 tokens.
+            MaxModelLength = contextLength + 1,
+            EnablePrefixCaching = prefixCaching,
+        });
+        _loop = Task.Factory.StartNew(Loop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+    }
+
+    /// <summary>Tokens the KV pool holds in all (BlockCount · BlockSize).</summary>
+    public int BudgetTokens => _kv.BlockCount * _kv.BlockSize;
+
+    public PagedKvStore Store => _kv;
+
+    public EngineStats Stats
+    {
+        get
+        {
+            lock (_lock)
+            {
+                var s = _scheduler.Stats;
+                var p = _scheduler.Pool;
+                return new EngineStats(s.Steps - _emptySteps, _tokensScheduled, _lastStepTokens, s.PrefixHitTokens, s.Preemptions,
+                    s.Finished, s.Cancelled, _scheduler.RunningCount, _scheduler.WaitingCount, p.Capacity, p.BlockSize,
+                    p.UsedCount, p.CachedCount, p.FreeCount);
+            }
+        }
+    }
+
+    /// <summary>Checks the block pool's and scheduler's invariants (tests).</summary>
+    public void Validate() { lock (_lock) _scheduler.Validate(); }
+
+    /// <summary>Evicts every unreferenced cached block (tests: "the pool is completely free afterwards").</summary>
+    public int EvictCachedBlocks() { lock (_lock) return _scheduler.Pool.EvictAllCached(); }
+
+    /// <summary>Streams one request through the loop. The prompt was validated by the caller.</summary>
+    public async IAsyncEnumerable<GenerationChunk> Run(int[] prompt, GenerationOptions o, bool atTextStart,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        var live = new Live(prompt, o, new Sampler(o.Sampling, _model.Config.VocabSize), _tokenizer?.CreateStreamingDecoder(atTextStart),
+            new StopStringMatcher(o.StopStrings), _tokenizer?.EndOfGenerationIds ?? new HashSet<int>());
+        // Room for generated tokens: the context holds C positions (C + 1 tokens), the pool BudgetTokens positions.
+        int room = Math.Min(_contextLength, BudgetTokens) + 1 - prompt.Length;
+        int maxNew = Math.Max(1, Math.Min(o.MaxTokens, room));
+        live.Room = room;
+        lock (_lock)
+        {
+            live.Id = _nextId++;
+            _scheduler.AddRequest(new Request(live.Id, prompt, maxNew));
+            _live.Add(live.Id, live);
+        }
+        _wake.Release();
+        bool done = false;
+        try
+        {
+            using var reg = ct.Register(() => CancelRequest(live.Id));
+            await foreach (var chunk in live.Output.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                ct.ThrowIfCancellationRequested();
+                if (chunk.Usage != null) done = true;
+                yield return chunk;
+            }
+            ct.ThrowIfCancellationRequested();
+        }
+        finally
+        {
+            if (!done) CancelRequest(live.Id);
+        }
+    }
+
+    private void CancelRequest(long id)
+    {
+        lock (_lock)
+        {
+            if (!_live.Remove(id, out var live)) return;
+            live.Cancelled = true;
+            _scheduler.Cancel(id);
+            _scheduler.Forget(id);
+            live.Output.Writer.TryComplete(new OperationCanceledException("the request was cancelled"));
+        }
+        _wake.Release();
+    }
+
+    private async Task Loop()
+    {
+        var results = new List<StepResult>();
+        var finishedNow = new List<(Live Live, GenerationUsage Usage)>();
+        while (!_stop.IsCancellationRequested)
+        {
+            SchedulePlan plan;
+            Live?[] lives;
+            lock (_lock)
+            {
+                plan = _scheduler.Step();
+                if (plan.IsEmpty) _emptySteps++;
+                lives = new Live?[plan.Requests.Count];
+                for (int i = 0; i < lives.Length; i++) lives[i] = _live.GetValueOrDefault(plan.Requests[i].RequestId);
+            }
+            if (plan.IsEmpty)
+            {
+                try { await _wake.WaitAsync(_stop.Token).ConfigureAwait(false); }
+                catch (OperationCanceledException) { break; }
+                continue;
+            }
+
+            results.Clear();
+            finishedNow.Clear();
+            Exception? failure = null;
+            try
+            {
+                Execute(plan, lives, results, finishedNow);
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+            lock (_lock)
+            {
+                if (failure != null)
+                {
+                    // Fail only this step's requests; the scheduler and everyone else carry on.
+                    foreach (var r in plan.Requests)
+                    {
+                        _scheduler.Cancel(r.RequestId);
+                        _scheduler.Forget(r.RequestId);
+                        if (_live.Remove(r.RequestId, out var l)) l.Output.Writer.TryComplete(failure);
+                    }
+                    _scheduler.OnStepCompleted([]);
+                }
+                else
+                {
+                    _scheduler.OnStepCompleted(results);
+                    _tokensScheduled += plan.TotalTokens;
+                    _lastStepTokens = plan.TotalTokens;
+                    var pool = _scheduler.Pool;
+                    foreach (var (live, usage) in finishedNow)
+                    {
+                        if (!_live.Remove(live.Id)) continue; // cancelled meanwhile
+                        var snap = _scheduler.GetRequest(live.Id);
+                        var final = usage with
+                        {
+                            ReusedPromptTokens = live.FirstHit,
+                            Serving = new RequestServingStats(live.Computed, snap.PrefixHitTokens, snap.PreemptionCount, live.Steps,
+                                pool.UsedCount, pool.FreeCount + pool.CachedCount),
+                        };
+                        _scheduler.Forget(live.Id);
+                        live.Output.Writer.TryWrite(live.FinalChunk! with { Usage = final });
+                        live.Output.Writer.TryComplete();
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Runs one plan: copies, bindings, one forward, sampling. Fills results and the list of requests that end.</summary>
+    private void Execute(SchedulePlan plan, Live?[] lives, List<StepResult> results, List<(Live, GenerationUsage)> finished)
+    {
+        foreach (var copy in plan.Copies) _kv.CopyBlock(copy.SourceBlock, copy.DestinationBlock, copy.TokenCount);
+        int n = plan.TotalTokens, vocab = _model.Config.VocabSize;
+        var tokens = new int[n];
+        var positions = new int[n];
+        var seqs = new int[n];
+        var logitRows = new List<int>();
+        int at = 0;
+        for (int i = 0; i < plan.Requests.Count; i++)
+        {
+            var r = plan.Requests[i];
+            _kv.Bind(i, r.BlockTable, r.StartPosition);
+            for (int t = 0; t < r.TokenCount; t++, at++)
+            {
+                tokens[at] = r.TokenIds[t];
+                positions[at] = r.StartPosition + t;
+                seqs[at] = i;
+            }
+            if (r.SamplesToken) logitRows.Add(at - 1);
+            if (lives[i] is { } l)
+            {
+                if (l.Steps == 0 && r.StartPosition > 0) l.FirstHit = r.StartPosition;
+                l.Computed += r.TokenCount;
+                l.Steps++;
+            }
+        }
+        if (_logits.Length < logitRows.Count * vocab) _logits = new float[Math.Max(logitRows.Count * vocab, 2 * _logits.Length)];
+        _model.Forward(new ForwardBatch(tokens, positions, seqs), _kv, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(logitRows), _logits);
+
+        int row = 0;
+        for (int i = 0; i < plan.Requests.Count; i++)
+        {
+            var r = plan.Requests[i];
+            if (!r.SamplesToken) continue;
+            var logits = _logits.AsSpan(row++ * vocab, vocab);
+            var live = lives[i];
+            if (live == null || live.Cancelled) { results.Add(new StepResult(r.RequestId, null, Finished: true)); continue; }
+            var (token, usage) = live.OnLogits(logits, _contextLength);
+            results.Add(new StepResult(r.RequestId, token, Finished: usage != null));
+            if (usage != null) finished.Add((live, usage));
+        }
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        try { _loop.Wait(TimeSpan.FromSeconds(30)); } catch (AggregateException) { }
+        lock (_lock)
+        {
+            foreach (var l in _live.Values) l.Output.Writer.TryComplete(new ObjectDisposedException(nameof(InferenceEngine)));
+            _live.Clear();
+        }
+        _kv.Dispose();
+        _wake.Dispose();
+        _stop.Dispose();
+    }
+
+    /// <summary>One live request: its sampler, detokenizer, stop matcher and output channel (owned by the loop thread).</summary>
+    private sealed class Live(int[] prompt, GenerationOptions o, Sampler sampler, IStreamingTextDecoder? decoder,
+        StopStringMatcher stops, IReadOnlySet<int> eog)
+    {
+        public long Id;
+        public int Room, FirstHit, Computed, Steps, Generated;
+        public volatile bool Cancelled;
+        public readonly Channel<GenerationChunk> Output = Channel.CreateUnbounded<GenerationChunk>(new UnboundedChannelOptions { SingleReader = true });
+        public GenerationChunk? FinalChunk;
+        private readonly List<int> _history = new(prompt);
+        private readonly List<int> _pending = new();
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private TimeSpan _firstToken;
+
+        /// <summary>Samples from the logits of the last fed position; returns the token (null when it ends without
+        /// one) and, when the request ends now, its usage (the final chunk is kept in FinalChunk).</summary>
+        public (int? Token, GenerationUsage? Usage) OnLogits(Span<float> logits, int contextLength)
+        {
+            if (Generated >= o.MaxTokens) return (null, End(FinishReason.Length));
+            int id = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history));
+            if (Generated == 0) _firstToken = _clock.Elapsed;
+            if (o.StopAtEndOfGeneration && eog.Contains(id)) return (id, End(FinishReason.Stop));
+            Generated++;
+            _history.Add(id);
+            _pending.Add(id);
+            string text = stops.Push(decoder?.Push(id) ?? "");
+            if (text.Length > 0 || decoder == null || stops.Stopped)
+            {
+                Output.Writer.TryWrite(new GenerationChunk(text, _pending.ToArray()));
+                _pending.Clear();
+            }
+            if (stops.Stopped) return (id, End(FinishReason.StopString));
+            if (Generated >= o.MaxTokens) return (id, End(FinishReason.Length));
+            if (prompt.Length + Generated - 1 >= contextLength || Generated >= Room) return (id, End(FinishReason.ContextFull));
+            return (id, null);
+        }
+
+        private GenerationUsage End(FinishReason finish)
+        {
+            string tail = stops.Stopped ? "" : stops.Push(decoder?.Flush() ?? "") + stops.Flush();
+            var total = _clock.Elapsed;
+            if (Generated == 0) _firstToken = total;
+            double decodeSeconds = (total - _firstToken).TotalSeconds;
+            int promptComputed = prompt.Length - FirstHit;
+            var usage = new GenerationUsage(prompt.Length, Generated, _firstToken, total,
+                _firstToken.TotalSeconds > 0 ? promptComputed / _firstToken.TotalSeconds : 0,
+                Generated > 1 && decodeSeconds > 0 ? (Generated - 1) / decodeSeconds : 0, finish, FirstHit);
+            FinalChunk = new GenerationChunk(tail, _pending.ToArray());
+            _pending.Clear();
+            return usage;
+        }
+    }
+}
