@@ -41,7 +41,7 @@ public sealed unsafe class MemoryKvStore : IKvStore
 
     /// <summary>Centered routing (default): cosine between the query proxy and each routing key after subtracting the
     /// memory's mean routing key (per layer) from both. False: MSA's raw proxy · routing key (on stories260K the shared
-    /// key direction then decides the ranking: the matching story ranks first in 6/20 (story, layer) cases vs 16/20).</summary>
+    /// key direction then decides the ranking: the matching story ranks first in 6/20 (story, layer) cases vs 16/20, document-local placement).</summary>
     public bool Centered { get; init; } = true;
     public int LayerCount => _inner.LayerCount;
     public int KvDim => _inner.KvDim;

@@ -29,6 +29,18 @@ public sealed class MemoryFormatException(string path, string problem) : Excepti
 
 public sealed record MemoryDocumentInfo(string Name, int TokenCount, int ChunkCount);
 
+/// <summary>Where a document's keys sit relative to the prompt (both keep document-wise RoPE: each segment computed alone
+/// from position 0).</summary>
+public enum MemoryPlacement
+{
+    /// <summary>Keys as computed, at positions 0 .. n-1: queries at small positions see keys "ahead" of them.</summary>
+    DocumentLocal,
+    /// <summary>Keys re-rotated by −n after the forward (RoPE composes: R(−n)·R(p) = R(p − n)), so each segment sits at
+    /// −n .. −1, just before the prompt: one selected document = that document prepended to the prompt. Routing keys
+    /// are taken before the rotation (doc-local positions, comparable with the prompt's keys). Default.</summary>
+    BeforePrompt,
+}
+
 /// <summary>A persistent, disk-backed store of document chunks with routing keys.</summary>
 public sealed unsafe class PersistentMemory : IDisposable
 {
@@ -37,9 +49,10 @@ public sealed unsafe class PersistentMemory : IDisposable
     private readonly DiskKvFile _disk;
     private readonly KvPageLayout _chunkLayout;
 
-    private PersistentMemory(string folder, MemoryIdentity identity, int layerCount, int kvDim, int chunkSize, IEnumerable<int>? used)
+    private PersistentMemory(string folder, MemoryIdentity identity, int layerCount, int kvDim, int chunkSize, IEnumerable<int>? used,
+        MemoryPlacement placement)
     {
-        Folder = folder; Identity = identity; LayerCount = layerCount; KvDim = kvDim; ChunkSize = chunkSize;
+        Folder = folder; Identity = identity; LayerCount = layerCount; KvDim = kvDim; ChunkSize = chunkSize; Placement = placement;
         _chunkLayout = KvPageLayout.Of(KvElementType.F32, chunkSize, kvDim);
         _disk = new DiskKvFile(Path.Combine(folder, "kv"), _chunkLayout.TotalBytes, 0, used);
     }
@@ -49,6 +62,7 @@ public sealed unsafe class PersistentMemory : IDisposable
     public int LayerCount { get; }
     public int KvDim { get; }
     public int ChunkSize { get; }
+    public MemoryPlacement Placement { get; }
     public long DiskBytes => _disk.UsedBytes;
 
     public IReadOnlyList<MemoryDocumentInfo> Documents => _docs.Select(d => new MemoryDocumentInfo(d.Name, d.Tokens, d.Chunks.Count)).ToList();
@@ -57,12 +71,13 @@ public sealed unsafe class PersistentMemory : IDisposable
     public int ChunkCount => _docs.Sum(d => d.Chunks.Count);
 
     /// <summary>Creates an empty memory in <paramref name="folder"/> (which must not hold one).</summary>
-    public static PersistentMemory Create(string folder, MemoryIdentity identity, int layerCount, int kvDim, int chunkSize = 32)
+    public static PersistentMemory Create(string folder, MemoryIdentity identity, int layerCount, int kvDim, int chunkSize = 32,
+        MemoryPlacement placement = MemoryPlacement.BeforePrompt)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(chunkSize, 1);
         if (File.Exists(Path.Combine(folder, "header.json"))) throw new IOException($"{folder} already holds a memory");
         Directory.CreateDirectory(folder);
-        var m = new PersistentMemory(folder, identity, layerCount, kvDim, chunkSize, null);
+        var m = new PersistentMemory(folder, identity, layerCount, kvDim, chunkSize, null, placement);
         m.Save();
         return m;
     }
@@ -97,7 +112,7 @@ public sealed unsafe class PersistentMemory : IDisposable
         if (!File.Exists(routingPath) || new FileInfo(routingPath).Length != routingBytes)
             throw new MemoryFormatException(routingPath, $"routing keys missing or of the wrong size (expected {routingBytes} bytes)");
         PersistentMemory m;
-        try { m = new PersistentMemory(folder, h.Identity, h.LayerCount, h.KvDim, h.ChunkSize, used); }
+        try { m = new PersistentMemory(folder, h.Identity, h.LayerCount, h.KvDim, h.ChunkSize, used, h.Placement); }
         catch (InvalidDataException e) { throw new MemoryFormatException(folder, e.Message); }
         var keys = File.ReadAllBytes(routingPath);
         var all = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(keys);
@@ -114,10 +129,14 @@ public sealed unsafe class PersistentMemory : IDisposable
     /// <summary>
     /// Adds (or, with <paramref name="append"/>, extends) document <paramref name="name"/> with one segment of
     /// <paramref name="tokenCount"/> tokens whose K/V were computed at positions 0 .. tokenCount-1. pagesOfLayer(l)
-    /// returns the F32 pages covering those positions in layer l.
+    /// returns the F32 pages covering those positions in layer l. With placement BeforePrompt, rotateKeys(layer, rows,
+    /// shift) must rotate the stored key rows [tokens, kvDim] in place by RoPE position shift (= −tokenCount).
     /// </summary>
-    public void Add(string name, int tokenCount, Func<int, KvPage[]> pagesOfLayer, bool append = false)
+    public void Add(string name, int tokenCount, Func<int, KvPage[]> pagesOfLayer, bool append = false,
+        Action<int, Span<float>, int>? rotateKeys = null)
     {
+        if (Placement == MemoryPlacement.BeforePrompt && rotateKeys == null)
+            throw new ArgumentException("this memory places documents before the prompt: Add needs a key rotation (RoPE) callback");
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         ArgumentOutOfRangeException.ThrowIfLessThan(tokenCount, 1);
         var doc = _docs.FirstOrDefault(d => d.Name == name);
@@ -151,6 +170,7 @@ public sealed unsafe class PersistentMemory : IDisposable
                         for (int i = 0; i < KvDim; i++) key[i] += k[i];
                     }
                     for (int i = 0; i < KvDim; i++) key[i] /= ch.Tokens;
+                    if (Placement == MemoryPlacement.BeforePrompt) rotateKeys!(l, new Span<float>(dk, ch.Tokens * KvDim), -tokenCount);
                 }
             }
         }
@@ -221,7 +241,7 @@ public sealed unsafe class PersistentMemory : IDisposable
         WriteAtomic(Path.Combine(Folder, "routing.bin"), System.Runtime.InteropServices.MemoryMarshal.AsBytes(keys.AsSpan()).ToArray());
         var h = new Header
         {
-            Format = Format, Identity = Identity, LayerCount = LayerCount, KvDim = KvDim, ChunkSize = ChunkSize,
+            Format = Format, Identity = Identity, LayerCount = LayerCount, KvDim = KvDim, ChunkSize = ChunkSize, Placement = Placement,
             Documents = _docs.Select(d => new DocEntry { Name = d.Name, Tokens = d.Tokens,
                 Chunks = d.Chunks.Select(c => new ChunkEntry { Tokens = c.Tokens, Slots = c.Slots }).ToList() }).ToList(),
         };
@@ -253,6 +273,8 @@ public sealed unsafe class PersistentMemory : IDisposable
         public int LayerCount { get; set; }
         public int KvDim { get; set; }
         public int ChunkSize { get; set; }
+        [System.Text.Json.Serialization.JsonConverter(typeof(System.Text.Json.Serialization.JsonStringEnumConverter<MemoryPlacement>))]
+        public MemoryPlacement Placement { get; set; }
         public List<DocEntry>? Documents { get; set; }
     }
 

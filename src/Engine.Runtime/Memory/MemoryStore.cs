@@ -1,7 +1,8 @@
 // Owns: the API over named persistent memories — where they live (root folder: ENGINE_MEMORY_DIR or
 // ~/.cache/engine/memories), the model identity a memory is tied to, document ingestion (each document's K/V computed
 // by a forward pass of its own, positions restarting at 0 = document-wise RoPE; documents longer than the model's
-// context are cut into context-sized segments, each restarting at 0), and the store decorator a generation uses.
+// context are cut into context-sized segments, each restarting at 0; with MemoryPlacement.BeforePrompt, the default,
+// the stored keys are then re-rotated to sit at −n .. −1, before the prompt), and the store decorator a generation uses.
 // Invariants: a memory is only opened for a model whose identity (architecture, shape, SHA-256 of the tensor table and
 // of each tensor's first 4 KiB) matches its header; Add leaves the memory unchanged when it fails.
 using System.Security.Cryptography;
@@ -53,12 +54,13 @@ public sealed class MemoryStore : IDisposable
     }
 
     /// <summary>Opens memory <paramref name="name"/> under <paramref name="root"/>, creating it when absent and a config is given.</summary>
-    public static MemoryStore OpenOrCreate(string root, string name, MemoryIdentity identity, ModelConfig config, int chunkSize = 32)
+    public static MemoryStore OpenOrCreate(string root, string name, MemoryIdentity identity, ModelConfig config, int chunkSize = 32,
+        MemoryPlacement placement = MemoryPlacement.BeforePrompt)
     {
         var folder = FolderOf(root, name);
         return File.Exists(Path.Combine(folder, "header.json"))
             ? new MemoryStore(name, PersistentMemory.Open(folder, identity))
-            : new MemoryStore(name, PersistentMemory.Create(folder, identity, config.BlockCount, config.KeyDim, chunkSize));
+            : new MemoryStore(name, PersistentMemory.Create(folder, identity, config.BlockCount, config.KeyDim, chunkSize, placement));
     }
 
     /// <summary>Opens an existing memory; <paramref name="expected"/> null skips the model check (listing, removing).</summary>
@@ -113,7 +115,7 @@ public sealed class MemoryStore : IDisposable
                     progress?.Report(done);
                 }
                 var store = kv;
-                Memory.Add(document, len, l => store.Pages(l, 0).ToArray(), append: s0 > 0);
+                Memory.Add(document, len, l => store.Pages(l, 0).ToArray(), append: s0 > 0, RotateKeys(model));
             }
         }
         catch
@@ -121,6 +123,21 @@ public sealed class MemoryStore : IDisposable
             Memory.Remove(document);
             throw;
         }
+    }
+
+    /// <summary>Rotates key rows [tokens, kvDim] in place by a RoPE position shift (placement BeforePrompt); null for
+    /// models without RoPE parameters here (only transformers have them).</summary>
+    private static Action<int, Span<float>, int>? RotateKeys(ILanguageModel model)
+    {
+        if (model is not TransformerModel tm) return null;
+        var c = tm.Config;
+        var rope = new Engine.Kernels.RopeParams(c.RopeStyle, c.RopeDimensions, c.RopeFreqBase, c.RopeFreqScale, tm.Weights.RopeFreqFactors);
+        return (layer, rows, shift) =>
+        {
+            var positions = new int[rows.Length / c.KeyDim];
+            Array.Fill(positions, shift);
+            tm.Backend.Rope(rows, c.KvHeadCount, c.HeadDim, positions, rope);
+        };
     }
 
     /// <summary>A KV-store decorator presenting the routed top-k chunks of this memory (EngineOptions.KvStoreDecorator).</summary>
