@@ -217,7 +217,7 @@ internal sealed unsafe class AttentionJob : CpuJob
             else
                 for (int j = j0; j < j1; j++, c++)
                 {
-                    KvDecode.Row(pg, true, j, row, kvDim);                   // other tiers: dequantize the row once for all heads
+                    KvDecodeSimd.Row(pg, true, j, row, kvDim);                   // other tiers: dequantize the row once for all heads
                     for (int h = 0; h < heads; h++)
                     {
                         float s = Simd.Dot(q + (long)h * hd, row + h / group * hd, hd) * P.Scale;
@@ -248,7 +248,7 @@ internal sealed unsafe class AttentionJob : CpuJob
             else
                 for (int j = j0; j < j1; j++, c++)
                 {
-                    KvDecode.Row(pg, false, j, row, kvDim);
+                    KvDecodeSimd.Row(pg, false, j, row, kvDim);
                     for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], row + h / group * hd, acc + (long)h * accStride, hd);
                 }
         }
