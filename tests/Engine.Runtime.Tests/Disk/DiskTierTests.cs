@@ -140,3 +140,46 @@ public unsafe class DiskTierTests
         Assert.That(pages[1].TokenCount, Is.EqualTo(3));
     }
 }
+
+/// <summary>Composition: a policy store (quest selection, h2o retention) over the tiered store with every full block on
+/// disk reads the same data as over a plain contiguous store. Expected: the same policy over ContiguousKvStore.</summary>
+public class DiskTierCompositionTests
+{
+    private const int Heads = 4, KvHeads = 2, HeadDim = 16, KvDim = KvHeads * HeadDim;
+    private static readonly AttentionParams P = new(Heads, KvHeads, HeadDim, 0.25f);
+
+    private static float[] Rand(int n, int seed)
+    {
+        var r = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray();
+    }
+
+    private static float[] Run(IKvStore inner, string policy, float[] k, float[] v, float[] q, int len)
+    {
+        var pb = new Engine.Memory.Policies.PolicyBackend(new ReferenceBackend());
+        using var store = new Engine.Memory.Policies.PolicyKvStore(inner, Engine.Memory.Policies.KvPolicySpec.Parse(policy, 0.25));
+        pb.Store = store;
+        var outAll = new float[len * Heads * HeadDim];
+        var pos = Enumerable.Range(0, 48).ToArray();
+        store.Write(0, 0, pos, k.AsSpan(0, 48 * KvDim), v.AsSpan(0, 48 * KvDim));
+        pb.Attention(q.AsSpan(0, 48 * Heads * HeadDim), pos, store.Pages(0, 0), P, outAll.AsSpan(0, 48 * Heads * HeadDim));
+        for (int t = 48; t < len; t++)
+        {
+            store.Write(0, 0, [t], k.AsSpan(t * KvDim, KvDim), v.AsSpan(t * KvDim, KvDim));
+            pb.Attention(q.AsSpan(t * Heads * HeadDim, Heads * HeadDim), [t], store.Pages(0, 0), P, outAll.AsSpan(t * Heads * HeadDim, Heads * HeadDim));
+        }
+        if (inner is TieredKvStore ts) Assert.That(ts.DiskBlocks, Is.EqualTo(len / 16), "every full block was read from disk");
+        return outAll;
+    }
+
+    [TestCase("quest")] [TestCase("h2o")] [TestCase("msa")]
+    public void PolicyOverDiskBlocks_SameAsOverRam(string policy)
+    {
+        int len = 160;
+        var k = Rand(len * KvDim, 11); var v = Rand(len * KvDim, 12); var q = Rand(len * Heads * HeadDim, 13);
+        var expected = Run(new ContiguousKvStore(1, KvDim, 256), policy, k, v, q, len);
+        var tiered = new TieredKvStore(1, KvDim, 256, blockSize: 16, ramBudgetBytes: 0);
+        var actual = Run(tiered, policy, k, v, q, len);
+        Assert.That(actual, Is.EqualTo(expected).Within(1e-5f));
+    }
+}
