@@ -70,6 +70,7 @@ public static class InspectCommand
             string Str(string key) => root.TryGetProperty(key, out var v) ? v.ValueKind switch
             {
                 JsonValueKind.String => v.GetString() ?? "",
+                JsonValueKind.Null => "(none)",
                 JsonValueKind.Object when v.TryGetProperty("content", out var c) => c.GetString() ?? "",
                 _ => v.ToString(),
             } : "(none)";
