@@ -10,5 +10,6 @@ root.Subcommands.Add(Engine.Cli.Commands.TokenizeCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.RunCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.ChatCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.LogitsCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.EvalCommand.Create());
 
 return root.Parse(args).Invoke();
