@@ -12,5 +12,6 @@ root.Subcommands.Add(Engine.Cli.Commands.ChatCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.LogitsCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.BenchParallelCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.BenchCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.EvalCommand.Create());
 
 return root.Parse(args).Invoke();
