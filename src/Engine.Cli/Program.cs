@@ -10,9 +10,9 @@ root.Subcommands.Add(Engine.Cli.Commands.TokenizeCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.RunCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.ChatCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.LogitsCommand.Create());
-root.Subcommands.Add(Engine.Cli.Commands.MemoryCommand.Create());
-root.Subcommands.Add(Engine.Cli.Commands.EvalCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.BenchParallelCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.BenchCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.EvalCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.MemoryCommand.Create());
 
 return root.Parse(args).Invoke();

@@ -81,7 +81,7 @@ public static unsafe class ModelFiles
             "llama2c-checkpoint" => Llama2cCheckpoint.Read(path, tokenizerPath),
             "llama2c-tokenizer" => Llama2cTokenizerReader.Read(path),
             "sentencepiece-model" => throw new ModelFormatException(path, 0,
-                "looks like a SentencePiece .model (protobuf), which is not supported; use llama2.c's tokenizer.bin or a GGUF vocabulary"),
+                "a SentencePiece tokenizer.model (protobuf) holds only a tokenizer, no model; `engine tokenize` / `engine inspect` read it (Engine.Tokenizers.Tokenizer.Load)"),
             _ => throw new ModelFormatException(path, 0,
                 "unrecognised format (expected GGUF, rwkv.cpp, safetensors, a llama2.c checkpoint or a llama2.c tokenizer)"),
         };

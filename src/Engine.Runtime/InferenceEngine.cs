@@ -161,9 +161,19 @@ public sealed class InferenceEngine : IDisposable
         if (_serving != null)
         {
             if (ids.Length > _serving.BudgetTokens) throw new KvBudgetExceededException(ids.Length, _serving.BudgetTokens);
-            return _serving.Run(ids, options, atTextStart, cancellationToken);
+            return TrackReuse(_serving.Run(ids, options, atTextStart, cancellationToken));
         }
         return Run(ids, options, atTextStart, cancellationToken);
+    }
+
+    /// <summary>Passes a paged stream through, recording its final usage's reused prompt tokens in PromptTokensReused.</summary>
+    private async IAsyncEnumerable<GenerationChunk> TrackReuse(IAsyncEnumerable<GenerationChunk> stream)
+    {
+        await foreach (var chunk in stream.ConfigureAwait(false))
+        {
+            if (chunk.Usage is { } u) PromptTokensReused = u.ReusedPromptTokens;
+            yield return chunk;
+        }
     }
 
     /// <summary>Collects a whole generation: text, ids and usage.</summary>

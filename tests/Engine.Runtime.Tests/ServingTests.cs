@@ -69,6 +69,33 @@ public class ServingTests
     }
 
     [Test]
+    public async Task PerRequestSamplingOptionsAndStopStringsHoldUnderBatching()
+    {
+        var prompts = Enumerable.Range(0, 6).Select(i => Prompt(300 + i, 6 + i)).ToArray();
+        GenerationOptions Options(int i) => new()
+        {
+            MaxTokens = 30, StopAtEndOfGeneration = false,
+            Sampling = i % 2 == 0 ? SamplingOptions.Greedy : new SamplingOptions { Temperature = 0.5f + 0.2f * i, Seed = (ulong)(77 + i), TopK = 20 + i },
+            StopStrings = i == 4 ? ["the"] : [],
+        };
+        async Task<(string, int[])> One(InferenceEngine e, int i)
+        {
+            var (text, ids, _) = await e.GenerateTextAsync(e.GenerateAsync(prompts[i], Options(i)));
+            return (text, ids);
+        }
+        using var soloEngine = Engine();
+        var solo = new List<(string, int[])>();
+        for (int i = 0; i < prompts.Length; i++) solo.Add(await One(soloEngine, i));
+        using var e = Engine();
+        var got = await Task.WhenAll(Enumerable.Range(0, prompts.Length).Select(i => Task.Run(() => One(e, i))));
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            Assert.That(got[i].Item2, Is.EqualTo(solo[i].Item2), $"request {i} ids");
+            Assert.That(got[i].Item1, Is.EqualTo(solo[i].Item1), $"request {i} text");
+        }
+    }
+
+    [Test]
     public async Task SharedFourHundredTokenPrefixComputesOnlyTheNewTokens()
     {
         var prefix = Prompt(7, 400);

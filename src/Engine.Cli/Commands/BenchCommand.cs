@@ -24,10 +24,15 @@ public static class BenchCommand
         var json = new Option<bool>("--json") { Description = "Print a JSON array instead of a table." };
         var randomKv = new Option<bool>("--random-kv") { Description = "Fill the depth's KV with random rows instead of running the model over it (fast; same decode cost)." };
         var profile = new Option<bool>("--profile") { Description = "Time every op and print the breakdown per test to stderr." };
+        var parallel = new Option<string?>("--parallel")
+        {
+            Description = "Concurrent sequences, comma-separated (e.g. 1,4,16): total generated tokens/s of the paged engine with -n tokens per " +
+                "sequence, one row each (pp rows of -p still run; tg rows are skipped).",
+        };
 
         var cmd = new Command("bench", "Measure prompt processing (pp) and decode (tg) speed, llama-bench style.")
         {
-            model, synthetic, types, cacheDir, prompt, gen, depth, reps, threads, backend, json, randomKv, profile,
+            model, synthetic, types, cacheDir, prompt, gen, depth, reps, threads, backend, json, randomKv, profile, parallel,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(() =>
         {
@@ -46,12 +51,15 @@ public static class BenchCommand
                     files.Add(SyntheticModel.Ensure(shape, SyntheticModel.ParseType(t), pr.GetValue(cacheDir), Log));
             }
             var results = new List<BenchResult>();
+            int[]? parallelCounts = pr.GetValue(parallel) is string pl ? Ints.Parse(pl, "--parallel") : null;
+            var parallelResults = new List<ParallelBenchResult>();
             foreach (string f in files)
                 foreach (int th in Ints.Parse(pr.GetValue(threads)!, "--threads"))
                     foreach (int p in Ints.Parse(pr.GetValue(prompt)!, "-p"))
-                        foreach (int n in Ints.Parse(pr.GetValue(gen)!, "-n"))
+                        foreach (int n in parallelCounts != null ? [0] : Ints.Parse(pr.GetValue(gen)!, "-n"))
                         {
                             ct.ThrowIfCancellationRequested();
+                            if (p == 0 && n == 0) continue;   // --parallel without pp
                             var o = new BenchOptions
                             {
                                 PromptTokens = p, GenTokens = n, Depths = Ints.Parse(pr.GetValue(depth)!, "-d"),
@@ -62,8 +70,30 @@ public static class BenchCommand
                             foreach (var r in rs.Where(r => r.Profile != null)) PrintProfile(r);
                             results.AddRange(rs);
                         }
-            if (pr.GetValue(json)) Console.Out.WriteLine(ModelBenchmark.ToJson(results));
-            else PrintTable(results);
+            if (parallelCounts != null)
+                foreach (string f in files)
+                    foreach (int th in Ints.Parse(pr.GetValue(threads)!, "--threads"))
+                        foreach (int n in Ints.Parse(pr.GetValue(gen)!, "-n"))
+                            parallelResults.AddRange(ParallelBenchmark.Run(f, parallelCounts, n, repetitions: Math.Min(pr.GetValue(reps), 3),
+                                threads: th, backend: pr.GetValue(backend)!, log: Log));
+            if (pr.GetValue(json))
+            {
+                if (parallelCounts == null) Console.Out.WriteLine(ModelBenchmark.ToJson(results));
+                else
+                {
+                    var all = new System.Text.Json.Nodes.JsonArray();
+                    foreach (var r in results) all.Add(System.Text.Json.JsonSerializer.SerializeToNode(r));
+                    foreach (var r in parallelResults) all.Add(System.Text.Json.JsonSerializer.SerializeToNode(r));
+                    Console.Out.WriteLine(all.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+                }
+            }
+            else
+            {
+                if (results.Count > 0) PrintTable(results);
+                foreach (var r in parallelResults)
+                    Console.Out.WriteLine($"parallel {r.Parallel,3}: {r.Test,-12} {r.TokensPerSecondMean,9:F2} ± {r.TokensPerSecondSd:F2} t/s total " +
+                        $"(ttft {r.TimeToFirstTokenMs:F0} ms, {r.Steps} steps)");
+            }
             return Task.FromResult(0);
         }));
         return cmd;

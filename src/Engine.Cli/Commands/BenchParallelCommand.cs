@@ -51,7 +51,7 @@ public static class BenchParallelCommand
             }
             if (pr.GetValue(ttft) is int prefix and > 0)
             {
-                var (cold, warm, reused) = ParallelBenchmark.PrefixCacheTtft(path, prefix, threads: pr.GetValue(threads), log: Log);
+                var (cold, warm, reused) = ParallelBenchmark.PrefixCacheTtft(path, prefix, repetitions: pr.GetValue(reps), threads: pr.GetValue(threads), log: Log);
                 extra["ttft"] = new { prefix_tokens = prefix, reused_tokens = reused, cold_ms = cold, cached_ms = warm };
             }
             if (pr.GetValue(json))

@@ -9,11 +9,11 @@
 //   own free list; Truncate/Clear give them back. A store is one or the other (constructor flag).
 // Invariants: block ids are 0..BlockCount-1; Length(layer, seq) ≤ table length · BlockSize; positions are written
 // without gaps (as ContiguousKvStore). Memory is reserved once (untouched pages are not committed by the OS).
-// Element type: F32 only today (exact results); ElementType is the hook for int8/int4 tiers (BlockMeta.Tier).
+// Element type: F32 only today (exact results); ElementType (the kernels' KvElementType, which KvPage carries) is the
+// hook for per-block F16/Int8/Int4 tiers (BlockMeta.Tier).
 // Source: vLLM PagedAttention (Kwon et al. 2023) block layout, reduced to the page list our attention kernel takes.
 using System.Runtime.InteropServices;
 using Engine.Kernels;
-using Engine.Tensors;
 
 namespace Engine.Memory.Paged;
 
@@ -37,7 +37,7 @@ public sealed unsafe class PagedKvStore : IKvStore
     /// <param name="selfManaged">True: writes allocate blocks from the store's own free list. False: blocks come from
     /// <see cref="Bind"/> (an external BlockManager owns them).</param>
     public PagedKvStore(int layerCount, int kvDim, int blockSize, int blockCount, int capacity, int sequenceCapacity = 1,
-        bool selfManaged = true, DType elementType = DType.F32)
+        bool selfManaged = true, KvElementType elementType = KvElementType.F32)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(layerCount, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(kvDim, 1);
@@ -45,7 +45,7 @@ public sealed unsafe class PagedKvStore : IKvStore
         ArgumentOutOfRangeException.ThrowIfLessThan(blockCount, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(sequenceCapacity, 1);
-        if (elementType != DType.F32) throw new NotSupportedException($"paged KV element type {elementType} is not supported yet (F32 only)");
+        if (elementType != KvElementType.F32) throw new NotSupportedException($"paged KV element type {elementType} is not supported yet (F32 only)");
         LayerCount = layerCount; KvDim = kvDim; BlockSize = blockSize; BlockCount = blockCount;
         Capacity = capacity; SequenceCapacity = sequenceCapacity; ElementType = elementType; SelfManaged = selfManaged;
         _k = new float*[layerCount];
@@ -76,7 +76,7 @@ public sealed unsafe class PagedKvStore : IKvStore
     public bool SelfManaged { get; }
 
     /// <summary>Element type of the K/V payload (F32 today; the hook for precision tiers).</summary>
-    public DType ElementType { get; }
+    public KvElementType ElementType { get; }
 
     /// <summary>Bytes of one block's K and V over all layers.</summary>
     public long BytesPerBlock => 2L * LayerCount * BlockSize * KvDim * sizeof(float);
