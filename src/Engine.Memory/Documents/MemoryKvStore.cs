@@ -31,6 +31,7 @@ public sealed unsafe class MemoryKvStore : IKvStore
         _inner = inner; _memory = memory; TopK = topK; _ownsInner = ownsInner;
         _ranked = new int[inner.LayerCount, inner.SequenceCapacity][];
         _proxy = new float[inner.KvDim];
+        _centered = new (float[], float[])?[inner.LayerCount];
     }
 
     private readonly int[,][] _ranked;          // [layer, seq] -> all chunk ids by descending score
@@ -103,17 +104,9 @@ public sealed unsafe class MemoryKvStore : IKvStore
         {
             // Keys share a large common direction that otherwise decides the ranking: subtract the memory's mean routing
             // key μ (per layer) from both sides and rank by cosine: (q̄ − μ)·(r − μ) / |r − μ| (|q̄ − μ| is a common factor).
-            var mean = new float[KvDim];
-            var r = new float[KvDim];
-            for (int c = 0; c < chunks; c++) System.Numerics.Tensors.TensorPrimitives.Add(mean, _memory.RoutingKey(c, layer), mean);
-            System.Numerics.Tensors.TensorPrimitives.Divide(mean, chunks, mean);
+            var (mean, unit) = CenteredKeys(layer);
             System.Numerics.Tensors.TensorPrimitives.Subtract(proxy, mean, proxy);
-            for (int c = 0; c < chunks; c++)
-            {
-                System.Numerics.Tensors.TensorPrimitives.Subtract(_memory.RoutingKey(c, layer), mean, r);
-                float norm = System.Numerics.Tensors.TensorPrimitives.Norm(r);
-                scores[c] = norm > 0 ? System.Numerics.Tensors.TensorPrimitives.Dot(proxy, r) / norm : float.NegativeInfinity;
-            }
+            for (int c = 0; c < chunks; c++) scores[c] = System.Numerics.Tensors.TensorPrimitives.Dot(proxy, unit.AsSpan(c * KvDim, KvDim));
         }
         else
             for (int c = 0; c < chunks; c++) scores[c] = System.Numerics.Tensors.TensorPrimitives.Dot(proxy, _memory.RoutingKey(c, layer));
@@ -121,6 +114,34 @@ public sealed unsafe class MemoryKvStore : IKvStore
         Array.Sort(ids, (a, b) => scores[b] != scores[a] ? scores[b].CompareTo(scores[a]) : a.CompareTo(b));
         return ids;
     }
+
+    /// <summary>Per layer: μ [kvDim] and the unit vectors (r − μ)/|r − μ| [chunks, kvDim] (zero rows for r = μ), cached
+    /// until the memory changes.</summary>
+    private (float[] Mean, float[] Unit) CenteredKeys(int layer)
+    {
+        if (_centeredVersion != _memory.Version || _centered[layer] == null)
+        {
+            if (_centeredVersion != _memory.Version) Array.Clear(_centered);
+            _centeredVersion = _memory.Version;
+            int chunks = _memory.ChunkCount;
+            var mean = new float[KvDim];
+            var unit = new float[chunks * KvDim];
+            for (int c = 0; c < chunks; c++) System.Numerics.Tensors.TensorPrimitives.Add(mean, _memory.RoutingKey(c, layer), mean);
+            System.Numerics.Tensors.TensorPrimitives.Divide(mean, chunks, mean);
+            for (int c = 0; c < chunks; c++)
+            {
+                var r = unit.AsSpan(c * KvDim, KvDim);
+                System.Numerics.Tensors.TensorPrimitives.Subtract(_memory.RoutingKey(c, layer), mean, r);
+                float norm = System.Numerics.Tensors.TensorPrimitives.Norm(r);
+                if (norm > 0) System.Numerics.Tensors.TensorPrimitives.Divide(r, norm, r); else r.Clear();
+            }
+            _centered[layer] = (mean, unit);
+        }
+        return _centered[layer]!.Value;
+    }
+
+    private readonly (float[] Mean, float[] Unit)?[] _centered;   // [layer]
+    private int _centeredVersion = -1;
 
     public void Dispose()
     {

@@ -63,6 +63,8 @@ public sealed unsafe class PersistentMemory : IDisposable
     public int KvDim { get; }
     public int ChunkSize { get; }
     public MemoryPlacement Placement { get; }
+    /// <summary>Incremented by every Add and Remove (lets readers cache per-chunk data).</summary>
+    public int Version { get; private set; }
     public long DiskBytes => _disk.UsedBytes;
 
     public IReadOnlyList<MemoryDocumentInfo> Documents => _docs.Select(d => new MemoryDocumentInfo(d.Name, d.Tokens, d.Chunks.Count)).ToList();
@@ -182,6 +184,7 @@ public sealed unsafe class PersistentMemory : IDisposable
         }
         doc.Chunks.AddRange(added);
         doc.Tokens += tokenCount;
+        Version++;
     }
 
     private float* RowOf(KvPage[] pages, int pos, bool key)
@@ -202,6 +205,7 @@ public sealed unsafe class PersistentMemory : IDisposable
         if (doc == null) return false;
         foreach (var c in doc.Chunks) foreach (int s in c.Slots) _disk.Free(s);
         _docs.Remove(doc);
+        Version++;
         return true;
     }
 
