@@ -11,5 +11,6 @@ root.Subcommands.Add(Engine.Cli.Commands.RunCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.ChatCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.LogitsCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.BenchCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.EvalCommand.Create());
 
 return root.Parse(args).Invoke();

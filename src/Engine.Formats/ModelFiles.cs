@@ -5,6 +5,7 @@
 // Invariant: every failure is a ModelFormatException naming the file.
 using Engine.Formats.Gguf;
 using Engine.Formats.Llama2c;
+using Engine.Formats.Rwkv;
 using Engine.Formats.Safetensors;
 using Engine.Tensors;
 
@@ -16,7 +17,7 @@ public static unsafe class ModelFiles
     public const uint RwkvMagic = 0x67676d66;
 
     /// <summary>
-    /// Opens <paramref name="path"/> (GGUF, llama2.c checkpoint or tokenizer, safetensors file or Hugging Face folder).
+    /// Opens <paramref name="path"/> (GGUF, rwkv.cpp, llama2.c checkpoint or tokenizer, safetensors file or Hugging Face folder).
     /// <paramref name="tokenizerPath"/> (a llama2.c tokenizer .bin, or a GGUF whose tokenizer.* keys are used)
     /// replaces/adds the tokenizer metadata.
     /// </summary>
@@ -72,7 +73,7 @@ public static unsafe class ModelFiles
         return kind switch
         {
             "gguf" => GgufReader.Read(path),
-            "rwkv" => throw new ModelFormatException(path, 0, "rwkv.cpp format not supported yet"),
+            "rwkv" => RwkvReader.Read(path),
             "safetensors" => File.Exists(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".", "config.json"))
                 ? HfModelLoader.Open(path) : SafetensorsReader.Read(path),
             "json" => throw new ModelFormatException(path, 0,
@@ -80,9 +81,9 @@ public static unsafe class ModelFiles
             "llama2c-checkpoint" => Llama2cCheckpoint.Read(path, tokenizerPath),
             "llama2c-tokenizer" => Llama2cTokenizerReader.Read(path),
             "sentencepiece-model" => throw new ModelFormatException(path, 0,
-                "looks like a SentencePiece .model (protobuf), which is not supported; use llama2.c's tokenizer.bin or a GGUF vocabulary"),
+                "a SentencePiece tokenizer.model (protobuf) holds only a tokenizer, no model; `engine tokenize` / `engine inspect` read it (Engine.Tokenizers.Tokenizer.Load)"),
             _ => throw new ModelFormatException(path, 0,
-                "unrecognised format (expected GGUF, safetensors, a llama2.c checkpoint or a llama2.c tokenizer)"),
+                "unrecognised format (expected GGUF, rwkv.cpp, safetensors, a llama2.c checkpoint or a llama2.c tokenizer)"),
         };
     }
 
@@ -94,6 +95,9 @@ public static unsafe class ModelFiles
         switch (kind)
         {
             case "gguf": return GgufReader.Parse(name, p, length, null, out _);
+            case "rwkv":
+                var (rmd, rtensors) = RwkvReader.Parse(name, p, length);
+                return new ModelFile(name, ModelFileFormat.Rwkv, rmd, rtensors, null);
             case "safetensors":
                 return new ModelFile(name, ModelFileFormat.Safetensors, new Dictionary<string, object>(),
                     SafetensorsReader.ParseTensors(name, p, length), null);

@@ -12,12 +12,47 @@ public enum RopeStyle { Normal, Neox }
 /// <summary>Rotary embedding parameters. <see cref="FreqFactors"/> (Llama-3 rope_freqs) divides each θ_i when present.</summary>
 public sealed record RopeParams(RopeStyle Style, int Dimensions, float FreqBase, float FreqScale = 1f, float[]? FreqFactors = null);
 
+/// <summary>Element type of a KV page (the page's tier). F32 is the default so positional KvPage construction is unchanged.</summary>
+public enum KvElementType : byte
+{
+    /// <summary>float32 rows.</summary>
+    F32 = 0,
+    /// <summary>IEEE half rows (ushort bits).</summary>
+    F16,
+    /// <summary>Symmetric int8 (sbyte) rows; one float scale per (token, group of GroupSize channels): x = q · s.</summary>
+    Int8,
+    /// <summary>KIVI-style asymmetric 4-bit: keys per channel over groups of GroupSize tokens, values per token over groups of
+    /// GroupSize channels; x = q · scale + min with q in 0..15; two nibbles per byte, the even channel in the low nibble.</summary>
+    Int4,
+}
+
 /// <summary>
-/// A run of consecutive cached tokens of one sequence. K and V rows are float32 <c>[TokenCount, kvHeadCount * headDim]</c>
-/// with row stride <see cref="RowStride"/> floats. Token i of the page sits at absolute position <see cref="StartPosition"/> + i.
+/// A run of consecutive cached tokens of one sequence. K and V rows are <c>[TokenCount, kvHeadCount * headDim]</c>
+/// with row stride <see cref="RowStride"/> elements. Token i of the page sits at absolute position <see cref="StartPosition"/> + i.
 /// A contiguous KV store is one page; a paged store passes its block table as a list of pages.
+/// Element layouts by <see cref="Type"/> (RowStride counts elements; G = <see cref="GroupSize"/>):
+/// <list type="bullet">
+/// <item>F32: float K/V rows. F16: ushort (half) rows.</item>
+/// <item>Int8: sbyte rows; <see cref="KScale"/>/<see cref="VScale"/> are float <c>[TokenCount, RowStride / G]</c>.</item>
+/// <item>Int4: byte rows of RowStride / 2 bytes. <see cref="KScale"/> is float <c>[ceil(TokenCount / G), RowStride, 2]</c>
+/// (scale, min) per (token group, channel) — the page must start at a token-group boundary; <see cref="VScale"/> is
+/// float <c>[TokenCount, RowStride / G, 2]</c> (scale, min) per (token, channel group).</item>
+/// </list>
 /// </summary>
-public readonly record struct KvPage(nint K, nint V, int TokenCount, int StartPosition, int RowStride);
+public readonly record struct KvPage(nint K, nint V, int TokenCount, int StartPosition, int RowStride)
+{
+    /// <summary>Element type (tier) of the rows; default F32.</summary>
+    public KvElementType Type { get; init; }
+
+    /// <summary>Key quantization parameters (Int8 / Int4 only).</summary>
+    public nint KScale { get; init; }
+
+    /// <summary>Value quantization parameters (Int8 / Int4 only).</summary>
+    public nint VScale { get; init; }
+
+    /// <summary>Quantization group size (Int8 / Int4 only): channels per scale (Int8, Int4 values), tokens per key group (Int4).</summary>
+    public int GroupSize { get; init; }
+}
 
 /// <summary>Causal attention over KV pages with grouped-query heads.</summary>
 public readonly record struct AttentionParams(int HeadCount, int KvHeadCount, int HeadDim, float Scale);
@@ -55,4 +90,13 @@ public interface IBackend : IDisposable
     /// output: [n, headCount * headDim].
     /// </summary>
     void Attention(ReadOnlySpan<float> q, ReadOnlySpan<int> qPositions, ReadOnlySpan<KvPage> pages, AttentionParams p, Span<float> output);
+
+    /// <summary>
+    /// <see cref="Attention(ReadOnlySpan{float}, ReadOnlySpan{int}, ReadOnlySpan{KvPage}, AttentionParams, Span{float})"/> that also
+    /// reports attention mass: tokenMass[kvHead, i] += Σ over query rows and the query heads of that KV head of the softmax
+    /// weight given to cached token i (i = logical index over the pages in order). tokenMass: [kvHeadCount, Σ TokenCount].
+    /// Used by heavy-hitter policies (H2O, SnapKV, ARKV); the plain overload pays nothing for it.
+    /// </summary>
+    void Attention(ReadOnlySpan<float> q, ReadOnlySpan<int> qPositions, ReadOnlySpan<KvPage> pages, AttentionParams p, Span<float> output,
+        Span<float> tokenMass) => throw new NotSupportedException($"backend {Name} does not report attention mass");
 }

@@ -61,6 +61,14 @@ internal static class OpChecks
         if (dst < a) throw new ArgumentException($"{op}: destination has {dst} floats, needs {a}", "dst");
     }
 
+    public static void AttentionMass(ReadOnlySpan<KvPage> pages, AttentionParams p, int massLength)
+    {
+        long total = 0;
+        foreach (var pg in pages) total += pg.TokenCount;
+        if (massLength < total * p.KvHeadCount)
+            throw new ArgumentException($"Attention: tokenMass has {massLength} floats, needs kvHeadCount·tokens = {p.KvHeadCount}·{total}", "tokenMass");
+    }
+
     public static void Attention(int qLength, ReadOnlySpan<int> qPositions, ReadOnlySpan<KvPage> pages, AttentionParams p, int outLength)
     {
         if (p.HeadCount <= 0 || p.KvHeadCount <= 0 || p.HeadDim <= 0)
@@ -80,6 +88,18 @@ internal static class OpChecks
             if (page.K == 0 || page.V == 0) throw new ArgumentException("Attention: page with null K/V pointer");
             if (page.RowStride < kvWidth)
                 throw new ArgumentException($"Attention: page row stride {page.RowStride} < kvHeadCount·headDim = {kvWidth}");
+            switch (page.Type)
+            {
+                case KvElementType.F32 or KvElementType.F16: break;
+                case KvElementType.Int8 or KvElementType.Int4:
+                    if (page.KScale == 0 || page.VScale == 0) throw new ArgumentException($"Attention: {page.Type} page without scales");
+                    if (page.GroupSize <= 0 || page.RowStride % page.GroupSize != 0)
+                        throw new ArgumentException($"Attention: {page.Type} group size {page.GroupSize} must divide the row stride {page.RowStride}");
+                    if (page.Type == KvElementType.Int4 && (page.RowStride & 1) != 0)
+                        throw new ArgumentException($"Attention: Int4 page row stride {page.RowStride} must be even");
+                    break;
+                default: throw new NotSupportedException($"Attention: KV element type {page.Type} is not supported");
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ using System.Runtime.CompilerServices;
 using Engine.Formats;
 using Engine.Kernels;
 using Engine.Memory;
+using Engine.Memory.Recurrent;
 using Engine.Model;
 using Engine.Runtime.Sampling;
 
@@ -46,7 +47,7 @@ public sealed class InferenceEngine : IDisposable
         try
         {
             backend = Backends.Create(options.Backend, options.Threads);
-            var model = ModelLoader.Load(file, backend, ownsFile: true);
+            var model = ModelLoader.LoadAny(file, backend, ownsFile: true);
             var tokenizer = (tokenizerFactory ?? DefaultTokenizer)(file);
             return new InferenceEngine(model, backend, tokenizer, options.ContextLength, options.PrefillChunk) { ModelPath = path };
         }
@@ -66,6 +67,9 @@ public sealed class InferenceEngine : IDisposable
     public ITextTokenizer? Tokenizer { get; }
     public int ContextLength { get; }
     public string BackendName => _backend.Name;
+
+    /// <summary>Prompt tokens of the last generation not recomputed (kept KV prefix, or a restored recurrent-state checkpoint); same as Usage.ReusedPromptTokens.</summary>
+    public int PromptTokensReused { get; private set; }
 
     /// <summary>Streams the continuation of <paramref name="prompt"/> (BOS added per options). Empty prompt = from BOS alone.</summary>
     public IAsyncEnumerable<GenerationChunk> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
@@ -126,12 +130,24 @@ public sealed class InferenceEngine : IDisposable
         try
         {
             var sw = Stopwatch.StartNew();
-            // Prefix reuse: keep the cached KV of the longest common prefix with the previous sequence (chat turns),
-            // always recomputing at least the last prompt token to get its logits.
             int reuse = 0;
-            while (reuse < _cached.Count && reuse < prompt.Length - 1 && _cached[reuse] == prompt[reuse]) reuse++;
-            _kv.Truncate(SeqId, reuse);
-            _cached.RemoveRange(reuse, _cached.Count - reuse);
+            if (_kv is RecurrentStateStore rs)
+            {
+                // Recurrent models: a state cannot be truncated at any position; restore the longest checkpointed
+                // prefix of this prompt instead (checkpoints every N tokens and at the end of each prompt).
+                reuse = rs.RestoreLongestPrefix(SeqId, prompt, prompt.Length - 1);
+                _cached.Clear();
+                _cached.AddRange(prompt.AsSpan(0, reuse));
+            }
+            else
+            {
+                // Prefix reuse: keep the cached KV of the longest common prefix with the previous sequence (chat turns),
+                // always recomputing at least the last prompt token to get its logits.
+                while (reuse < _cached.Count && reuse < prompt.Length - 1 && _cached[reuse] == prompt[reuse]) reuse++;
+                _kv.Truncate(SeqId, reuse);
+                _cached.RemoveRange(reuse, _cached.Count - reuse);
+            }
+            PromptTokensReused = reuse;
             var sampler = new Sampler(o.Sampling, Config.VocabSize);
             var decoder = Tokenizer?.CreateStreamingDecoder(atTextStart);
             var stops = new StopStringMatcher(o.StopStrings);
@@ -145,6 +161,7 @@ public sealed class InferenceEngine : IDisposable
                 int len = Math.Min(_prefillChunk, prompt.Length - start);
                 await ForwardAsync(ForwardBatch.ForSequence(prompt.AsSpan(start, len), start, SeqId), ct).ConfigureAwait(false);
             }
+            if (_kv is RecurrentStateStore rsAfter && prompt.Length > 0) rsAfter.SaveCheckpoint(SeqId); // next turn reuses this prompt
             TimeSpan prefillTime = sw.Elapsed, firstToken = TimeSpan.Zero;
             int generated = 0, position = prompt.Length;
             FinishReason finish = FinishReason.Length;

@@ -1,5 +1,7 @@
 // Owns: plugging Engine.Tokenizers.Tokenizer into the runtime's ITextTokenizer (encode, streaming decode, EOG ids,
-// chat formatting via ChatFormats).
+// chat formatting via Engine.Tokenizers.ChatTemplate). A model without a template gets the tokenizer's Plain format
+// (contents concatenated, so a base model continues the text); an unrecognised template yields null and the runtime
+// falls back to its "role: text" transcript (the reason is kept in ChatTemplateProblem).
 using Engine.Formats;
 using Engine.Tokenizers;
 
@@ -11,12 +13,20 @@ public sealed class TokenizerAdapter : ITextTokenizer
     {
         Tokenizer = tokenizer;
         EndOfGenerationIds = new HashSet<int>(tokenizer.EogIds);
+        try { ChatTemplate = Engine.Tokenizers.ChatTemplate.FromTokenizer(tokenizer); }
+        catch (ModelFormatException e) { ChatTemplateProblem = e.Message; }
     }
+
+    /// <summary>The recognised chat template family; null when the model's template is not recognised.</summary>
+    public ChatTemplate? ChatTemplate { get; }
+    public string? ChatTemplateProblem { get; }
 
     /// <summary>The tokenizer described by <paramref name="file"/>'s metadata, or null when it has none.</summary>
     public static ITextTokenizer? FromModelFile(ModelFile file)
     {
-        if (!file.Metadata.ContainsKey(TokenizerKeys.Tokens) && file.GetString(TokenizerKeys.TokenizerJsonPath) == null) return null;
+        if (!file.Metadata.ContainsKey(TokenizerKeys.Tokens) && file.GetString(TokenizerKeys.TokenizerJsonPath) == null)
+            return file.Architecture is { } a && a.StartsWith("rwkv", StringComparison.Ordinal)
+                && file.GetInteger($"{a}.vocab_size") == 256 ? new ByteTokenizer() : null; // rwkv.cpp files: byte-level vocabulary
         return new TokenizerAdapter(Tokenizer.FromModelFile(file));
     }
 
@@ -30,7 +40,7 @@ public sealed class TokenizerAdapter : ITextTokenizer
     public IStreamingTextDecoder CreateStreamingDecoder(bool atTextStart) => new Decoder(Tokenizer.CreateDecoder(renderSpecial: false, atTextStart));
 
     public string? ApplyChatTemplate(IReadOnlyList<ChatMessage> messages) =>
-        ChatFormats.Apply(Tokenizer.Vocabulary.ChatTemplate, messages, Tokenizer.Bos is int b ? Tokenizer.TokenText(b) : null);
+        ChatTemplate?.Render(messages.Select(m => new ChatTurn(m.Role, m.Content)).ToList(), addGenerationPrompt: true);
 
     private sealed class Decoder(StreamingDecoder inner) : IStreamingTextDecoder
     {

@@ -7,13 +7,15 @@ using Engine.Formats;
 
 namespace Engine.Tokenizers;
 
-/// <summary>The two tokenization algorithms the engine implements.</summary>
+/// <summary>The tokenization algorithms the engine implements.</summary>
 public enum TokenizerModel
 {
     /// <summary>SentencePiece-style BPE driven by token scores (GGUF model "llama", llama2.c tokenizers).</summary>
     SentencePiece,
     /// <summary>Byte-level BPE driven by merge ranks (GGUF model "gpt2", HF tokenizer.json BPE).</summary>
     ByteLevelBpe,
+    /// <summary>Token id = byte value (vocabulary of exactly 256; rwkv.cpp models): see <see cref="ByteTokenizer"/>.</summary>
+    Bytes,
 }
 
 /// <summary>Everything needed to build a <see cref="Tokenizer"/>; sources fill what they know.</summary>

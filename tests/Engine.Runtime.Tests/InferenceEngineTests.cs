@@ -180,7 +180,7 @@ public class InferenceEngineTests
             usage ??= u.Contents.OfType<AI.UsageContent>().FirstOrDefault()?.Details;
         }
 
-        // The adapter must equal the engine's own chat generation (plain transcript: stories260K has no template).
+        // The adapter must equal the engine's own chat generation (stories260K has no template: Plain format).
         var direct = await engine.GenerateTextAsync(engine.GenerateAsync([new ChatMessage("user", "Once upon a time")],
             new GenerationOptions { Sampling = SamplingOptions.Greedy, MaxTokens = 12 }));
         Assert.Multiple(() =>
@@ -195,17 +195,32 @@ public class InferenceEngineTests
     }
 
     [Test]
-    public void ChatFormatsRenderKnownFamilies()
+    public async Task ChatUsesTheTokenizersTemplate_PlainForStories()
     {
-        var msgs = new[] { new ChatMessage("system", "S"), new ChatMessage("user", "U") };
+        // stories260K has no chat template → Plain (contents concatenated): a chat turn equals the text prompt.
+        using var engine = Stories();
+        var chat = await engine.GenerateTextAsync(engine.GenerateAsync([new ChatMessage("user", "Once upon a time")], Greedy with { MaxTokens = 15 }));
+        var text = await engine.GenerateTextAsync(engine.GenerateAsync("Once upon a time", Greedy with { MaxTokens = 15 }));
+        Assert.That(chat.TokenIds, Is.EqualTo(text.TokenIds));
+    }
+}
+
+public class TokenizerAdapterTests
+{
+    [Test]
+    public void ChatMLModelRendersAndEncodesControlTokens()
+    {
+        var tok = Engine.Tokenizers.Tokenizer.FromTokenizerJson(SharedData.Get("models/tokenizers/qwen3/tokenizer.json"));
+        var adapter = new TokenizerAdapter(tok);
+        string? text = adapter.ApplyChatTemplate([new ChatMessage("user", "Hi")]);
+        Assert.That(text, Is.EqualTo("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"));
+        var ids = adapter.Encode(text!, addSpecial: true, parseSpecial: true);
+        int imStart = tok.TokenToId("<|im_start|>")!.Value, imEnd = tok.TokenToId("<|im_end|>")!.Value;
         Assert.Multiple(() =>
         {
-            Assert.That(ChatFormats.Apply("{% for m in messages %}<|im_start|>{{m.role}}...", msgs, null),
-                Is.EqualTo("<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"));
-            Assert.That(ChatFormats.Apply("...<|start_header_id|>...", msgs, null),
-                Is.EqualTo("<|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nU<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"));
-            Assert.That(ChatFormats.Apply("... [INST] ...", msgs, "<s>"), Is.EqualTo("[INST] <<SYS>>\nS\n<</SYS>>\n\nU [/INST]"));
-            Assert.That(ChatFormats.Apply(null, msgs, null), Is.Null);
+            Assert.That(ids.Count(i => i == imStart), Is.EqualTo(2));
+            Assert.That(ids, Does.Contain(imEnd));
+            Assert.That(adapter.EndOfGenerationIds, Does.Contain(imEnd), "end of turn stops generation");
         });
     }
 }

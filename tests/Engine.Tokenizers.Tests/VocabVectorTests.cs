@@ -14,6 +14,9 @@ public class VocabVectorTests
     [TestCase("ggml-vocab-gpt-2", "models/vocab/ggml-vocab-gpt-2.gguf")]
     [TestCase("ggml-vocab-llama-bpe", "models/tokenizers/llama3/tokenizer.json")]
     [TestCase("ggml-vocab-qwen2", "models/tokenizers/qwen3/tokenizer.json")]
+    [TestCase("ggml-vocab-gpt-2", "models/tokenizers/gpt2/encoder.json")]
+    [TestCase("ggml-vocab-gpt-2", "models/tokenizers/gpt2/vocab.bpe")]
+    [TestCase("ggml-vocab-llama-spm", "models/llama2c/tokenizer.model")]
     public void EncodesEveryTestVector(string vocab, string tokenizerPath)
     {
         var cases = VocabTestVectors.Read(SharedData.Get($"models/vocab/{vocab}.gguf.inp"), SharedData.Get($"models/vocab/{vocab}.gguf.out"));
@@ -36,6 +39,9 @@ public class VocabVectorTests
     [TestCase("ggml-vocab-gpt-2", "models/vocab/ggml-vocab-gpt-2.gguf")]
     [TestCase("ggml-vocab-llama-bpe", "models/tokenizers/llama3/tokenizer.json")]
     [TestCase("ggml-vocab-qwen2", "models/tokenizers/qwen3/tokenizer.json")]
+    [TestCase("ggml-vocab-gpt-2", "models/tokenizers/gpt2/encoder.json")]
+    [TestCase("ggml-vocab-gpt-2", "models/tokenizers/gpt2/vocab.bpe")]
+    [TestCase("ggml-vocab-llama-spm", "models/llama2c/tokenizer.model")]
     public void DecodeInvertsEncodeOnTestVectors(string vocab, string tokenizerPath)
     {
         var cases = VocabTestVectors.Read(SharedData.Get($"models/vocab/{vocab}.gguf.inp"), SharedData.Get($"models/vocab/{vocab}.gguf.out"));

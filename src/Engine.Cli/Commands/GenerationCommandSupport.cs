@@ -16,7 +16,7 @@ internal static class GenerationCommandSupport
 
     public static Option<string?> ModelOption() => new("--model", "-m")
     {
-        Description = $"Model file (GGUF, llama2.c .bin, safetensors folder). Default: the bundled {DefaultModelRelative}.",
+        Description = $"Model file (GGUF, rwkv.cpp .bin, llama2.c .bin, safetensors folder). Default: the bundled {DefaultModelRelative}.",
     };
 
     public static Option<string?> TokenizerOption() => new("--tokenizer")

@@ -4,6 +4,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Engine.Formats;
+using Engine.Tokenizers;
 using Spectre.Console;
 
 namespace Engine.Cli.Commands;
@@ -25,13 +26,17 @@ public static class InspectCommand
 
     public static int Run(string path, string? tokenizerPath, bool showTensors)
     {
-        var console = AnsiConsole.Console;
-        if (Console.IsOutputRedirected) console.Profile.Width = 160; // files and pipes: do not wrap at 80 columns
+        var console = ConsoleOutput.Create();
         try
         {
             if (File.Exists(path) && ModelFiles.DetectKind(path) == "json")
             {
                 console.WriteLine(DescribeJson(path));
+                return 0;
+            }
+            if (File.Exists(path) && tokenizerPath == null && IsTokenizerOnlyFile(path))
+            {
+                PrintTokenizer(console, path, Tokenizer.Load(path));
                 return 0;
             }
             using var m = ModelFiles.Open(path, tokenizerPath);
@@ -60,9 +65,46 @@ public static class InspectCommand
         }
         if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("architectures", out _))
             throw new ModelFormatException(path, -1, "this is a Hugging Face config.json; inspect its folder instead");
+        if (root.ValueKind == JsonValueKind.Object && (root.TryGetProperty("tokenizer_class", out _) || root.TryGetProperty("added_tokens_decoder", out _)))
+        {
+            string Str(string key) => root.TryGetProperty(key, out var v) ? v.ValueKind switch
+            {
+                JsonValueKind.String => v.GetString() ?? "",
+                JsonValueKind.Null => "(none)",
+                JsonValueKind.Object when v.TryGetProperty("content", out var c) => c.GetString() ?? "",
+                _ => v.ToString(),
+            } : "(none)";
+            int template = root.TryGetProperty("chat_template", out var ct) && ct.ValueKind == JsonValueKind.String ? ct.GetString()!.Length : 0;
+            return $"tokenizer_config.json: class {Str("tokenizer_class")}, bos {Str("bos_token")}, eos {Str("eos_token")}, "
+                + (template > 0 ? $"chat template {template} chars" : "no chat template");
+        }
         if (root.ValueKind == JsonValueKind.Object && root.EnumerateObject().All(p => p.Value.ValueKind == JsonValueKind.Number))
             return $"JSON vocabulary (token → id): {root.EnumerateObject().Count()} tokens";
         throw new ModelFormatException(path, -1, "JSON file not recognised (expected tokenizer.json)");
+    }
+
+    /// <summary>Tokenizer files ModelFiles does not open: a SentencePiece .model or a GPT-2 vocab.bpe.</summary>
+    private static bool IsTokenizerOnlyFile(string path) =>
+        Gpt2EncoderVocabulary.StartsWithVersionLine(path) || ModelFiles.DetectKind(path) == "sentencepiece-model";
+
+    private static void PrintTokenizer(IAnsiConsole console, string path, Tokenizer tok)
+    {
+        var v = tok.Vocabulary;
+        var info = new Table().Border(TableBorder.Rounded).AddColumn("key").AddColumn("value");
+        info.Title = new TableTitle(Markup.Escape(Path.GetFileName(path)));
+        info.AddRow("path", Markup.Escape(path));
+        info.AddRow("format", ModelFiles.DetectKind(path) == "sentencepiece-model" ? "SentencePiece model (protobuf)" : "GPT-2 encoder.json + vocab.bpe");
+        info.AddRow("file size", Bytes(new FileInfo(path).Length));
+        string kind = tok.Model switch { TokenizerModel.SentencePiece => "SentencePiece BPE", TokenizerModel.ByteLevelBpe => "byte-level BPE", _ => tok.Model.ToString() };
+        string pre = v.PreTokenizer is { } p ? $", pre {p}" : "";
+        int merges = v.Merges?.Length ?? 0;
+        info.AddRow("tokenizer", Markup.Escape($"{kind}{pre}, {tok.VocabSize} tokens{(merges > 0 ? $", {merges} merges" : "")}"));
+        string Id(int? id) => id is int i ? $"{i} {tok.TokenText(i)}" : "(none)";
+        info.AddRow("bos", Markup.Escape(Id(tok.Bos)));
+        info.AddRow("eos", Markup.Escape(Id(tok.Eos)));
+        info.AddRow("unk", Markup.Escape(Id(v.Unk)));
+        info.AddRow("add bos", tok.AddBos.ToString());
+        console.Write(info);
     }
 
     private static void Print(IAnsiConsole console, ModelFile m, bool showTensors)
@@ -93,6 +135,8 @@ public static class InspectCommand
             if (m.GetString(TokenizerKeys.ChatTemplate) is { } ct) info.AddRow("chat template", $"{ct.Length} chars");
         }
         else if (json != null) info.AddRow("tokenizer", Markup.Escape($"tokenizer.json at {json}"));
+        else if (arch.StartsWith("rwkv", StringComparison.Ordinal))
+            info.AddRow("tokenizer", "bytes (token id = byte value, 256 tokens; no tokenizer metadata)");
         else info.AddRow("tokenizer", "(none)");
         console.Write(info);
 

@@ -1,5 +1,6 @@
 // Owns: `engine tokenize` — text → token ids with the tokenizer of a GGUF, a tokenizer.json, a llama2.c
-// tokenizer (or checkpoint). Text comes from the TEXT argument or, exactly as stored, from --file (bytes decoded
+// tokenizer (or checkpoint), a GPT-2 encoder.json / vocab.bpe, a SentencePiece tokenizer.model, or an rwkv.cpp model
+// (byte vocabulary). Text comes from the TEXT argument or, exactly as stored, from --file (bytes decoded
 // as UTF-8; nothing trimmed, no newline translation). --ids prints only the ids on one line (an empty line for
 // empty text); otherwise a table of id and piece. Errors: one line on stderr, exit code 1.
 using System.CommandLine;
@@ -14,7 +15,7 @@ public static class TokenizeCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model", "-m") { Description = "GGUF, tokenizer.json, or llama2.c tokenizer/checkpoint", Required = true };
+        var model = new Option<string>("--model", "-m") { Description = "GGUF, tokenizer.json, llama2.c tokenizer/checkpoint, GPT-2 encoder.json/vocab.bpe, SentencePiece .model, or rwkv.cpp model", Required = true };
         var file = new Option<string?>("--file", "-f") { Description = "read the text from this file (exact bytes, UTF-8)" };
         var addSpecial = new Option<bool>("--add-special") { Description = "add BOS/EOS as the vocabulary asks" };
         var parseSpecial = new Option<bool>("--parse-special") { Description = "treat special-token text (e.g. <|im_start|>) as that token" };
@@ -42,7 +43,7 @@ public static class TokenizeCommand
                 var table = new Table().AddColumn(new TableColumn("id").RightAligned()).AddColumn("piece")
                     .Caption($"{ids.Length} tokens");
                 foreach (var id in ids) table.AddRow(id.ToString(), Markup.Escape(Visible(tokenizer.TokenPiece(id))));
-                AnsiConsole.Write(table);
+                ConsoleOutput.Create().Write(table);
                 return 0;
             }
             catch (Exception e) when (e is ModelFormatException or IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)

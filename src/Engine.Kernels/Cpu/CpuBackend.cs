@@ -19,6 +19,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     private readonly CpuThreadPool _pool;
     private readonly Scratch _scratch;
+    private readonly Scratch _massScratch;                       // per-thread attention-mass accumulators [kvHeads, tokens]
     private readonly MatMulJob _matMul = new();
     private readonly QuantizeJob _quantize = new();
     private byte* _qx;                   // [n, activation bytes] quantized activations for quantized weights
@@ -40,7 +41,9 @@ public sealed unsafe class CpuBackend : IBackend
     {
         _pool = new CpuThreadPool(threadCount, spinMicroseconds);
         _scratch = new Scratch(_pool.ThreadCount);
+        _massScratch = new Scratch(_pool.ThreadCount);
         _matMul.Scratch = _rope.Scratch = _attention.Scratch = _scratch;
+        _attention.MassScratch = _massScratch;
     }
 
     public int ThreadCount => _pool.ThreadCount;
@@ -175,6 +178,17 @@ public sealed unsafe class CpuBackend : IBackend
     }
 
     public void Attention(ReadOnlySpan<float> q, ReadOnlySpan<int> qPositions, ReadOnlySpan<KvPage> pages, AttentionParams p, Span<float> output)
+        => AttentionCore(q, qPositions, pages, p, output, default, false);
+
+    public void Attention(ReadOnlySpan<float> q, ReadOnlySpan<int> qPositions, ReadOnlySpan<KvPage> pages, AttentionParams p, Span<float> output,
+        Span<float> tokenMass)
+    {
+        OpChecks.AttentionMass(pages, p, tokenMass.Length);
+        AttentionCore(q, qPositions, pages, p, output, tokenMass, true);
+    }
+
+    private void AttentionCore(ReadOnlySpan<float> q, ReadOnlySpan<int> qPositions, ReadOnlySpan<KvPage> pages, AttentionParams p, Span<float> output,
+        Span<float> tokenMass, bool withMass)
     {
         OpChecks.Attention(q.Length, qPositions, pages, p, output.Length);
         int n = qPositions.Length;
@@ -186,7 +200,8 @@ public sealed unsafe class CpuBackend : IBackend
         // Enough query rows → one item per row over the whole cache. Few rows (decode) and a long cache → split the
         // cache into blocks (≥ 128 tokens) so every thread gets work, then merge the partials.
         int blocks = 1;
-        if (n < 2 * ThreadCount && total >= 256)
+        // (with attention mass requested: one block per row, so every row's softmax normaliser is known in place)
+        if (!withMass && n < 2 * ThreadCount && total >= 256)
         {
             int perRow = (4 * ThreadCount + n - 1) / n;
             int bt = Math.Max(128, (total + perRow - 1) / perRow);
@@ -202,7 +217,21 @@ public sealed unsafe class CpuBackend : IBackend
             j.Q = pq; j.Out = po; j.Positions = pp; j.Pages = pk; j.PageStart = pstart; j.PageCount = pages.Length;
             j.TotalTokens = total; j.P = p;
             j.Partials = blocks == 1 ? null : (float*)PartialBuffer(partialFloats * sizeof(float));
+            j.WithMass = withMass;
+            bool general = withMass;
+            for (int i = 0; i < pages.Length && !general; i++) general = pages[i].Type != KvElementType.F32;
+            j.General = general;
+            long massFloats = (long)p.KvHeadCount * total;
+            if (withMass)
+                for (int th = 0; th < ThreadCount; th++) new Span<float>(_massScratch.Floats(th, massFloats), (int)massFloats).Clear();
             _pool.Run(j, n * blocks, 1);
+            if (withMass)
+                for (int th = 0; th < ThreadCount; th++)
+                {
+                    var part = new ReadOnlySpan<float>(_massScratch.Floats(th, massFloats), (int)massFloats);
+                    for (int i = 0; i < part.Length; i++) tokenMass[i] += part[i];
+                }
+            j.WithMass = j.General = false;
             if (blocks > 1) j.Merge(n);
             j.Q = j.Out = j.Partials = null; j.Positions = j.PageStart = null; j.Pages = null;
         }
@@ -223,6 +252,7 @@ public sealed unsafe class CpuBackend : IBackend
     {
         _pool.Dispose();
         _scratch.Dispose();
+        _massScratch.Dispose();
         if (_qx != null) { NativeMemory.AlignedFree(_qx); _qx = null; _qxBytes = 0; }
         if (_partials != null) { NativeMemory.AlignedFree(_partials); _partials = null; _partialBytes = 0; }
     }

@@ -98,14 +98,21 @@ internal sealed unsafe class AttentionJob : CpuJob
     public int BlockTokens, BlockCount;
     public float* Partials;     // [n, BlockCount, HeadCount, HeadDim + 2] (acc, max, sum) when BlockCount > 1
     public Scratch Scratch = null!;
+    public Scratch MassScratch = null!;
+    public bool General;        // some page is not F32, or WithMass: run RangeGeneral
+    public bool WithMass;       // accumulate softmax weights per thread into MassScratch [KvHeadCount, TotalTokens] (BlockCount = 1)
 
     public int PartialStride => P.HeadDim + 2;
 
     public override void Execute(int start, int end, int thread)
     {
         int heads = P.HeadCount, bt = Math.Max(1, BlockTokens);
-        float* scores = Scratch.Floats(thread, (long)heads * bt + 2L * heads);   // [heads, BlockTokens] + max[heads] + sum[heads]
+        int kvDim = P.KvHeadCount * P.HeadDim;
+        // [heads, BlockTokens] scores + max[heads] + sum[heads] + one decoded K/V row [kvDim] for non-F32 pages
+        float* scores = Scratch.Floats(thread, (long)heads * bt + 2L * heads + kvDim + 16);
         float* max = scores + (long)heads * bt, sum = max + heads;
+        float* row = (float*)(((nint)(sum + heads) + 63) & ~(nint)63);
+        float* mass = WithMass ? MassScratch.Floats(thread, (long)P.KvHeadCount * TotalTokens) : null;
         for (int item = start; item < end; item++)
         {
             int t = item / BlockCount, b = item % BlockCount;
@@ -113,7 +120,8 @@ internal sealed unsafe class AttentionJob : CpuJob
             if (BlockCount == 1)
             {
                 float* o = Out + (long)t * heads * P.HeadDim;
-                Range(t, lo, hi, scores, bt, max, sum, o, P.HeadDim);
+                if (General) RangeGeneral(t, lo, hi, scores, bt, max, sum, o, P.HeadDim, row, mass);
+                else Range(t, lo, hi, scores, bt, max, sum, o, P.HeadDim);
                 for (int h = 0; h < heads; h++)
                 {
                     float* oh = o + (long)h * P.HeadDim;
@@ -123,7 +131,8 @@ internal sealed unsafe class AttentionJob : CpuJob
             else
             {
                 float* part = Partials + (long)item * heads * PartialStride;
-                Range(t, lo, hi, scores, bt, max, sum, part, PartialStride);
+                if (General) RangeGeneral(t, lo, hi, scores, bt, max, sum, part, PartialStride, row, null);
+                else Range(t, lo, hi, scores, bt, max, sum, part, PartialStride);
                 for (int h = 0; h < heads; h++)
                 {
                     part[(long)h * PartialStride + P.HeadDim] = max[h];
@@ -176,6 +185,83 @@ internal sealed unsafe class AttentionJob : CpuJob
                 float* v = (float*)pg.V + (long)j * pg.RowStride;
                 for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], v + h / group * hd, acc + (long)h * accStride, hd);
             }
+        }
+    }
+
+    /// <summary><see cref="Range"/> for page lists with non-F32 tiers (each row dequantized once into <paramref name="row"/>
+    /// for all heads) and/or attention-mass accumulation into <paramref name="mass"/> [KvHeadCount, TotalTokens]. Kept
+    /// separate so the plain float32 loop stays exactly as tuned.</summary>
+    private void RangeGeneral(int t, int lo, int hi, float* scores, int bt, float* max, float* sum, float* acc, int accStride, float* row, float* mass)
+    {
+        int heads = P.HeadCount, hd = P.HeadDim, group = P.HeadCount / P.KvHeadCount, qpos = Positions[t], kvDim = P.KvHeadCount * hd;
+        float* q = Q + (long)t * heads * hd;
+        for (int h = 0; h < heads; h++) { max[h] = float.NegativeInfinity; sum[h] = 0; new Span<float>(acc + (long)h * accStride, hd).Clear(); }
+
+        int c = 0;
+        for (int pi = 0; pi < PageCount; pi++)
+        {
+            var pg = Pages[pi];
+            int j0 = Math.Max(0, lo - PageStart[pi]);
+            int j1 = Math.Min(Math.Min(pg.TokenCount, hi - PageStart[pi]), qpos - pg.StartPosition + 1);
+            if (pg.Type == KvElementType.F32)
+                for (int j = j0; j < j1; j++, c++)
+                {
+                    float* k = (float*)pg.K + (long)j * pg.RowStride;
+                    for (int h = 0; h < heads; h++)
+                    {
+                        float s = Simd.Dot(q + (long)h * hd, k + h / group * hd, hd) * P.Scale;
+                        scores[(long)h * bt + c] = s;
+                        if (s > max[h]) max[h] = s;
+                    }
+                }
+            else
+                for (int j = j0; j < j1; j++, c++)
+                {
+                    KvDecodeSimd.Row(pg, true, j, row, kvDim);                   // other tiers: dequantize the row once for all heads
+                    for (int h = 0; h < heads; h++)
+                    {
+                        float s = Simd.Dot(q + (long)h * hd, row + h / group * hd, hd) * P.Scale;
+                        scores[(long)h * bt + c] = s;
+                        if (s > max[h]) max[h] = s;
+                    }
+                }
+        }
+        if (c == 0) return;
+        for (int h = 0; h < heads; h++)
+        {
+            float* sh = scores + (long)h * bt;
+            Simd.Map(new ExpSubOp(max[h]), sh, sh, c);
+            sum[h] = Simd.Reduce(new IdentityOp(), new AddOp(), sh, c, 0f);
+        }
+        c = 0;
+        for (int pi = 0; pi < PageCount; pi++)
+        {
+            var pg = Pages[pi];
+            int j0 = Math.Max(0, lo - PageStart[pi]);
+            int j1 = Math.Min(Math.Min(pg.TokenCount, hi - PageStart[pi]), qpos - pg.StartPosition + 1);
+            if (pg.Type == KvElementType.F32)
+                for (int j = j0; j < j1; j++, c++)
+                {
+                    float* v = (float*)pg.V + (long)j * pg.RowStride;
+                    for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], v + h / group * hd, acc + (long)h * accStride, hd);
+                }
+            else
+                for (int j = j0; j < j1; j++, c++)
+                {
+                    KvDecodeSimd.Row(pg, false, j, row, kvDim);
+                    for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], row + h / group * hd, acc + (long)h * accStride, hd);
+                }
+        }
+        if (mass == null) return;
+        c = 0;
+        for (int pi = 0; pi < PageCount; pi++)
+        {
+            var pg = Pages[pi];
+            int j0 = Math.Max(0, lo - PageStart[pi]);
+            int j1 = Math.Min(Math.Min(pg.TokenCount, hi - PageStart[pi]), qpos - pg.StartPosition + 1);
+            for (int j = j0; j < j1; j++, c++)
+                for (int h = 0; h < heads; h++)
+                    mass[(long)(h / group) * TotalTokens + PageStart[pi] + j] += scores[(long)h * bt + c] / sum[h];
         }
     }
 

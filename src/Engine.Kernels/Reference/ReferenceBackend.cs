@@ -102,11 +102,38 @@ public sealed unsafe class ReferenceBackend : IBackend
     }
 
     public void Attention(ReadOnlySpan<float> q, ReadOnlySpan<int> qPositions, ReadOnlySpan<KvPage> pages, AttentionParams p, Span<float> output)
+        => AttentionCore(q, qPositions, pages, p, output, default, false);
+
+    public void Attention(ReadOnlySpan<float> q, ReadOnlySpan<int> qPositions, ReadOnlySpan<KvPage> pages, AttentionParams p, Span<float> output,
+        Span<float> tokenMass)
+    {
+        OpChecks.AttentionMass(pages, p, tokenMass.Length);
+        AttentionCore(q, qPositions, pages, p, output, tokenMass, true);
+    }
+
+    /// <summary>Pages of every tier are decoded row by row with KvDecode (the definition of the tiers) and accumulated in float64.</summary>
+    private void AttentionCore(ReadOnlySpan<float> q, ReadOnlySpan<int> qPositions, ReadOnlySpan<KvPage> pages, AttentionParams p, Span<float> output,
+        Span<float> tokenMass, bool withMass)
     {
         OpChecks.Attention(q.Length, qPositions, pages, p, output.Length);
-        int hd = p.HeadDim, group = p.HeadCount / p.KvHeadCount;
+        int hd = p.HeadDim, group = p.HeadCount / p.KvHeadCount, kvDim = p.KvHeadCount * hd;
         int total = 0;
         foreach (var pg in pages) total += pg.TokenCount;
+        // decode every cached row once: [total, kvDim] for K and V
+        var kAll = new float[(long)total * kvDim];
+        var vAll = new float[(long)total * kvDim];
+        var pos = new int[total];
+        fixed (float* pk = kAll, pv = vAll)
+        {
+            int r = 0;
+            foreach (var pg in pages)
+                for (int j = 0; j < pg.TokenCount; j++, r++)
+                {
+                    KvDecode.Row(pg, true, j, pk + (long)r * kvDim, kvDim);
+                    KvDecode.Row(pg, false, j, pv + (long)r * kvDim, kvDim);
+                    pos[r] = pg.StartPosition + j;
+                }
+        }
         var scores = new double[total];                              // [cached tokens] of one (query row, head)
         var acc = new double[hd];                                    // [headDim]
         for (int t = 0; t < qPositions.Length; t++)
@@ -116,32 +143,29 @@ public sealed unsafe class ReferenceBackend : IBackend
                 var qh = q.Slice((t * p.HeadCount + h) * hd, hd);
                 int kvOff = h / group * hd;
                 double max = double.NegativeInfinity;
-                int s = 0;
-                foreach (var pg in pages)
-                    for (int j = 0; j < pg.TokenCount; j++, s++)
-                    {
-                        if (pg.StartPosition + j > qPositions[t]) { scores[s] = double.NegativeInfinity; continue; }
-                        float* k = (float*)pg.K + (long)j * pg.RowStride + kvOff;
-                        double d = 0;
-                        for (int c = 0; c < hd; c++) d += (double)qh[c] * k[c];
-                        scores[s] = d * p.Scale;
-                        max = Math.Max(max, scores[s]);
-                    }
+                for (int s = 0; s < total; s++)
+                {
+                    if (pos[s] > qPositions[t]) { scores[s] = double.NegativeInfinity; continue; }
+                    double d = 0;
+                    for (int c = 0; c < hd; c++) d += (double)qh[c] * kAll[(long)s * kvDim + kvOff + c];
+                    scores[s] = d * p.Scale;
+                    max = Math.Max(max, scores[s]);
+                }
                 Array.Clear(acc);
                 double sum = 0;
-                s = 0;
                 if (!double.IsNegativeInfinity(max))
-                    foreach (var pg in pages)
-                        for (int j = 0; j < pg.TokenCount; j++, s++)
-                        {
-                            if (double.IsNegativeInfinity(scores[s])) continue;
-                            double e = Math.Exp(scores[s] - max);
-                            sum += e;
-                            float* v = (float*)pg.V + (long)j * pg.RowStride + kvOff;
-                            for (int c = 0; c < hd; c++) acc[c] += e * v[c];
-                        }
+                    for (int s = 0; s < total; s++)
+                    {
+                        if (double.IsNegativeInfinity(scores[s])) { scores[s] = 0; continue; }
+                        double e = Math.Exp(scores[s] - max);
+                        scores[s] = e;
+                        sum += e;
+                        for (int c = 0; c < hd; c++) acc[c] += e * vAll[(long)s * kvDim + kvOff + c];
+                    }
                 var o = output.Slice((t * p.HeadCount + h) * hd, hd);
                 for (int c = 0; c < hd; c++) o[c] = sum > 0 ? (float)(acc[c] / sum) : 0f;   // no visible token → zeros
+                if (withMass && sum > 0)
+                    for (int s = 0; s < total; s++) tokenMass[h / group * total + s] += (float)(scores[s] / sum);
             }
         }
     }

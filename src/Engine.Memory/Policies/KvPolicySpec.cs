@@ -1,0 +1,84 @@
+// Owns: the plain-data description of a KV memory policy (which retention rule, which read-time selection, the budget and
+// knobs) and its parsing/validation ("h2o", "arkv+quest", …). Composition rule: at most one retention policy (full,
+// sinks, h2o, snapkv, arkv, int8, kivi4 — decides which tokens are kept and at what precision) plus at most one
+// selection policy (quest, msa — decides which kept blocks a decode query reads). Anything else is rejected.
+// Invariant: a spec that constructs is valid (budget in (0, 1], positive sizes).
+namespace Engine.Memory.Policies;
+
+/// <summary>Which tokens are kept, at what precision.</summary>
+public enum RetentionKind { Full, Sinks, H2O, SnapKV, Arkv, Int8, Kivi4 }
+
+/// <summary>Which kept blocks a decode query reads.</summary>
+public enum SelectionKind { None, Quest, Msa }
+
+/// <summary>A bad policy name, combination or budget.</summary>
+public sealed class KvPolicyException(string message) : ArgumentException(message);
+
+/// <summary>
+/// A KV policy as data. <see cref="Budget"/> is the fraction of the current sequence length (in float32-token
+/// equivalents) that retention may hold and that selection may read; 1.0 keeps/reads everything.
+/// </summary>
+public sealed record KvPolicySpec(RetentionKind Retention, SelectionKind Selection, double Budget)
+{
+    /// <summary>Sink tokens always kept (sinks, h2o-free; quest/msa read block 0 = sinks for quest).</summary>
+    public int SinkTokens { get; init; } = 4;
+    /// <summary>Tokens per block (quest min/max summaries, msa routing chunks, kivi4 key groups, int8/int4 channel groups).</summary>
+    public int BlockSize { get; init; } = 16;
+    /// <summary>Most recent tokens kept at full precision by int8/kivi4 (KIVI's residual R).</summary>
+    public int RecentFullPrecision { get; init; } = 32;
+    /// <summary>SnapKV observation window (last w queries) and pooling kernel.</summary>
+    public int SnapWindow { get; init; } = 16;
+    public int SnapPool { get; init; } = 7;
+
+    public bool NeedsAttentionMass => Retention is RetentionKind.H2O or RetentionKind.SnapKV or RetentionKind.Arkv;
+
+    public string Name => Selection == SelectionKind.None ? Format(Retention)
+        : Retention == RetentionKind.Full ? Format(Selection) : $"{Format(Retention)}+{Format(Selection)}";
+
+    /// <summary>Names accepted by <see cref="Parse"/>.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["full", "sinks", "h2o", "snapkv", "arkv", "int8", "kivi4", "quest", "msa"];
+
+    /// <summary>Parses "name[+name]" with a budget in (0, 1].</summary>
+    public static KvPolicySpec Parse(string text, double budget)
+    {
+        if (double.IsNaN(budget) || budget <= 0 || budget > 1)
+            throw new KvPolicyException($"KV budget {budget} is impossible: it must be a fraction in (0, 1]");
+        var retention = (RetentionKind?)null; var selection = (SelectionKind?)null;
+        foreach (var raw in (text ?? "").Split('+', StringSplitOptions.TrimEntries))
+        {
+            switch (raw.ToLowerInvariant())
+            {
+                case "full": Set(ref retention, RetentionKind.Full, raw); break;
+                case "sinks": case "streamingllm": Set(ref retention, RetentionKind.Sinks, raw); break;
+                case "h2o": Set(ref retention, RetentionKind.H2O, raw); break;
+                case "snapkv": Set(ref retention, RetentionKind.SnapKV, raw); break;
+                case "arkv": Set(ref retention, RetentionKind.Arkv, raw); break;
+                case "int8": Set(ref retention, RetentionKind.Int8, raw); break;
+                case "kivi4": case "int4": Set(ref retention, RetentionKind.Kivi4, raw); break;
+                case "quest": Set(ref selection, SelectionKind.Quest, raw); break;
+                case "msa": Set(ref selection, SelectionKind.Msa, raw); break;
+                default: throw new KvPolicyException($"unknown KV policy '{raw}' (known: {string.Join(", ", Names)}; combine one retention with quest or msa, e.g. arkv+quest)");
+            }
+        }
+        return new KvPolicySpec(retention ?? RetentionKind.Full, selection ?? SelectionKind.None, budget);
+
+        void Set<T>(ref T? slot, T value, string name) where T : struct
+        {
+            if (slot is { } prev)
+                throw new KvPolicyException($"KV policy '{text}' combines {prev.ToString()!.ToLowerInvariant()} and {name}: "
+                    + "use at most one retention policy (full, sinks, h2o, snapkv, arkv, int8, kivi4) and at most one selection policy (quest, msa)");
+            slot = value;
+        }
+    }
+
+    /// <summary>Validates the spec against a store shape (group sizes must divide the KV row).</summary>
+    public void Validate(int kvDim)
+    {
+        if (BlockSize <= 0 || SinkTokens < 0 || RecentFullPrecision < 0 || SnapWindow <= 0 || SnapPool <= 0)
+            throw new KvPolicyException("KV policy sizes must be positive");
+        if ((Retention is RetentionKind.Int8 or RetentionKind.Kivi4 or RetentionKind.Arkv) && (kvDim % BlockSize != 0 || (kvDim & 1) != 0))
+            throw new KvPolicyException($"KV policy {Name}: group size {BlockSize} must divide the KV row width {kvDim}");
+    }
+
+    private static string Format<T>(T v) where T : struct => v.ToString()!.ToLowerInvariant();
+}
