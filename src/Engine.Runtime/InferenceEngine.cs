@@ -72,6 +72,10 @@ public sealed class InferenceEngine : IDisposable
     /// <summary>Paged path: drops every unreferenced cached prefix block; returns how many.</summary>
     public int EvictPrefixCache() => _serving?.EvictCachedBlocks() ?? 0;
 
+    /// <summary>Paged path: holds the step loop until the handle is disposed, so requests submitted meanwhile are
+    /// admitted and batched together. Throws on the single-sequence path.</summary>
+    public IDisposable PauseServing() => (_serving ?? throw new InvalidOperationException("PauseServing needs the paged serving path")).Pause();
+
     /// <summary>Opens <paramref name="path"/> (any format ModelFiles reads), builds the model on the chosen backend
     /// and the tokenizer from the file's metadata (<paramref name="tokenizerFactory"/>; null = no text API).</summary>
     public static InferenceEngine Load(string path, EngineOptions? options = null, Func<ModelFile, ITextTokenizer?>? tokenizerFactory = null)

@@ -28,6 +28,21 @@ public class ServingTests
     private static async Task<int[]> Ids(InferenceEngine e, int[] prompt, int maxTokens, CancellationToken ct = default) =>
         (await e.GenerateTextAsync(e.GenerateAsync(prompt, Greedy with { MaxTokens = maxTokens }, ct))).TokenIds;
 
+    /// <summary>Starts every request while the step loop is held, waits until all are queued, then releases the loop,
+    /// so the requests are batched together whatever the thread timing.</summary>
+    private static async Task<T[]> Burst<T>(InferenceEngine e, int count, Func<int, Task<T>> start)
+    {
+        Task<T>[] tasks;
+        using (e.PauseServing())
+        {
+            tasks = Enumerable.Range(0, count).Select(i => Task.Run(() => start(i))).ToArray();
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            while (e.Stats!.Waiting + e.Stats!.Running < count && !tasks.Any(t => t.IsFaulted) && sw.Elapsed < TimeSpan.FromSeconds(30))
+                await Task.Delay(1);
+        }
+        return await Task.WhenAll(tasks);
+    }
+
     private static async Task<int[][]> Solo(int[][] prompts, int[] maxTokens)
     {
         using var e = Engine();
@@ -58,13 +73,13 @@ public class ServingTests
         var solo = await Solo(prompts, maxTokens);
 
         using var e = Engine(maxSequences: 16);
-        var tasks = prompts.Select((p, i) => Task.Run(() => Ids(e, p, maxTokens[i]))).ToArray();
-        var got = await Task.WhenAll(tasks);
+        var got = await Burst(e, 16, i => Ids(e, prompts[i], maxTokens[i]));
         for (int i = 0; i < 16; i++) Assert.That(got[i], Is.EqualTo(solo[i]), $"request {i}");
         var s = e.Stats!;
         int fed = prompts.Sum(p => p.Length) + maxTokens.Sum() - 16;   // the last sampled token is never fed
         Assert.That(s.TokensScheduled, Is.EqualTo(fed), "distinct random prompts: nothing reused, nothing recomputed");
-        Assert.That(s.Steps, Is.LessThan(fed / 4), "tokens of many requests share each step");
+        // How many requests overlap depends on thread timing; that several share one forward batch does not.
+        Assert.That(s.MaxRequestsPerStep, Is.EqualTo(16), "all 16 queued requests share a step");
         AssertPoolIdle(e);
     }
 
@@ -147,7 +162,7 @@ public class ServingTests
 
         using var e = Engine(budgetBytes: BudgetBytes(unconstrained, needed / 4));
         Assert.That(e.Stats!.BlockCount, Is.EqualTo(needed / 4));
-        var got = await Task.WhenAll(prompts.Select((p, i) => Task.Run(() => Ids(e, p, maxTokens[i]))));
+        var got = await Burst(e, 64, i => Ids(e, prompts[i], maxTokens[i]));
         for (int i = 0; i < 64; i++) Assert.That(got[i], Is.EqualTo(expected[i]), $"request {i}");
         TestContext.Out.WriteLine($"quarter budget: {e.Stats}");
         Assert.That(e.Stats!.Preemptions, Is.GreaterThan(0), "the quarter budget really forces preemption (recompute)");
@@ -162,27 +177,36 @@ public class ServingTests
         // The cancelled half asks for 200 tokens, so they are surely still live when cancelled after 4..8 tokens.
         for (int i = 1; i < 64; i += 2) maxTokens[i] = 200;
         using var e = Engine(budgetBytes: BudgetBytes(needed / 4));
-        var tasks = prompts.Select((p, i) => Task.Run(async () =>
+        // The engine does not wait for slow consumers: on a loaded machine a request may already have finished in the
+        // engine when its consumer cancels. Such a request delivered its final usage chunk; only the others count as
+        // cancelled in the engine's stats.
+        int finishedBeforeCancel = 0;
+        var got = await Burst(e, 64, async i =>
         {
+            var p = prompts[i];
             if (i % 2 == 0) return await Ids(e, p, maxTokens[i]);
             using var cts = new CancellationTokenSource();
             var ids = new List<int>();
+            bool sawUsage = false;
             try
             {
                 await foreach (var c in e.GenerateAsync(p, Greedy with { MaxTokens = maxTokens[i] }, cts.Token))
                 {
                     ids.AddRange(c.TokenIds);
+                    if (c.Usage != null) sawUsage = true;
                     if (ids.Count >= 4 + i % 5) cts.Cancel();
                 }
                 Assert.Fail($"request {i} was not cancelled");
             }
             catch (OperationCanceledException) { }
+            if (sawUsage) Interlocked.Increment(ref finishedBeforeCancel);
             Assert.That(ids, Is.EqualTo(expected[i][..ids.Count]), $"cancelled request {i}: tokens before the cancel");
-            return null;
-        })).ToArray();
-        var got = await Task.WhenAll(tasks);
+            return (int[]?)null;
+        });
         for (int i = 0; i < 64; i += 2) Assert.That(got[i], Is.EqualTo(expected[i]), $"request {i}");
-        Assert.That(e.Stats!.Cancelled, Is.EqualTo(32), "every odd request was cancelled while waiting or running");
+        var st = e.Stats!;
+        Assert.That(st.Cancelled + st.Finished, Is.EqualTo(64), "every request either finished or was cancelled");
+        Assert.That(st.Cancelled, Is.InRange(1, 32 - finishedBeforeCancel), "odd requests still live at their cancel were cancelled");
         AssertPoolIdle(e);
     }
 

@@ -28,8 +28,10 @@ namespace Engine.Runtime.Serving;
 /// <param name="BlocksInUse">Blocks referenced by running requests now.</param>
 /// <param name="BlocksCached">Unreferenced blocks holding reusable prefixes now (evictable).</param>
 /// <param name="BlocksFree">Empty blocks now.</param>
+/// <param name="MaxRequestsPerStep">The most requests that shared one step (one forward batch) so far.</param>
 public sealed record EngineStats(long Steps, long TokensScheduled, int LastStepTokens, long PrefixHitTokens, long Preemptions,
-    long Finished, long Cancelled, int Running, int Waiting, int BlockCount, int BlockSize, int BlocksInUse, int BlocksCached, int BlocksFree);
+    long Finished, long Cancelled, int Running, int Waiting, int BlockCount, int BlockSize, int BlocksInUse, int BlocksCached, int BlocksFree,
+    int MaxRequestsPerStep = 0);
 
 internal sealed class ServingLoop : IDisposable
 {
@@ -46,6 +48,8 @@ internal sealed class ServingLoop : IDisposable
     private float[] _logits = [];
     private long _nextId = 1, _tokensScheduled, _emptySteps;
     private int _lastStepTokens;
+    private int _maxRequestsPerStep;
+    private volatile TaskCompletionSource? _hold;   // non-null: the loop waits before its next step (Pause)
 
     public ServingLoop(ILanguageModel model, ITextTokenizer? tokenizer, int contextLength, long kvBudgetBytes, int blockSize,
         int maxSequences, int maxTokensPerStep, bool prefixCaching)
@@ -83,7 +87,7 @@ internal sealed class ServingLoop : IDisposable
                 var p = _scheduler.Pool;
                 return new EngineStats(s.Steps - _emptySteps, _tokensScheduled, _lastStepTokens, s.PrefixHitTokens, s.Preemptions,
                     s.Finished, s.Cancelled, _scheduler.RunningCount, _scheduler.WaitingCount, p.Capacity, p.BlockSize,
-                    p.UsedCount, p.CachedCount, p.FreeCount);
+                    p.UsedCount, p.CachedCount, p.FreeCount, _maxRequestsPerStep);
             }
         }
     }
@@ -130,6 +134,23 @@ internal sealed class ServingLoop : IDisposable
         }
     }
 
+    /// <summary>Holds the step loop until the returned handle is disposed: requests queue meanwhile, so a burst of
+    /// requests is admitted and batched together (deterministic batching for tests and benchmarks).</summary>
+    public IDisposable Pause()
+    {
+        var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (Interlocked.CompareExchange(ref _hold, tcs, null) != null) throw new InvalidOperationException("the serving loop is already paused");
+        return new Resume(this, tcs);
+    }
+
+    private sealed class Resume(ServingLoop loop, TaskCompletionSource tcs) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (Interlocked.CompareExchange(ref loop._hold, null, tcs) == tcs) tcs.TrySetResult();
+        }
+    }
+
     private void CancelRequest(long id)
     {
         lock (_lock)
@@ -149,6 +170,11 @@ internal sealed class ServingLoop : IDisposable
         var finishedNow = new List<(Live Live, GenerationUsage Usage)>();
         while (!_stop.IsCancellationRequested)
         {
+            if (_hold is { } hold)
+            {
+                try { await hold.Task.WaitAsync(_stop.Token).ConfigureAwait(false); }
+                catch (OperationCanceledException) { break; }
+            }
             SchedulePlan plan;
             Live?[] lives;
             lock (_lock)
@@ -194,6 +220,7 @@ internal sealed class ServingLoop : IDisposable
                     _scheduler.OnStepCompleted(results);
                     _tokensScheduled += plan.TotalTokens;
                     _lastStepTokens = plan.TotalTokens;
+                    _maxRequestsPerStep = Math.Max(_maxRequestsPerStep, plan.Requests.Count);
                     var pool = _scheduler.Pool;
                     foreach (var (live, usage) in finishedNow)
                     {
