@@ -31,6 +31,10 @@ public sealed class InferenceEngine : IDisposable
     private readonly ServingLoop? _serving;   // paged continuous batching (transformers); null = single-sequence path
     private bool _disposed;
     private Memory.MemoryStore? _memory;   // the memory opened by Load for EngineOptions.Memory (owned)
+    private Engine.Memory.Policies.PolicyBackend? _policyBackend;   // the model's backend when EngineOptions.KvPolicy is set (wraps _backend)
+
+    /// <summary>What the KV policy store (EngineOptions.KvPolicy) holds now for the cached sequence; null without a policy.</summary>
+    public KvPolicyUsage? KvPolicyUsage => _policyBackend?.Store is { } s ? KvPolicyWiring.Usage(s, SeqId) : null;
 
     /// <summary>Wraps an already-built model (the engine takes ownership of model and backend). <paramref name="serving"/>
     /// supplies the paged-serving knobs (Paged, MaxConcurrentSequences, KvBudgetBytes, BlockSize, PrefixCaching) and
@@ -78,12 +82,14 @@ public sealed class InferenceEngine : IDisposable
     {
         options ??= new EngineOptions();
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}", path);
+        var policy = KvPolicyWiring.Parse(options);   // a bad --kv-policy fails here, before the file is opened
         var file = ModelFiles.Open(path, options.TokenizerPath);
         IBackend? backend = null;
         try
         {
             backend = Backends.Create(options.Backend, options.Threads);
-            var model = ModelLoader.LoadAny(file, backend, ownsFile: true);
+            var policyBackend = policy != null ? new Engine.Memory.Policies.PolicyBackend(backend) : null;
+            var model = ModelLoader.LoadAny(file, (IBackend?)policyBackend ?? backend, ownsFile: true);
             var tokenizer = (tokenizerFactory ?? DefaultTokenizer)(file);
             var decorator = options.KvStoreDecorator;
             Memory.MemoryStore? memory = null;
@@ -95,8 +101,9 @@ public sealed class InferenceEngine : IDisposable
                 var withMemory = memory.Decorator(options.MemoryTopK);
                 decorator = kv => withMemory(inner?.Invoke(kv) ?? kv);
             }
+            if (policy != null) decorator = KvPolicyWiring.Decorator(policy, model, policyBackend!, decorator);
             return new InferenceEngine(model, backend, tokenizer, options.ContextLength, options.PrefillChunk, options with { KvStoreDecorator = decorator })
-                { ModelPath = path, _memory = memory };
+                { ModelPath = path, _memory = memory, _policyBackend = policyBackend };
         }
         catch
         {
