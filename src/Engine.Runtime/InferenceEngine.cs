@@ -18,12 +18,12 @@ using Engine.Runtime.Serving;
 
 namespace Engine.Runtime;
 
-public sealed class InferenceEngine : IDisposable
+public sealed partial class InferenceEngine : IDisposable
 {
     private const int SeqId = 0;
     private readonly ILanguageModel _model;
     private readonly IBackend _backend;
-    private readonly IKvStore _kv;
+    private IKvStore _kv;   // replaced only by a per-request KV policy switch (InferenceEngine.KvPolicy.cs), under _gate
     private readonly float[] _logits;   // [vocab]
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly int _prefillChunk;
@@ -103,7 +103,7 @@ public sealed class InferenceEngine : IDisposable
             }
             if (policy != null) decorator = KvPolicyWiring.Decorator(policy, model, policyBackend!, decorator);
             return new InferenceEngine(model, backend, tokenizer, options.ContextLength, options.PrefillChunk, options with { KvStoreDecorator = decorator })
-                { ModelPath = path, _memory = memory, _policyBackend = policyBackend };
+                { ModelPath = path, _memory = memory, _policyBackend = policyBackend, _enginePolicy = policy };
         }
         catch
         {
@@ -165,6 +165,7 @@ public sealed class InferenceEngine : IDisposable
             if ((uint)id >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(promptIds), $"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})");
         if (options.MaxTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxTokens must be ≥ 0");
         _ = new Sampler(options.Sampling, Config.VocabSize);   // validates sampling options eagerly
+        _ = RequestPolicy(options);   // validates a per-request KV policy eagerly
         if (_serving != null)
         {
             if (ids.Length > _serving.BudgetTokens) throw new KvBudgetExceededException(ids.Length, _serving.BudgetTokens);
@@ -198,6 +199,7 @@ public sealed class InferenceEngine : IDisposable
         await _gate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
+            ApplyRequestPolicy(o);
             var sw = Stopwatch.StartNew();
             int reuse = 0;
             if (_kv is RecurrentStateStore rs)

@@ -76,6 +76,39 @@ public class KvPolicyEngineTests
     }
 
     [Test]
+    public void PerRequestPolicySwitchesAndReverts()
+    {
+        using var plain = InferenceEngine.Load(Model, new EngineOptions { Threads = 2 });
+        using var engine = InferenceEngine.Load(Model, new EngineOptions { Threads = 2, KvPolicy = "full" });
+        var expected = GenerateIds(plain, "Once upon a time", Greedy(200));
+
+        var (_, ids, _) = engine.GenerateTextAsync(engine.GenerateAsync("Once upon a time",
+            Greedy(300, stopAtEos: false) with { KvPolicy = "sinks", KvPolicyBudget = 0.1 })).GetAwaiter().GetResult();
+        var during = engine.KvPolicyUsage!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(ids, Has.Length.EqualTo(300));
+            Assert.That(during.Policy, Is.EqualTo("sinks"));
+            Assert.That(during.HeldBytes, Is.LessThanOrEqualTo(0.1 * during.FullBytes));
+        });
+
+        // the next request without a policy runs on the engine's own ("full") again, from a clean cache
+        var after = GenerateIds(engine, "Once upon a time", Greedy(200));
+        Assert.Multiple(() =>
+        {
+            Assert.That(after, Is.EqualTo(expected));
+            Assert.That(engine.PromptTokensReused, Is.EqualTo(0), "switching policy drops the cached prefix");
+            Assert.That(engine.KvPolicyUsage!.Policy, Is.EqualTo("full"));
+            Assert.That(engine.KvPolicyUsage!.HeldBytes, Is.EqualTo(engine.KvPolicyUsage!.FullBytes));
+        });
+
+        // bad per-request specs fail eagerly; an engine without a policy cannot take one per request
+        Assert.Throws<KvPolicyException>(() => engine.GenerateAsync("Lily", Greedy(4) with { KvPolicy = "h2o+sinks" }));
+        var e = Assert.Throws<ArgumentException>(() => plain.GenerateAsync("Lily", Greedy(4) with { KvPolicy = "sinks" }))!;
+        Assert.That(e.Message, Does.Contain("EngineOptions.KvPolicy"));
+    }
+
+    [Test]
     public void NoPolicyMeansNoPolicyLayer()
     {
         using var engine = InferenceEngine.Load(Model, new EngineOptions { Threads = 2, Paged = false });
