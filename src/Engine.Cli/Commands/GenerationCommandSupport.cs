@@ -86,7 +86,7 @@ internal static class GenerationCommandSupport
     /// <summary>`--kv-budget-fraction F`: the policy's budget, a fraction of the sequence in (0, 1].</summary>
     public static Option<double> KvPolicyBudgetOption() => new("--kv-budget-fraction")
     {
-        Description = "Fraction of the sequence in (0, 1] the --kv-policy may hold/read.",
+        Description = "With --kv-policy: the fraction of the sequence in (0, 1] the policy may hold/read.",
         DefaultValueFactory = _ => new EngineOptions().KvPolicyBudget,
     };
 
