@@ -16,7 +16,8 @@ namespace Engine.Runtime;
 /// <param name="Policy">The spec's name, e.g. "sinks" or "arkv+quest".</param>
 /// <param name="Budget">The spec's budget fraction.</param>
 /// <param name="Tokens">Cached tokens (positions) of the sequence.</param>
-/// <param name="HeldBytes">Bytes the tiered layout holds (kept tokens at their precision + selection summaries), all layers.</param>
+/// <param name="HeldBytes">Bytes the tiered layout holds (kept tokens at their precision + selection summaries), all layers —
+/// PolicyKvStore's accounting: in this version the float32 inner rows of evicted/quantized tokens stay resident too.</param>
 /// <param name="FullBytes">Bytes a float32 cache of the same tokens holds, all layers.</param>
 public sealed record KvPolicyUsage(string Policy, double Budget, int Tokens, double HeldBytes, double FullBytes)
 {
