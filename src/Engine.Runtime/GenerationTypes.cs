@@ -39,6 +39,13 @@ public sealed record EngineOptions
     /// <summary>Wraps the engine's KV store (e.g. a memory or policy decorator); null = the plain store. When set, transformers
     /// run on the single-sequence path (the paged serving loop has no per-engine store to wrap).</summary>
     public Func<Engine.Memory.IKvStore, Engine.Memory.IKvStore>? KvStoreDecorator { get; init; }
+    /// <summary>KV memory policy for this engine (Engine.Memory.Policies spec: "sinks", "h2o", "snapkv", "arkv", "int8", "kivi4",
+    /// optionally "+quest"/"+msa", e.g. "arkv+quest"); null = none, "full" = the policy layer keeping everything. Chosen per
+    /// engine (a request may override it: GenerationOptions.KvPolicy); when set, transformers run on the single-sequence path (see KvPolicyWiring). A bad spec throws
+    /// KvPolicyException from Load before any model work.</summary>
+    public string? KvPolicy { get; init; }
+    /// <summary>Fraction in (0, 1] of the sequence the KV policy may hold/read (float32-token equivalents). Default 0.25.</summary>
+    public double KvPolicyBudget { get; init; } = KvPolicyWiring.DefaultBudget;
 }
 
 /// <summary>Per-request generation settings.</summary>
@@ -48,6 +55,11 @@ public sealed record GenerationOptions
     public SamplingOptions Sampling { get; init; } = new();
     /// <summary>Generation stops before the first occurrence of any of these strings (the string itself is not emitted).</summary>
     public IReadOnlyList<string> StopStrings { get; init; } = [];
+    /// <summary>KV policy for this request (same syntax as EngineOptions.KvPolicy); null = the engine's. Needs an engine loaded
+    /// with a KvPolicy ("full" keeps everything); switching policy drops the cached prefix. Not on the paged path.</summary>
+    public string? KvPolicy { get; init; }
+    /// <summary>Budget fraction for this request's KV policy; null = the engine's KvPolicyBudget.</summary>
+    public double? KvPolicyBudget { get; init; }
     /// <summary>Stop at an end-of-generation token (EOS / end of turn).</summary>
     public bool StopAtEndOfGeneration { get; init; } = true;
     /// <summary>Prepend BOS to a text prompt (the tokenizer's convention when null).</summary>

@@ -18,12 +18,12 @@ using Engine.Runtime.Serving;
 
 namespace Engine.Runtime;
 
-public sealed class InferenceEngine : IDisposable
+public sealed partial class InferenceEngine : IDisposable
 {
     private const int SeqId = 0;
     private readonly ILanguageModel _model;
     private readonly IBackend _backend;
-    private readonly IKvStore _kv;
+    private IKvStore _kv;   // replaced only by a per-request KV policy switch (InferenceEngine.KvPolicy.cs), under _gate
     private readonly float[] _logits;   // [vocab]
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly int _prefillChunk;
@@ -31,6 +31,10 @@ public sealed class InferenceEngine : IDisposable
     private readonly ServingLoop? _serving;   // paged continuous batching (transformers); null = single-sequence path
     private bool _disposed;
     private Memory.MemoryStore? _memory;   // the memory opened by Load for EngineOptions.Memory (owned)
+    private Engine.Memory.Policies.PolicyBackend? _policyBackend;   // the model's backend when EngineOptions.KvPolicy is set (wraps _backend)
+
+    /// <summary>What the KV policy store (EngineOptions.KvPolicy) holds now for the cached sequence; null without a policy.</summary>
+    public KvPolicyUsage? KvPolicyUsage => _policyBackend?.Store is { } s ? KvPolicyWiring.Usage(s, SeqId) : null;
 
     /// <summary>Wraps an already-built model (the engine takes ownership of model and backend). <paramref name="serving"/>
     /// supplies the paged-serving knobs (Paged, MaxConcurrentSequences, KvBudgetBytes, BlockSize, PrefixCaching) and
@@ -82,12 +86,14 @@ public sealed class InferenceEngine : IDisposable
     {
         options ??= new EngineOptions();
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}", path);
+        var policy = KvPolicyWiring.Parse(options);   // a bad --kv-policy fails here, before the file is opened
         var file = ModelFiles.Open(path, options.TokenizerPath);
         IBackend? backend = null;
         try
         {
             backend = Backends.Create(options.Backend, options.Threads);
-            var model = ModelLoader.LoadAny(file, backend, ownsFile: true);
+            var policyBackend = policy != null ? new Engine.Memory.Policies.PolicyBackend(backend) : null;
+            var model = ModelLoader.LoadAny(file, (IBackend?)policyBackend ?? backend, ownsFile: true);
             var tokenizer = (tokenizerFactory ?? DefaultTokenizer)(file);
             var decorator = options.KvStoreDecorator;
             Memory.MemoryStore? memory = null;
@@ -99,8 +105,9 @@ public sealed class InferenceEngine : IDisposable
                 var withMemory = memory.Decorator(options.MemoryTopK);
                 decorator = kv => withMemory(inner?.Invoke(kv) ?? kv);
             }
+            if (policy != null) decorator = KvPolicyWiring.Decorator(policy, model, policyBackend!, decorator);
             return new InferenceEngine(model, backend, tokenizer, options.ContextLength, options.PrefillChunk, options with { KvStoreDecorator = decorator })
-                { ModelPath = path, _memory = memory };
+                { ModelPath = path, _memory = memory, _policyBackend = policyBackend, _enginePolicy = policy };
         }
         catch
         {
@@ -162,6 +169,7 @@ public sealed class InferenceEngine : IDisposable
             if ((uint)id >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(promptIds), $"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})");
         if (options.MaxTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxTokens must be ≥ 0");
         _ = new Sampler(options.Sampling, Config.VocabSize);   // validates sampling options eagerly
+        _ = RequestPolicy(options);   // validates a per-request KV policy eagerly
         if (_serving != null)
         {
             if (ids.Length > _serving.BudgetTokens) throw new KvBudgetExceededException(ids.Length, _serving.BudgetTokens);
@@ -195,6 +203,7 @@ public sealed class InferenceEngine : IDisposable
         await _gate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
+            ApplyRequestPolicy(o);
             var sw = Stopwatch.StartNew();
             int reuse = 0;
             if (_kv is RecurrentStateStore rs)

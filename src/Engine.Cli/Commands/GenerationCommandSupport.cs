@@ -76,17 +76,42 @@ internal static class GenerationCommandSupport
         return result;
     }
 
+    /// <summary>`--kv-policy SPEC`: a KV memory policy for the engine (per engine; runs on the single-sequence path).</summary>
+    public static Option<string?> KvPolicyOption() => new("--kv-policy")
+    {
+        Description = "KV memory policy: full, sinks, h2o, snapkv, arkv, int8, kivi4, optionally +quest or +msa (e.g. arkv+quest). "
+            + "Runs on the single-sequence path. Default: none.",
+    };
+
+    /// <summary>`--kv-budget-fraction F`: the policy's budget, a fraction of the sequence in (0, 1].</summary>
+    public static Option<double> KvPolicyBudgetOption() => new("--kv-budget-fraction")
+    {
+        Description = "With --kv-policy: the fraction of the sequence in (0, 1] the policy may hold/read.",
+        DefaultValueFactory = _ => new EngineOptions().KvPolicyBudget,
+    };
+
+    /// <summary>Prints what the KV policy store holds (stderr; nothing without a policy).</summary>
+    public static void PrintKvPolicy(InferenceEngine engine)
+    {
+        if (engine.KvPolicyUsage is not { } k) return;
+        Console.Error.WriteLine($"kv policy {k.Policy} (budget {k.Budget:G3}): {k.Tokens} tokens cached, holds {k.HeldBytesPerToken:F0} bytes/token "
+            + $"of {k.FullBytesPerToken:F0} float32 ({(k.FullBytes > 0 ? k.HeldBytes / k.FullBytes : 0):P0})");
+    }
+
     public static InferenceEngine LoadEngine(string? model, string backend, int threads, int contextLength = 0, string? tokenizer = null, long kvBudgetBytes = 0,
-        string? memory = null)
+        string? memory = null, string? kvPolicy = null, double? kvPolicyBudget = null)
     {
         string path = ResolveModel(model);
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var engine = WithProgress($"loading {Path.GetFileName(path)}…", () =>
-            InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, KvBudgetBytes = kvBudgetBytes, Memory = memory }));
+            InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, KvBudgetBytes = kvBudgetBytes, Memory = memory,
+                KvPolicy = kvPolicy, KvPolicyBudget = kvPolicyBudget ?? new EngineOptions().KvPolicyBudget }));
         var c = engine.Config;
         Console.Error.WriteLine($"loaded {Path.GetFileName(path)} ({c.Architecture}, {c.BlockCount} layers, dim {c.EmbeddingLength}, vocab {c.VocabSize}, context {engine.ContextLength}) " +
             $"on {engine.BackendName} in {sw.Elapsed.TotalMilliseconds:F0} ms");
+        if (!string.IsNullOrWhiteSpace(kvPolicy))
+            Console.Error.WriteLine($"kv policy: {kvPolicy} (budget {kvPolicyBudget ?? new EngineOptions().KvPolicyBudget:G3}; single-sequence path)");
         return engine;
     }
 

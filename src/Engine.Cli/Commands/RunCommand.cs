@@ -22,17 +22,19 @@ public static class RunCommand
         var tokenizer = GenerationCommandSupport.TokenizerOption();
         var backend = GenerationCommandSupport.BackendOption();
         var kvBudget = GenerationCommandSupport.KvBudgetOption();
+        var kvPolicy = GenerationCommandSupport.KvPolicyOption();
+        var kvPolicyBudget = GenerationCommandSupport.KvPolicyBudgetOption();
         var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = the model's).", DefaultValueFactory = _ => 0 };
         var memory = new Option<string?>("--memory") { Description = "Attend over the top-k chunks of this persistent memory (engine memory add; folder $ENGINE_MEMORY_DIR or ~/.cache/engine/memories)." };
 
         var cmd = new Command("run", "Generate text from a prompt; only the generated text goes to stdout.")
         {
-            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, threads, backend, ctx, tokenizer, kvBudget, memory,
+            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, threads, backend, ctx, tokenizer, kvBudget, memory, kvPolicy, kvPolicyBudget,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(async () =>
         {
             using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx), pr.GetValue(tokenizer),
-                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), pr.GetValue(memory));
+                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), pr.GetValue(memory), pr.GetValue(kvPolicy), pr.GetValue(kvPolicyBudget));
             var options = new GenerationOptions
             {
                 MaxTokens = pr.GetValue(maxTokens),
@@ -44,7 +46,7 @@ public static class RunCommand
             {
                 stdout.Write(chunk.Text);
                 stdout.Flush();
-                if (chunk.Usage is { } u) { stdout.WriteLine(); GenerationCommandSupport.PrintUsage(u); }
+                if (chunk.Usage is { } u) { stdout.WriteLine(); GenerationCommandSupport.PrintUsage(u); GenerationCommandSupport.PrintKvPolicy(engine); }
             }
             return 0;
         }));
