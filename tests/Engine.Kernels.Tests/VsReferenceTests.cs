@@ -176,7 +176,7 @@ public sealed unsafe class VsReferenceTests
     {
         using var b = f.Create();
         foreach (var (heads, kvHeads, hd, cached, n, pageSize, extraStride) in new[]
-                 { (4, 2, 64, 1, 1, 16, 0), (8, 2, 64, 37, 5, 16, 8), (6, 1, 72, 300, 3, 300, 0), (2, 2, 3, 5, 5, 2, 1), (14, 2, 64, 129, 9, 32, 0), (8, 2, 64, 1000, 1, 96, 0), (4, 4, 32, 700, 2, 700, 5) })
+                 { (4, 2, 64, 1, 1, 16, 0), (8, 2, 64, 37, 5, 16, 8), (6, 1, 72, 300, 3, 300, 0), (2, 2, 3, 5, 5, 2, 1), (14, 2, 64, 129, 9, 32, 0), (8, 2, 64, 1000, 1, 96, 0), (4, 4, 32, 700, 2, 700, 5), (4, 2, 128, 333, 3, 100, 16), (2, 1, 48, 90, 2, 90, 0) })
         {
             int width = kvHeads * hd, stride = width + extraStride;
             var k = Data.Random(cached * stride, hd, 2f);

@@ -148,6 +148,11 @@ internal sealed unsafe class AttentionJob : CpuJob
     {
         int heads = P.HeadCount, hd = P.HeadDim, group = P.HeadCount / P.KvHeadCount, qpos = Positions[t];
         float* q = Q + (long)t * heads * hd;
+        if (AttentionRange512.Applies(hd))
+        {
+            AttentionRange512.Run(q, Pages, PageStart, PageCount, lo, hi, qpos, P, scores, bt, max, sum, acc, accStride);
+            return;
+        }
         for (int h = 0; h < heads; h++) { max[h] = float.NegativeInfinity; sum[h] = 0; new Span<float>(acc + (long)h * accStride, hd).Clear(); }
 
         int c = 0;

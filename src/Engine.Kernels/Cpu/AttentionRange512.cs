@@ -1,0 +1,179 @@
+// Owns: the AVX-512 fast path of one attention item (a query row over a block of cached tokens) for head dims that are
+// multiples of 16 — the decode-at-long-context hot loop. Same contract as AttentionJob.Range: unnormalised
+// acc_h = Σ_j e^{s_hj − max_h} v_j, sum_h = Σ_j e^{s_hj − max_h}, max_h; zero visible tokens → acc 0, sum 0, max −∞.
+// Layout of the work: head-major inside the block. Scores: per query head h, its hd/16 query vectors (registers) are
+// dotted with each cached K row segment of its KV head (inlined FMAs, no calls); for hd = 64 four tokens' products are
+// reduced together by one unpack/shuffle transpose (about 2.5 instead of ~7 reduction instructions per score).
+// Values: per head, Σ p·V over the block with the accumulator in registers (hd = 64 or 128: 4 / 8 zmm), instead of one
+// axpy call per (token, head) through memory. A block's K/V (≤ 512 tokens × kvDim floats) stays in L2 across heads.
+// Results equal the generic path's within float32 rounding (different summation order), as the backend contract allows.
+namespace Engine.Kernels;
+
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+public static unsafe class AttentionRange512
+{
+    /// <summary>Switch for A/B benchmarks and tests (default on); off = the generic per-(token, head) path.</summary>
+    public static bool Enabled { get; set; } = true;
+
+    /// <summary>True when the fast path applies (AVX-512 present, head dim a multiple of 16, at most 256).</summary>
+    public static bool Applies(int headDim) => Enabled && Simd.Use512 && headDim % 16 == 0 && headDim <= 256;
+
+    /// <param name="q">[heads, hd] query row.</param>
+    /// <param name="scores">[heads, bt] scratch.</param>
+    /// <param name="acc">[heads] rows of <paramref name="accStride"/> floats.</param>
+    internal static void Run(float* q, KvPage* pages, int* pageStart, int pageCount, int lo, int hi, int qpos,
+        AttentionParams p, float* scores, int bt, float* max, float* sum, float* acc, int accStride)
+    {
+        int heads = p.HeadCount, hd = p.HeadDim, group = p.HeadCount / p.KvHeadCount, hv = hd / 16;
+        float scale = p.Scale;
+
+        // Scores, page by page (c = logical index inside the block).
+        int c0 = 0;
+        for (int pi = 0; pi < pageCount; pi++)
+        {
+            var pg = pages[pi];
+            int j0 = Math.Max(0, lo - pageStart[pi]);
+            int j1 = Math.Min(Math.Min(pg.TokenCount, hi - pageStart[pi]), qpos - pg.StartPosition + 1);
+            if (j1 <= j0) continue;
+            for (int h = 0; h < heads; h++)
+            {
+                float* qh = q + (long)h * hd;
+                float* k = (float*)pg.K + (long)j0 * pg.RowStride + (long)(h / group) * hd;
+                float* sc = scores + (long)h * bt + c0;
+                int n = j1 - j0;
+                if (hv == 4)
+                {
+                    var q0 = Vector512.Load(qh); var q1 = Vector512.Load(qh + 16);
+                    var q2 = Vector512.Load(qh + 32); var q3 = Vector512.Load(qh + 48);
+                    int j = 0, rs = pg.RowStride;
+                    var vscale = Vector128.Create(scale);
+                    for (; j <= n - 4; j += 4, k += 4 * rs)
+                    {
+                        // four tokens' products, then one transpose-reduce for their four sums
+                        var a0 = Dot64(q0, q1, q2, q3, k);
+                        var a1 = Dot64(q0, q1, q2, q3, k + rs);
+                        var a2 = Dot64(q0, q1, q2, q3, k + 2 * rs);
+                        var a3 = Dot64(q0, q1, q2, q3, k + 3 * rs);
+                        (Reduce4(a0, a1, a2, a3) * vscale).Store(sc + j);
+                    }
+                    for (; j < n; j++, k += rs) sc[j] = Vector512.Sum(Dot64(q0, q1, q2, q3, k)) * scale;
+                }
+                else
+                {
+                    for (int j = 0; j < n; j++, k += pg.RowStride)
+                    {
+                        var a = Vector512.Load(qh) * Vector512.Load(k);
+                        var b = Vector512<float>.Zero;
+                        int v = 1;
+                        for (; v + 1 < hv; v += 2)
+                        {
+                            a = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 16 * v), Vector512.Load(k + 16 * v), a);
+                            b = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 16 * v + 16), Vector512.Load(k + 16 * v + 16), b);
+                        }
+                        if (v < hv) a = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 16 * v), Vector512.Load(k + 16 * v), a);
+                        sc[j] = Vector512.Sum(a + b) * scale;
+                    }
+                }
+            }
+            c0 += j1 - j0;
+        }
+        int count = c0;
+
+        for (int h = 0; h < heads; h++)
+        {
+            float* a = acc + (long)h * accStride;
+            new Span<float>(a, hd).Clear();
+            if (count == 0) { max[h] = float.NegativeInfinity; sum[h] = 0; continue; }
+            float* sh = scores + (long)h * bt;
+            float m = Simd.Reduce(new IdentityOp(), new MaxOp(), sh, count, float.NegativeInfinity);
+            max[h] = m;
+            Simd.Map(new ExpSubOp(m), sh, sh, count);
+            sum[h] = Simd.Reduce(new IdentityOp(), new AddOp(), sh, count, 0f);
+        }
+        if (count == 0) return;
+
+        // Σ p·V per head with register accumulators.
+        c0 = 0;
+        for (int pi = 0; pi < pageCount; pi++)
+        {
+            var pg = pages[pi];
+            int j0 = Math.Max(0, lo - pageStart[pi]);
+            int j1 = Math.Min(Math.Min(pg.TokenCount, hi - pageStart[pi]), qpos - pg.StartPosition + 1);
+            if (j1 <= j0) continue;
+            int n = j1 - j0;
+            for (int h = 0; h < heads; h++)
+            {
+                float* v = (float*)pg.V + (long)j0 * pg.RowStride + (long)(h / group) * hd;
+                float* pr = scores + (long)h * bt + c0;
+                float* a = acc + (long)h * accStride;
+                if (hv == 4) Accumulate4(pr, v, pg.RowStride, n, a);
+                else if (hv == 8) Accumulate8(pr, v, pg.RowStride, n, a);
+                else
+                    for (int j = 0; j < n; j++) Simd.Axpy(pr[j], v + (long)j * pg.RowStride, a, hd);
+            }
+            c0 += n;
+        }
+    }
+
+    /// <summary>Lane-wise partial products of a 64-float query (q0..q3) with the 64 floats at k (sum them for the dot).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Dot64(Vector512<float> q0, Vector512<float> q1, Vector512<float> q2, Vector512<float> q3, float* k)
+    {
+        var a = Vector512.FusedMultiplyAdd(q1, Vector512.Load(k + 16), q0 * Vector512.Load(k));
+        var b = Vector512.FusedMultiplyAdd(q3, Vector512.Load(k + 48), q2 * Vector512.Load(k + 32));
+        return a + b;
+    }
+
+    /// <summary>[Σa, Σb, Σc, Σd] of four vectors: pairwise unpack/shuffle adds inside each 128-bit lane, then the lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Reduce4(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
+    {
+        var ab = Avx512F.UnpackLow(a, b) + Avx512F.UnpackHigh(a, b);     // per lane [a, b, a, b] partials
+        var cd = Avx512F.UnpackLow(c, d) + Avx512F.UnpackHigh(c, d);     // per lane [c, d, c, d]
+        var v = Avx512F.Shuffle(ab, cd, 0x44) + Avx512F.Shuffle(ab, cd, 0xEE);   // per lane [a, b, c, d]
+        var w = v.GetLower() + v.GetUpper();
+        return w.GetLower() + w.GetUpper();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Accumulate4(float* p, float* v, int stride, int n, float* acc)
+    {
+        var a0 = Vector512.Load(acc); var a1 = Vector512.Load(acc + 16);
+        var a2 = Vector512.Load(acc + 32); var a3 = Vector512.Load(acc + 48);
+        for (int j = 0; j < n; j++, v += stride)
+        {
+            var w = Vector512.Create(p[j]);
+            a0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v), a0);
+            a1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 32), a2);
+            a3 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 48), a3);
+        }
+        a0.Store(acc); a1.Store(acc + 16); a2.Store(acc + 32); a3.Store(acc + 48);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Accumulate8(float* p, float* v, int stride, int n, float* acc)
+    {
+        var a0 = Vector512.Load(acc); var a1 = Vector512.Load(acc + 16);
+        var a2 = Vector512.Load(acc + 32); var a3 = Vector512.Load(acc + 48);
+        var a4 = Vector512.Load(acc + 64); var a5 = Vector512.Load(acc + 80);
+        var a6 = Vector512.Load(acc + 96); var a7 = Vector512.Load(acc + 112);
+        for (int j = 0; j < n; j++, v += stride)
+        {
+            var w = Vector512.Create(p[j]);
+            a0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v), a0);
+            a1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 32), a2);
+            a3 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 48), a3);
+            a4 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 64), a4);
+            a5 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 80), a5);
+            a6 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 96), a6);
+            a7 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 112), a7);
+        }
+        a0.Store(acc); a1.Store(acc + 16); a2.Store(acc + 32); a3.Store(acc + 48);
+        a4.Store(acc + 64); a5.Store(acc + 80); a6.Store(acc + 96); a7.Store(acc + 112);
+    }
+}
