@@ -31,41 +31,74 @@ internal static unsafe class Avx2Batch4
         Fma.MultiplyAdd(Vector256.Create(scale), Avx.ConvertToVector256Single(isum), acc);
 
     // out[t] = w · y_t for t < 4, y_t = y + t·ys (Q8_0 rows).
+    // Summation order is exactly Avx2Legacy.Q4_0 / Q8_0's (even blocks into one accumulator, odd blocks into another,
+    // an odd last block into the even one, then Sum(even + odd)), so a token's result is bitwise the single-row one.
+    // This matters beyond float rounding: batched prefill and token-by-token decode must produce the same floats, or
+    // a 1-ulp difference can flip a Q8 rounding of the next layer's activations and grow to ~0.5 % of the logits.
     public static void Q4_0<TDot>(byte* w, byte* y, long ys, int nb, float* o) where TDot : struct, IDotU8S8
     {
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector256<sbyte> eight = Vector256.Create((sbyte)8);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;   // even blocks
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;   // odd blocks
         byte* y0 = y, y1 = y + ys, y2 = y + 2 * ys, y3 = y + 3 * ys;
-        for (int b = 0; b < nb; b++, w += 18)
+        int b = 0;
+        for (; b + 1 < nb; b += 2, w += 36)
         {
-            Vector256<sbyte> x = Avx2.Subtract(Avx2Legacy.Nibbles(w + 2).AsSByte(), eight);
-            Vector256<byte> ax = Avx2.Abs(x);
-            float dw = Fp16.Read(w);
             long o34 = 34L * b;
-            a0 = Acc(a0, dw * Fp16.Read(y0 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y0 + o34 + 2)), x)));
-            a1 = Acc(a1, dw * Fp16.Read(y1 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y1 + o34 + 2)), x)));
-            a2 = Acc(a2, dw * Fp16.Read(y2 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y2 + o34 + 2)), x)));
-            a3 = Acc(a3, dw * Fp16.Read(y3 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y3 + o34 + 2)), x)));
+            Q4_0Block<TDot>(w, y0 + o34, y1 + o34, y2 + o34, y3 + o34, ref a0, ref a1, ref a2, ref a3);
+            Q4_0Block<TDot>(w + 18, y0 + o34 + 34, y1 + o34 + 34, y2 + o34 + 34, y3 + o34 + 34, ref b0, ref b1, ref b2, ref b3);
         }
-        o[0] = Vector256.Sum(a0); o[1] = Vector256.Sum(a1); o[2] = Vector256.Sum(a2); o[3] = Vector256.Sum(a3);
+        if (b < nb)
+        {
+            long o34 = 34L * b;
+            Q4_0Block<TDot>(w, y0 + o34, y1 + o34, y2 + o34, y3 + o34, ref a0, ref a1, ref a2, ref a3);
+        }
+        o[0] = Vector256.Sum(a0 + b0); o[1] = Vector256.Sum(a1 + b1); o[2] = Vector256.Sum(a2 + b2); o[3] = Vector256.Sum(a3 + b3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4_0Block<TDot>(byte* w, byte* y0, byte* y1, byte* y2, byte* y3,
+        ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3) where TDot : struct, IDotU8S8
+    {
+        Vector256<sbyte> x = Avx2.Subtract(Avx2Legacy.Nibbles(w + 2).AsSByte(), Vector256.Create((sbyte)8));
+        Vector256<byte> ax = Avx2.Abs(x);
+        float dw = Fp16.Read(w);
+        a0 = Acc(a0, dw * Fp16.Read(y0), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y0 + 2)), x)));
+        a1 = Acc(a1, dw * Fp16.Read(y1), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y1 + 2)), x)));
+        a2 = Acc(a2, dw * Fp16.Read(y2), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y2 + 2)), x)));
+        a3 = Acc(a3, dw * Fp16.Read(y3), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y3 + 2)), x)));
     }
 
     public static void Q8_0<TDot>(byte* w, byte* y, long ys, int nb, float* o) where TDot : struct, IDotU8S8
     {
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;   // even blocks
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;   // odd blocks
         byte* y0 = y, y1 = y + ys, y2 = y + 2 * ys, y3 = y + 3 * ys;
-        for (int b = 0; b < nb; b++, w += 34)
+        int b = 0;
+        for (; b + 1 < nb; b += 2, w += 68)
         {
-            Vector256<sbyte> x = Vector256.Load((sbyte*)(w + 2));
-            Vector256<byte> ax = Avx2.Abs(x);
-            float dw = Fp16.Read(w);
             long o34 = 34L * b;
-            a0 = Acc(a0, dw * Fp16.Read(y0 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y0 + o34 + 2)), x)));
-            a1 = Acc(a1, dw * Fp16.Read(y1 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y1 + o34 + 2)), x)));
-            a2 = Acc(a2, dw * Fp16.Read(y2 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y2 + o34 + 2)), x)));
-            a3 = Acc(a3, dw * Fp16.Read(y3 + o34), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y3 + o34 + 2)), x)));
+            Q8_0Block<TDot>(w, y0 + o34, y1 + o34, y2 + o34, y3 + o34, ref a0, ref a1, ref a2, ref a3);
+            Q8_0Block<TDot>(w + 34, y0 + o34 + 34, y1 + o34 + 34, y2 + o34 + 34, y3 + o34 + 34, ref b0, ref b1, ref b2, ref b3);
         }
-        o[0] = Vector256.Sum(a0); o[1] = Vector256.Sum(a1); o[2] = Vector256.Sum(a2); o[3] = Vector256.Sum(a3);
+        if (b < nb)
+        {
+            long o34 = 34L * b;
+            Q8_0Block<TDot>(w, y0 + o34, y1 + o34, y2 + o34, y3 + o34, ref a0, ref a1, ref a2, ref a3);
+        }
+        o[0] = Vector256.Sum(a0 + b0); o[1] = Vector256.Sum(a1 + b1); o[2] = Vector256.Sum(a2 + b2); o[3] = Vector256.Sum(a3 + b3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q8_0Block<TDot>(byte* w, byte* y0, byte* y1, byte* y2, byte* y3,
+        ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3) where TDot : struct, IDotU8S8
+    {
+        Vector256<sbyte> x = Vector256.Load((sbyte*)(w + 2));
+        Vector256<byte> ax = Avx2.Abs(x);
+        float dw = Fp16.Read(w);
+        a0 = Acc(a0, dw * Fp16.Read(y0), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y0 + 2)), x)));
+        a1 = Acc(a1, dw * Fp16.Read(y1), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y1 + 2)), x)));
+        a2 = Acc(a2, dw * Fp16.Read(y2), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y2 + 2)), x)));
+        a3 = Acc(a3, dw * Fp16.Read(y3), TDot.Dot(ax, Avx2.Sign(Vector256.Load((sbyte*)(y3 + 2)), x)));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
