@@ -2,7 +2,8 @@
 // complete UTF-8 text with token ids, stop on EOS / stop strings / max tokens / full context, report usage.
 // Two executors: transformer models (EngineOptions.Paged, the default) are served by Serving.ServingLoop — many
 // concurrent GenerateAsync calls batched every step over a paged KV pool with prefix caching and preemption (see that
-// file); recurrent models (and Paged = false) use the single-sequence path below.
+// file); recurrent models (RWKV) are served by the same loop with one recurrent state slot per running request
+// (prefix reuse from the state store's checkpoints); Paged = false or a KvStoreDecorator selects the single-sequence path below.
 // Single-sequence path invariants: one generation at a time per engine (requests queue on a semaphore); each generation keeps the cached
 // KV of the longest common prefix with the previous sequence (chat turns) and recomputes the rest; a prompt that cannot fit is rejected (PromptTooLongException) before any model work; cancellation
 // is checked between forward calls (prefill runs in chunks) and leaves the engine usable.
@@ -58,6 +59,14 @@ public sealed partial class InferenceEngine : IDisposable
             long budget = serving.KvBudgetBytes > 0 ? serving.KvBudgetBytes
                 : Math.Max(Math.Min((long)ContextLength * maxSeq * perToken, 2L << 30), (long)(ContextLength + serving.BlockSize) * perToken);
             _serving = new ServingLoop(model, tokenizer, ContextLength, budget, Math.Max(1, serving.BlockSize), maxSeq, _prefillChunk, serving.PrefixCaching);
+        }
+        else if (serving.Paged && model is RwkvModel rwkv && serving.KvStoreDecorator == null)
+        {
+            // Recurrent models: the same scheduler loop, one state slot per running request (see ServingLoop).
+            _kv.Dispose();
+            var states = rwkv.CreateStateStore(Math.Max(1, serving.MaxConcurrentSequences));
+            _kv = states;
+            _serving = new ServingLoop(model, tokenizer, ContextLength, states, _prefillChunk);
         }
     }
 
