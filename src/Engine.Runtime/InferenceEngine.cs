@@ -46,7 +46,9 @@ public sealed partial class InferenceEngine : IDisposable
     {
         _model = model; _backend = backend; Tokenizer = tokenizer;
         ContextLength = contextLength > 0 ? contextLength : model.Config.ContextLength;
-        _kv = model.CreateKvStore(ContextLength);   // contiguous; allocates on first write, so unused on the paged path
+        _kv = model is RwkvModel rm && serving?.KvBudgetBytes > 0
+            ? RecurrentStore(rm, serving.KvBudgetBytes, 1)   // the single-sequence path counts its state + checkpoints against the KV budget too
+            : model.CreateKvStore(ContextLength);   // contiguous; allocates on first write, so unused on the paged path
         if (serving?.KvStoreDecorator is { } decorate) _kv = decorate(_kv);
         _logits = new float[model.Config.VocabSize];
         _prefillChunk = Math.Max(1, prefillChunk);
@@ -62,13 +64,32 @@ public sealed partial class InferenceEngine : IDisposable
         }
         else if (serving.Paged && model is RwkvModel rwkv && serving.KvStoreDecorator == null)
         {
-            // Recurrent models: the same scheduler loop, one state slot per running request (see ServingLoop).
+            // Recurrent models: the same scheduler loop, one state slot per running request (see ServingLoop). The KV
+            // budget is the one byte budget of live states + in-memory checkpoints; it decides how many states run at once.
             _kv.Dispose();
-            var states = rwkv.CreateStateStore(Math.Max(1, serving.MaxConcurrentSequences));
+            long budget = serving.KvBudgetBytes > 0 ? serving.KvBudgetBytes
+                : Math.Max(rwkv.StoreOptions.MemoryBudgetBytes, Math.Max(1, serving.MaxConcurrentSequences) * rwkv.StateBytesPerSequence);
+            var states = RecurrentStore(rwkv, budget, Math.Max(1, serving.MaxConcurrentSequences));
             _kv = states;
             _serving = new ServingLoop(model, tokenizer, ContextLength, states, _prefillChunk);
         }
     }
+
+    /// <summary>A state store for <paramref name="model"/> whose live states and in-memory checkpoints are counted
+    /// against <paramref name="budgetBytes"/>, with as many state slots (≤ <paramref name="maxSequences"/>) as the budget
+    /// holds; a budget smaller than one state is rejected (no request could ever run).</summary>
+    private static RecurrentStateStore RecurrentStore(RwkvModel model, long budgetBytes, int maxSequences)
+    {
+        long state = model.StateBytesPerSequence;
+        if (budgetBytes < state)
+            throw new ArgumentException($"the KV budget of {budgetBytes} bytes holds no recurrent state of this model ({state} bytes per sequence); " +
+                $"set KvBudgetBytes ≥ {state}");
+        int slots = (int)Math.Min(maxSequences, budgetBytes / state);
+        return model.CreateStateStore(slots, model.StoreOptions with { Budget = new MemoryBudget(budgetBytes) });
+    }
+
+    /// <summary>The recurrent state store (live states + checkpoints) of an RWKV engine; null for transformers.</summary>
+    public RecurrentStateStore? RecurrentStates => _kv as RecurrentStateStore;
 
     /// <summary>True when requests are served by the paged continuous-batching loop.</summary>
     public bool IsPaged => _serving != null;

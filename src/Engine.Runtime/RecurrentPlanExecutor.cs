@@ -102,7 +102,7 @@ public sealed class RecurrentPlanExecutor
     {
         _reusedOf.Remove(id);
         if (!_slotOf.Remove(id, out int slot)) return;
-        _store.Clear(slot);
+        _store.Release(slot);   // also returns the live state's bytes to the budget (checkpoints may use them)
         _free.Push(slot);
     }
 }

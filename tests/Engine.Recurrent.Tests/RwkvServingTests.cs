@@ -138,3 +138,87 @@ public class RwkvServingTests
         Assert.That(e.Stats!.MaxRequestsPerStep, Is.EqualTo(n));
     }
 }
+
+public class RwkvBudgetTests
+{
+    private const string File = "tiny-rwkv-7v0-834K-FP32.bin";
+
+    private static InferenceEngine Load(long budget, int maxSeq = 8, bool paged = true) =>
+        InferenceEngine.Load(SharedData.Get("models/rwkv/" + File),
+            new EngineOptions { Threads = 2, Backend = "reference", Paged = paged, MaxConcurrentSequences = maxSeq, KvBudgetBytes = budget });
+
+    private static long StateBytes()
+    {
+        using var backend = RwkvFixtures.Backend("reference");
+        using var model = RwkvFixtures.Load(File, backend);
+        return model.StateBytesPerSequence;
+    }
+
+    [Test]
+    public async Task KvBudget_BoundsRunningStatesAndCheckpoints()
+    {
+        long state = StateBytes();
+        long budget = 2 * state + state / 2;   // two live states fit, plus half a state of slack
+        string[] prompts = ["Once upon a time", "The little robot", "A cat sat", "Why is the sky blue?"];
+        var solo = new int[prompts.Length][];
+        using (var single = Load(0, paged: false))
+            for (int i = 0; i < prompts.Length; i++)
+                solo[i] = (await single.GenerateTextAsync(single.GenerateAsync(prompts[i], new GenerationOptions
+                    { Sampling = Engine.Runtime.Sampling.SamplingOptions.Greedy, StopAtEndOfGeneration = false, MaxTokens = 12 }))).TokenIds;
+
+        using var e = Load(budget);
+        var store = e.RecurrentStates!;
+        Assert.That(store.Budget.Capacity, Is.EqualTo(budget), "the KV budget is the state store's budget");
+        Assert.That(e.Stats!.BlockCount, Is.EqualTo(2), "scheduler blocks are whole states: ⌊budget / state bytes⌋");
+        Task<int[]>[] tasks;
+        using (e.PauseServing())
+        {
+            tasks = [.. prompts.Select(p => Task.Run(async () => (await e.GenerateTextAsync(e.GenerateAsync(p, new GenerationOptions
+                { Sampling = Engine.Runtime.Sampling.SamplingOptions.Greedy, StopAtEndOfGeneration = false, MaxTokens = 12 }))).TokenIds))];
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            while (e.Stats!.Waiting + e.Stats!.Running < prompts.Length && sw.Elapsed < TimeSpan.FromSeconds(30)) await Task.Delay(1);
+        }
+        var got = await Task.WhenAll(tasks);
+        for (int i = 0; i < prompts.Length; i++) Assert.That(got[i], Is.EqualTo(solo[i]), $"request {i}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(e.Stats!.MaxRequestsPerStep, Is.EqualTo(2), "only two states fit the budget at once");
+            Assert.That(e.Stats!.Finished, Is.EqualTo(prompts.Length));
+            Assert.That(store.Budget.Used, Is.LessThanOrEqualTo(budget));
+            Assert.That(store.CheckpointBytesInMemory, Is.LessThanOrEqualTo(budget), "checkpoints live in the same budget");
+            // Two live states leave half a state free: the end-of-prompt checkpoints do not fit and are dropped
+            // rather than counted beyond the budget.
+            Assert.That(store.Stats.Dropped, Is.GreaterThan(0), "checkpoints compete with live states for the same budget");
+        });
+    }
+
+    [Test]
+    public async Task KvBudget_WithRoomForCheckpoints_KeepsThemAndReusesPrefixes()
+    {
+        long state = StateBytes();
+        long budget = 4 * state;   // two running states + two checkpoints
+        using var e = Load(budget, maxSeq: 2);
+        var store = e.RecurrentStates!;
+        Assert.That(e.Stats!.BlockCount, Is.EqualTo(2), "MaxConcurrentSequences caps the state slots");
+        var greedy = new GenerationOptions { Sampling = Engine.Runtime.Sampling.SamplingOptions.Greedy, StopAtEndOfGeneration = false, MaxTokens = 8 };
+        string first = "Once upon a time there was";
+        await e.GenerateTextAsync(e.GenerateAsync(first, greedy));
+        Assert.That(store.Stats.CheckpointsSaved, Is.GreaterThan(0));
+        var (_, ids, usage) = await e.GenerateTextAsync(e.GenerateAsync(first + " a robot", greedy));
+        Assert.That(usage.ReusedPromptTokens, Is.EqualTo(first.Length), "the end-of-prompt checkpoint is restored");
+        Assert.That(store.Budget.Used, Is.LessThanOrEqualTo(budget));
+
+        using var fresh = Load(0, paged: false);
+        var (_, freshIds, _) = await fresh.GenerateTextAsync(fresh.GenerateAsync(first + " a robot", greedy));
+        Assert.That(ids, Is.EqualTo(freshIds));
+    }
+
+    [TestCase(true)]
+    [TestCase(false)]
+    public void KvBudget_BelowOneState_IsRejectedClearly(bool paged)
+    {
+        long state = StateBytes();
+        var ex = Assert.Throws<ArgumentException>(() => Load(state - 1, paged: paged).Dispose());
+        Assert.That(ex!.Message, Does.Contain("recurrent state").And.Contain(state.ToString()));
+    }
+}
