@@ -5,8 +5,9 @@
 // starting at position 0 (new admission, or resume after preemption by recompute) starts from the longest
 // checkpointed prefix of that chunk that the store holds (prefix reuse inside the step: fewer tokens computed, same
 // state), otherwise from the initial state; slots of preempted / finished / cancelled requests are released.
-// Limits: the block accounting of the scheduler is not used by a recurrent model (its memory is the fixed state per
-// slot); run the Scheduler with EnablePrefixCaching = false (its KV-block prefix hits would skip tokens the recurrent
+// Used by Serving.ServingLoop for RWKV engines, where the scheduler's block is one whole state (BlockSize = context
+// + 1, BlockCount = state slots = KV budget / state bytes); the executor ignores block tables. Released slots return
+// their state bytes to the store's budget. Run the Scheduler with EnablePrefixCaching = false (its KV-block prefix hits would skip tokens the recurrent
 // state never saw — such a plan is rejected with InvalidOperationException).
 using Engine.Memory.Recurrent;
 using Engine.Model;
