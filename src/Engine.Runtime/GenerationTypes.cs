@@ -23,7 +23,9 @@ public sealed record EngineOptions
     /// <summary>Most sequences running (holding KV blocks) at once; more requests wait in the queue.</summary>
     public int MaxConcurrentSequences { get; init; } = 16;
     /// <summary>KV pool size in bytes (F32 K + V, all layers); ≤ 0 = ContextLength × MaxConcurrentSequences tokens,
-    /// capped at 2 GiB but at least one full context.</summary>
+    /// capped at 2 GiB but at least one full context. Recurrent models (RWKV): the byte budget of live states + in-memory
+    /// state checkpoints (one running request = one state; ≤ 0 = the model's StoreOptions budget, at least
+    /// MaxConcurrentSequences states); a budget below one state is rejected with ArgumentException.</summary>
     public long KvBudgetBytes { get; init; }
     /// <summary>Token slots per KV block (prefix-cache granularity).</summary>
     public int BlockSize { get; init; } = 16;

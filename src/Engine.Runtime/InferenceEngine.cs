@@ -2,7 +2,8 @@
 // complete UTF-8 text with token ids, stop on EOS / stop strings / max tokens / full context, report usage.
 // Two executors: transformer models (EngineOptions.Paged, the default) are served by Serving.ServingLoop — many
 // concurrent GenerateAsync calls batched every step over a paged KV pool with prefix caching and preemption (see that
-// file); recurrent models (and Paged = false) use the single-sequence path below.
+// file); recurrent models (RWKV) are served by the same loop with one recurrent state slot per running request
+// (prefix reuse from the state store's checkpoints); Paged = false or a KvStoreDecorator selects the single-sequence path below.
 // Single-sequence path invariants: one generation at a time per engine (requests queue on a semaphore); each generation keeps the cached
 // KV of the longest common prefix with the previous sequence (chat turns) and recomputes the rest; a prompt that cannot fit is rejected (PromptTooLongException) before any model work; cancellation
 // is checked between forward calls (prefill runs in chunks) and leaves the engine usable.
@@ -45,7 +46,9 @@ public sealed partial class InferenceEngine : IDisposable
     {
         _model = model; _backend = backend; Tokenizer = tokenizer;
         ContextLength = contextLength > 0 ? contextLength : model.Config.ContextLength;
-        _kv = model.CreateKvStore(ContextLength);   // contiguous; allocates on first write, so unused on the paged path
+        _kv = model is RwkvModel rm && serving?.KvBudgetBytes > 0
+            ? RecurrentStore(rm, serving.KvBudgetBytes, 1)   // the single-sequence path counts its state + checkpoints against the KV budget too
+            : model.CreateKvStore(ContextLength);   // contiguous; allocates on first write, so unused on the paged path
         if (serving?.KvStoreDecorator is { } decorate) _kv = decorate(_kv);
         _logits = new float[model.Config.VocabSize];
         _prefillChunk = Math.Max(1, prefillChunk);
@@ -59,7 +62,34 @@ public sealed partial class InferenceEngine : IDisposable
                 : Math.Max(Math.Min((long)ContextLength * maxSeq * perToken, 2L << 30), (long)(ContextLength + serving.BlockSize) * perToken);
             _serving = new ServingLoop(model, tokenizer, ContextLength, budget, Math.Max(1, serving.BlockSize), maxSeq, _prefillChunk, serving.PrefixCaching);
         }
+        else if (serving.Paged && model is RwkvModel rwkv && serving.KvStoreDecorator == null)
+        {
+            // Recurrent models: the same scheduler loop, one state slot per running request (see ServingLoop). The KV
+            // budget is the one byte budget of live states + in-memory checkpoints; it decides how many states run at once.
+            _kv.Dispose();
+            long budget = serving.KvBudgetBytes > 0 ? serving.KvBudgetBytes
+                : Math.Max(rwkv.StoreOptions.MemoryBudgetBytes, Math.Max(1, serving.MaxConcurrentSequences) * rwkv.StateBytesPerSequence);
+            var states = RecurrentStore(rwkv, budget, Math.Max(1, serving.MaxConcurrentSequences));
+            _kv = states;
+            _serving = new ServingLoop(model, tokenizer, ContextLength, states, _prefillChunk);
+        }
     }
+
+    /// <summary>A state store for <paramref name="model"/> whose live states and in-memory checkpoints are counted
+    /// against <paramref name="budgetBytes"/>, with as many state slots (≤ <paramref name="maxSequences"/>) as the budget
+    /// holds; a budget smaller than one state is rejected (no request could ever run).</summary>
+    private static RecurrentStateStore RecurrentStore(RwkvModel model, long budgetBytes, int maxSequences)
+    {
+        long state = model.StateBytesPerSequence;
+        if (budgetBytes < state)
+            throw new ArgumentException($"the KV budget of {budgetBytes} bytes holds no recurrent state of this model ({state} bytes per sequence); " +
+                $"set KvBudgetBytes ≥ {state}");
+        int slots = (int)Math.Min(maxSequences, budgetBytes / state);
+        return model.CreateStateStore(slots, model.StoreOptions with { Budget = new MemoryBudget(budgetBytes) });
+    }
+
+    /// <summary>The recurrent state store (live states + checkpoints) of an RWKV engine; null for transformers.</summary>
+    public RecurrentStateStore? RecurrentStates => _kv as RecurrentStateStore;
 
     /// <summary>True when requests are served by the paged continuous-batching loop.</summary>
     public bool IsPaged => _serving != null;

@@ -5,8 +5,9 @@
 // starting at position 0 (new admission, or resume after preemption by recompute) starts from the longest
 // checkpointed prefix of that chunk that the store holds (prefix reuse inside the step: fewer tokens computed, same
 // state), otherwise from the initial state; slots of preempted / finished / cancelled requests are released.
-// Limits: the block accounting of the scheduler is not used by a recurrent model (its memory is the fixed state per
-// slot); run the Scheduler with EnablePrefixCaching = false (its KV-block prefix hits would skip tokens the recurrent
+// Used by Serving.ServingLoop for RWKV engines, where the scheduler's block is one whole state (BlockSize = context
+// + 1, BlockCount = state slots = KV budget / state bytes); the executor ignores block tables. Released slots return
+// their state bytes to the store's budget. Run the Scheduler with EnablePrefixCaching = false (its KV-block prefix hits would skip tokens the recurrent
 // state never saw — such a plan is rejected with InvalidOperationException).
 using Engine.Memory.Recurrent;
 using Engine.Model;
@@ -24,6 +25,7 @@ public sealed class RecurrentPlanExecutor
     private readonly RecurrentStateStore _store;
     private readonly Dictionary<long, int> _slotOf = new();
     private readonly Stack<int> _free = new();
+    private readonly Dictionary<long, int> _reusedOf = new();
 
     public RecurrentPlanExecutor(ILanguageModel model, RecurrentStateStore store)
     {
@@ -35,6 +37,19 @@ public sealed class RecurrentPlanExecutor
     public long TokensReused { get; private set; }
 
     public int ActiveSlots => _slotOf.Count;
+
+    /// <summary>The state store the slots live in.</summary>
+    public RecurrentStateStore Store => _store;
+
+    /// <summary>Prompt tokens restored from a checkpoint when <paramref name="id"/> was (last) admitted; 0 if none.</summary>
+    public int ReusedBy(long id) => _reusedOf.GetValueOrDefault(id);
+
+    /// <summary>Checkpoints the live state of <paramref name="id"/> (e.g. at the end of its prompt, so a later
+    /// request extending that prompt restores it). No-op when the request holds no slot.</summary>
+    public void SaveCheckpoint(long id)
+    {
+        if (_slotOf.TryGetValue(id, out int slot) && _store.Length(slot) > 0) _store.SaveCheckpoint(slot);
+    }
 
     public IReadOnlyList<StepResult> Execute(SchedulePlan plan, TokenSampler sample)
     {
@@ -59,6 +74,7 @@ public sealed class RecurrentPlanExecutor
                 // Prefix reuse: keep at least one token to compute so the chunk's logits exist.
                 skip = _store.RestoreLongestPrefix(slot, r.TokenIds, r.TokenIds.Length - 1);
                 TokensReused += skip;
+                _reusedOf[r.RequestId] = skip;
             }
             else if (_store.Length(slot) != r.StartPosition)
                 throw new InvalidOperationException($"request {r.RequestId}: state holds {_store.Length(slot)} tokens but the plan continues at {r.StartPosition}");
@@ -85,8 +101,9 @@ public sealed class RecurrentPlanExecutor
     /// call this when no further plan will come, e.g. after the last step).</summary>
     public void Release(long id)
     {
+        _reusedOf.Remove(id);
         if (!_slotOf.Remove(id, out int slot)) return;
-        _store.Clear(slot);
+        _store.Release(slot);   // also returns the live state's bytes to the budget (checkpoints may use them)
         _free.Push(slot);
     }
 }

@@ -9,10 +9,16 @@
 // the loop sleeps on a semaphore when no request is live (no busy-spinning); a failed forward fails only the requests
 // of that step. Per-request processing mirrors the single-sequence loop exactly (same sampler calls, same order), so a
 // greedy request alone gives the tokens it gave before.
+// Recurrent models (RWKV) run through the same loop with a RecurrentPlanExecutor instead of the paged KV store: the
+// scheduler's "block" is then one whole recurrent state (BlockSize = context + 1 tokens, so every request holds
+// exactly one block = one state slot; BlockCount = state slots), prefix caching in the scheduler is off and prefix
+// reuse comes from the state store's checkpoints instead (the executor restores the longest checkpointed prefix on
+// admission; the loop checkpoints each request's state at the end of its prompt).
 // Source: vLLM v1 engine core loop (schedule → execute → update), reduced to one in-process CPU executor.
 using System.Diagnostics;
 using System.Threading.Channels;
 using Engine.Memory.Paged;
+using Engine.Memory.Recurrent;
 using Engine.Model;
 using Engine.Runtime.Sampling;
 using Engine.Scheduling;
@@ -36,7 +42,8 @@ public sealed record EngineStats(long Steps, long TokensScheduled, int LastStepT
 internal sealed class ServingLoop : IDisposable
 {
     private readonly ILanguageModel _model;
-    private readonly PagedKvStore _kv;
+    private readonly PagedKvStore? _kv;                 // transformers
+    private readonly RecurrentPlanExecutor? _recurrent; // recurrent models
     private readonly Scheduler _scheduler;
     private readonly ITextTokenizer? _tokenizer;
     private readonly int _contextLength;
@@ -53,29 +60,51 @@ internal sealed class ServingLoop : IDisposable
 
     public ServingLoop(ILanguageModel model, ITextTokenizer? tokenizer, int contextLength, long kvBudgetBytes, int blockSize,
         int maxSequences, int maxTokensPerStep, bool prefixCaching)
+        : this(model, tokenizer, contextLength, NewPaged(model, contextLength, kvBudgetBytes, blockSize, maxSequences), null,
+            maxSequences, maxTokensPerStep, prefixCaching)
+    {
+    }
+
+    /// <summary>A loop for a recurrent model over <paramref name="states"/> (one slot per running request).</summary>
+    public ServingLoop(ILanguageModel model, ITextTokenizer? tokenizer, int contextLength, RecurrentStateStore states, int maxTokensPerStep)
+        : this(model, tokenizer, contextLength, null, new RecurrentPlanExecutor(model, states), states.SequenceCapacity, maxTokensPerStep, false)
+    {
+    }
+
+    private ServingLoop(ILanguageModel model, ITextTokenizer? tokenizer, int contextLength, PagedKvStore? kv, RecurrentPlanExecutor? recurrent,
+        int maxSequences, int maxTokensPerStep, bool prefixCaching)
     {
         _model = model; _tokenizer = tokenizer; _contextLength = contextLength;
-        var c = model.Config;
-        int blocks = PagedKvStore.BlockCountForBudget(kvBudgetBytes, c.BlockCount, c.KeyDim, blockSize);
-        if (blocks < 1)
-            throw new ArgumentException($"the KV budget of {kvBudgetBytes} bytes holds no block of {blockSize} tokens " +
-                $"({2L * c.BlockCount * blockSize * c.KeyDim * sizeof(float)} bytes)");
-        _kv = new PagedKvStore(c.BlockCount, c.KeyDim, blockSize, blocks, contextLength, maxSequences, selfManaged: false);
+        _kv = kv; _recurrent = recurrent;
+        // Recurrent: one "block" holds a whole sequence (its fixed-size state), one block per state slot.
+        int blocks = kv?.BlockCount ?? maxSequences, blockSize = kv?.BlockSize ?? contextLength + 1;
         _scheduler = new Scheduler(new SchedulerOptions
         {
             BlockCount = blocks, BlockSize = blockSize, MaxRunningRequests = maxSequences,
             MaxTokensPerStep = Math.Max(1, maxTokensPerStep),
             // The last sampled token is never fed back: a context of C positions holds C + 1 tokens.
             MaxModelLength = contextLength + 1,
-            EnablePrefixCaching = prefixCaching,
+            EnablePrefixCaching = prefixCaching && kv != null,
         });
         _loop = Task.Factory.StartNew(Loop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
-    /// <summary>Tokens the KV pool holds in all (BlockCount · BlockSize).</summary>
-    public int BudgetTokens => _kv.BlockCount * _kv.BlockSize;
+    private static PagedKvStore NewPaged(ILanguageModel model, int contextLength, long kvBudgetBytes, int blockSize, int maxSequences)
+    {
+        var c = model.Config;
+        int blocks = PagedKvStore.BlockCountForBudget(kvBudgetBytes, c.BlockCount, c.KeyDim, blockSize);
+        if (blocks < 1)
+            throw new ArgumentException($"the KV budget of {kvBudgetBytes} bytes holds no block of {blockSize} tokens " +
+                $"({2L * c.BlockCount * blockSize * c.KeyDim * sizeof(float)} bytes)");
+        return new PagedKvStore(c.BlockCount, c.KeyDim, blockSize, blocks, contextLength, maxSequences, selfManaged: false);
+    }
 
-    public PagedKvStore Store => _kv;
+    /// <summary>Tokens the KV pool holds in all (BlockCount · BlockSize).</summary>
+    /// <summary>Recurrent models: the context length (a state does not grow with tokens).</summary>
+    public int BudgetTokens => _kv != null ? _kv.BlockCount * _kv.BlockSize : _contextLength;
+
+    /// <summary>The executor of a recurrent model (null for transformers).</summary>
+    public RecurrentPlanExecutor? Recurrent => _recurrent;
 
     public EngineStats Stats
     {
@@ -181,6 +210,8 @@ internal sealed class ServingLoop : IDisposable
             {
                 plan = _scheduler.Step();
                 if (plan.IsEmpty) _emptySteps++;
+                if (_recurrent != null)
+                    foreach (var id in plan.PreemptedIds.Concat(plan.FinishedIds).Concat(plan.CancelledIds)) _recurrent.Release(id);
                 lives = new Live?[plan.Requests.Count];
                 for (int i = 0; i < lives.Length; i++) lives[i] = _live.GetValueOrDefault(plan.Requests[i].RequestId);
             }
@@ -244,7 +275,9 @@ internal sealed class ServingLoop : IDisposable
     /// <summary>Runs one plan: copies, bindings, one forward, sampling. Fills results and the list of requests that end.</summary>
     private void Execute(SchedulePlan plan, Live?[] lives, List<StepResult> results, List<(Live, GenerationUsage)> finished)
     {
-        foreach (var copy in plan.Copies) _kv.CopyBlock(copy.SourceBlock, copy.DestinationBlock, copy.TokenCount);
+        if (_recurrent != null) { ExecuteRecurrent(_recurrent, plan, lives, results, finished); return; }
+        var kv = _kv!;
+        foreach (var copy in plan.Copies) kv.CopyBlock(copy.SourceBlock, copy.DestinationBlock, copy.TokenCount);
         int n = plan.TotalTokens, vocab = _model.Config.VocabSize;
         var tokens = new int[n];
         var positions = new int[n];
@@ -254,7 +287,7 @@ internal sealed class ServingLoop : IDisposable
         for (int i = 0; i < plan.Requests.Count; i++)
         {
             var r = plan.Requests[i];
-            _kv.Bind(i, r.BlockTable, r.StartPosition);
+            kv.Bind(i, r.BlockTable, r.StartPosition);
             for (int t = 0; t < r.TokenCount; t++, at++)
             {
                 tokens[at] = r.TokenIds[t];
@@ -270,7 +303,7 @@ internal sealed class ServingLoop : IDisposable
             }
         }
         if (_logits.Length < logitRows.Count * vocab) _logits = new float[Math.Max(logitRows.Count * vocab, 2 * _logits.Length)];
-        _model.Forward(new ForwardBatch(tokens, positions, seqs), _kv, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(logitRows), _logits);
+        _model.Forward(new ForwardBatch(tokens, positions, seqs), kv, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(logitRows), _logits);
 
         int row = 0;
         for (int i = 0; i < plan.Requests.Count; i++)
@@ -286,6 +319,39 @@ internal sealed class ServingLoop : IDisposable
         }
     }
 
+    /// <summary>Runs one plan of a recurrent model: the executor feeds every request's tokens to its state slot in one
+    /// forward; sampling and per-request bookkeeping are the same as the paged path.</summary>
+    private void ExecuteRecurrent(RecurrentPlanExecutor exec, SchedulePlan plan, Live?[] lives, List<StepResult> results,
+        List<(Live, GenerationUsage)> finished)
+    {
+        var byId = new Dictionary<long, Live?>(plan.Requests.Count);
+        for (int i = 0; i < plan.Requests.Count; i++) byId[plan.Requests[i].RequestId] = lives[i];
+        var sampled = new Dictionary<long, StepResult>();
+        exec.Execute(plan, (id, logits) =>
+        {
+            var live = byId[id];
+            if (live == null || live.Cancelled) { sampled[id] = new StepResult(id, null, Finished: true); return 0; }
+            // The state now holds exactly the prompt: checkpoint it so a later prompt extending it restores it.
+            if (live.Generated == 0) exec.SaveCheckpoint(id);
+            var (token, usage) = live.OnLogits(logits.ToArray(), _contextLength);
+            sampled[id] = new StepResult(id, token, Finished: usage != null);
+            if (usage != null) finished.Add((live, usage));
+            return token ?? 0;
+        });
+        for (int i = 0; i < plan.Requests.Count; i++)
+        {
+            var r = plan.Requests[i];
+            if (lives[i] is { } l)
+            {
+                int skip = r.StartPosition == 0 ? exec.ReusedBy(r.RequestId) : 0;
+                if (l.Steps == 0) l.FirstHit = skip;
+                l.Computed += r.TokenCount - skip;
+                l.Steps++;
+            }
+            if (r.SamplesToken) results.Add(sampled[r.RequestId]);
+        }
+    }
+
     public void Dispose()
     {
         _stop.Cancel();
@@ -295,7 +361,7 @@ internal sealed class ServingLoop : IDisposable
             foreach (var l in _live.Values) l.Output.Writer.TryComplete(new ObjectDisposedException(nameof(InferenceEngine)));
             _live.Clear();
         }
-        _kv.Dispose();
+        _kv?.Dispose();
         _wake.Dispose();
         _stop.Dispose();
     }
