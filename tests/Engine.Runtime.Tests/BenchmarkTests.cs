@@ -96,6 +96,17 @@ public class BenchmarkTests
         Assert.That(SyntheticModel.Llama1B.ParameterCount, Is.EqualTo(1_235_814_400L));
     }
 
+    [TestCase("models/rwkv/tiny-rwkv-7v0-834K-FP32.bin", "F32")]
+    [TestCase("models/rwkv/tiny-rwkv-6v0-3m-Q5_0.bin", "Q5_0")]
+    public void RunsRecurrentRwkvModels(string relative, string type)
+    {
+        string model = SharedData.Get(relative);
+        var results = ModelBenchmark.Run(model, new BenchOptions { PromptTokens = 16, GenTokens = 4, Depths = [0], Repetitions = 1, Threads = 2 }, _ => { });
+        Assert.That(results.Select(r => r.Test), Is.EqualTo(new[] { "pp16", "tg4" }));
+        Assert.That(results.Select(r => r.Type), Is.All.EqualTo(type));
+        Assert.That(results.Select(r => r.TokensPerSecondMean), Is.All.GreaterThan(0));
+    }
+
     [Test]
     public void RunOnStories260KGivesOneRowPerDepthAndTest()
     {

@@ -88,7 +88,7 @@ public static class ModelBenchmark
         var inner = Backends.Create(options.Backend, options.Threads);
         var profiler = options.Profile ? new ProfilingBackend(inner) : null;
         using IBackend backend = profiler ?? inner;
-        using var model = ModelLoader.Load(file, backend);
+        using var model = ModelLoader.LoadAny(file, backend);   // transformers and recurrent (rwkv) models
         var c = model.Config;
         int threads = inner is CpuBackend cpu ? cpu.ThreadCount : 1;
         var (label, type, parameters) = Describe(file, c);
