@@ -6,6 +6,12 @@
 // reduced together by one unpack/shuffle transpose (about 2.5 instead of ~7 reduction instructions per score).
 // Values: per head, Σ p·V over the block with the accumulator in registers (hd = 64 or 128: 4 / 8 zmm), instead of one
 // axpy call per (token, head) through memory. A block's K/V (≤ 512 tokens × kvDim floats) stays in L2 across heads.
+// Paged caches are walked page by page (all heads per page: a scattered 16-token page stays in L1 across the heads
+// of a KV group); with grouped heads the next page's K/V head segments are software-prefetched during the current page
+// (hardware prefetch loses the stream at each page jump; prefetching changes no result). 4-token reductions restart
+// at each page, so paged equals contiguous bitwise when every page boundary inside a block lies a multiple of 4 tokens
+// from the block start (e.g. 16-token blocks at 4096 tokens; checked by `bench/Engine.Bench --cpu-ab-paged` and
+// tests/Engine.Runtime.Tests/PagedKvStoreTests.cs).
 // Results equal the generic path's within float32 rounding (different summation order), as the backend contract allows.
 namespace Engine.Kernels;
 
