@@ -6,6 +6,12 @@
 // reduced together by one unpack/shuffle transpose (about 2.5 instead of ~7 reduction instructions per score).
 // Values: per head, Σ p·V over the block with the accumulator in registers (hd = 64 or 128: 4 / 8 zmm), instead of one
 // axpy call per (token, head) through memory. A block's K/V (≤ 512 tokens × kvDim floats) stays in L2 across heads.
+// Paged caches are walked page by page (all heads per page: a scattered 16-token page stays in L1 across the heads
+// of a KV group); with grouped heads the next page's K/V head segments are software-prefetched during the current page
+// (hardware prefetch loses the stream at each page jump; prefetching changes no result). 4-token reductions restart
+// at each page, so paged equals contiguous bitwise when every page boundary inside a block lies a multiple of 4 tokens
+// from the block start (e.g. 16-token blocks at 4096 tokens; checked by `bench/Engine.Bench --cpu-ab-paged` and
+// tests/Engine.Runtime.Tests/PagedKvStoreTests.cs).
 // Results equal the generic path's within float32 rounding (different summation order), as the backend contract allows.
 namespace Engine.Kernels;
 
@@ -18,6 +24,9 @@ public static unsafe class AttentionRange512
     /// <summary>Switch for A/B benchmarks and tests (default on); off = the generic per-(token, head) path.</summary>
     public static bool Enabled { get; set; } = true;
 
+    /// <summary>Switch for A/B benchmarks (default on): software prefetch of the next page's rows in a paged walk.</summary>
+    public static bool PagePrefetch { get; set; } = true;
+
     /// <summary>True when the fast path applies (AVX-512 present, head dim a multiple of 16, at most 256).</summary>
     public static bool Applies(int headDim) => Enabled && Simd.Use512 && headDim % 16 == 0 && headDim <= 256;
 
@@ -29,6 +38,10 @@ public static unsafe class AttentionRange512
     {
         int heads = p.HeadCount, hd = p.HeadDim, group = p.HeadCount / p.KvHeadCount, hv = hd / 16;
         float scale = p.Scale;
+        // Next-page prefetch pays where query heads share a KV head (group > 1: the page's rows are re-read from L1 by
+        // the group, so the cold misses at each page jump dominate); with group 1 it measured a loss (CPU-time A/B,
+        // bench/Engine.Bench --cpu-ab-paged).
+        bool prefetch = PagePrefetch && group > 1;
 
         // Scores, page by page (c = logical index inside the block).
         int c0 = 0;
@@ -38,8 +51,19 @@ public static unsafe class AttentionRange512
             int j0 = Math.Max(0, lo - pageStart[pi]);
             int j1 = Math.Min(Math.Min(pg.TokenCount, hi - pageStart[pi]), qpos - pg.StartPosition + 1);
             if (j1 <= j0) continue;
+            // The next page of the block: its K rows are prefetched head segment by head segment while this page is
+            // scored (the hardware prefetchers lose the stream at every jump to a scattered page).
+            float* nextK = null;
+            int nextRows = 0, nextStride = 0;
+            if (prefetch && pi + 1 < pageCount && pageStart[pi + 1] < hi)
+            {
+                var np = pages[pi + 1];
+                nextRows = Math.Min(Math.Min(np.TokenCount, hi - pageStart[pi + 1]), qpos - np.StartPosition + 1);
+                nextK = (float*)np.K; nextStride = np.RowStride;
+            }
             for (int h = 0; h < heads; h++)
             {
+                if (h % group == 0 && nextRows > 0) PrefetchSegment(nextK + (long)(h / group) * hd, nextStride, nextRows, hd);
                 float* qh = q + (long)h * hd;
                 float* k = (float*)pg.K + (long)j0 * pg.RowStride + (long)(h / group) * hd;
                 float* sc = scores + (long)h * bt + c0;
@@ -104,8 +128,17 @@ public static unsafe class AttentionRange512
             int j1 = Math.Min(Math.Min(pg.TokenCount, hi - pageStart[pi]), qpos - pg.StartPosition + 1);
             if (j1 <= j0) continue;
             int n = j1 - j0;
+            float* nextV = null;
+            int nextRows = 0, nextStride = 0;
+            if (prefetch && pi + 1 < pageCount && pageStart[pi + 1] < hi)
+            {
+                var np = pages[pi + 1];
+                nextRows = Math.Min(Math.Min(np.TokenCount, hi - pageStart[pi + 1]), qpos - np.StartPosition + 1);
+                nextV = (float*)np.V; nextStride = np.RowStride;
+            }
             for (int h = 0; h < heads; h++)
             {
+                if (h % group == 0 && nextRows > 0) PrefetchSegment(nextV + (long)(h / group) * hd, nextStride, nextRows, hd);
                 float* v = (float*)pg.V + (long)j0 * pg.RowStride + (long)(h / group) * hd;
                 float* pr = scores + (long)h * bt + c0;
                 float* a = acc + (long)h * accStride;
@@ -116,6 +149,15 @@ public static unsafe class AttentionRange512
             }
             c0 += n;
         }
+    }
+
+    /// <summary>Prefetch (into all cache levels) the <paramref name="hd"/>-float segment at <paramref name="p"/> of
+    /// <paramref name="rows"/> rows <paramref name="stride"/> floats apart. Only a hint: never faults, changes no result.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchSegment(float* p, int stride, int rows, int hd)
+    {
+        for (int r = 0; r < rows; r++, p += stride)
+            for (int f = 0; f < hd; f += 16) Sse.Prefetch0(p + f);
     }
 
     /// <summary>Lane-wise partial products of a 64-float query (q0..q3) with the 64 floats at k (sum them for the dot).</summary>
