@@ -2,14 +2,15 @@
 // context length, exposed as a single KvPage per sequence.
 // Invariants: buffer [layer][seq] is [Capacity, KvDim] for K and the same for V; lengths are tracked per (layer, seq)
 // so a forward pass sees, in layer L, exactly the positions written to layer L so far. Memory is allocated lazily
-// per sequence on first write and freed on Dispose.
+// per sequence on first write and freed on Dispose. Subclasses (Disk.MappedKvStore) supply the row storage
+// elsewhere by overriding RowBuffer / ReleaseStorage; the bookkeeping stays here, once.
 using System.Runtime.InteropServices;
 using Engine.Kernels;
 
 namespace Engine.Memory;
 
 /// <summary>Float32 contiguous KV cache: one page per (layer, sequence).</summary>
-public sealed unsafe class ContiguousKvStore : IKvStore
+public unsafe class ContiguousKvStore : IKvStore
 {
     private readonly float*[,] _k;          // [layer, seq] -> [Capacity, KvDim]
     private readonly float*[,] _v;          // [layer, seq] -> [Capacity, KvDim]
@@ -56,8 +57,7 @@ public sealed unsafe class ContiguousKvStore : IKvStore
             if (p > newLength) throw new ArgumentException($"KV position {p} leaves a gap after length {newLength} (layer {layer}, sequence {seqId})");
             newLength = Math.Max(newLength, p + 1);
         }
-        EnsureAllocated(layer, seqId);
-        float* kb = _k[layer, seqId], vb = _v[layer, seqId];
+        float* kb = RowBuffer(layer, seqId, 0), vb = RowBuffer(layer, seqId, 1);
         for (int i = 0; i < n; i++)
         {
             k.Slice(i * KvDim, KvDim).CopyTo(new Span<float>(kb + (long)positions[i] * KvDim, KvDim));
@@ -90,12 +90,29 @@ public sealed unsafe class ContiguousKvStore : IKvStore
 
     public void Clear(int seqId) => Truncate(seqId, 0);
 
-    private void EnsureAllocated(int layer, int seqId)
+    /// <summary>The [Capacity, KvDim] float32 rows of K (<paramref name="which"/> = 0) or V (1) of (layer, seq);
+    /// allocated on first use. Called on every write, so it must be cheap after the first call.</summary>
+    protected virtual float* RowBuffer(int layer, int seqId, int which)
     {
-        if (_k[layer, seqId] != null) return;
-        nuint bytes = (nuint)((long)Capacity * KvDim * sizeof(float));
-        _k[layer, seqId] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
-        _v[layer, seqId] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+        if (_k[layer, seqId] == null)
+        {
+            nuint bytes = (nuint)((long)Capacity * KvDim * sizeof(float));
+            _k[layer, seqId] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+            _v[layer, seqId] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+        }
+        return which == 0 ? _k[layer, seqId] : _v[layer, seqId];
+    }
+
+    /// <summary>Frees what <see cref="RowBuffer"/> handed out (called once, from Dispose).</summary>
+    protected virtual void ReleaseStorage()
+    {
+        for (int l = 0; l < LayerCount; l++)
+            for (int s = 0; s < SequenceCapacity; s++)
+            {
+                if (_k[l, s] != null) NativeMemory.AlignedFree(_k[l, s]);
+                if (_v[l, s] != null) NativeMemory.AlignedFree(_v[l, s]);
+                _k[l, s] = null; _v[l, s] = null;
+            }
     }
 
     private void Check(int layer, int seqId)
@@ -109,12 +126,7 @@ public sealed unsafe class ContiguousKvStore : IKvStore
     {
         if (_disposed) return;
         _disposed = true;
-        for (int l = 0; l < LayerCount; l++)
-            for (int s = 0; s < SequenceCapacity; s++)
-            {
-                if (_k[l, s] != null) NativeMemory.AlignedFree(_k[l, s]);
-                if (_v[l, s] != null) NativeMemory.AlignedFree(_v[l, s]);
-                _k[l, s] = null; _v[l, s] = null;
-            }
+        ReleaseStorage();
+        GC.SuppressFinalize(this);
     }
 }
