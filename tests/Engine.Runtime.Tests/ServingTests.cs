@@ -174,39 +174,42 @@ public class ServingTests
     {
         var (prompts, maxTokens, needed) = SixtyFour();
         var expected = await Solo(prompts, maxTokens);
-        // The cancelled half asks for 200 tokens, so they are surely still live when cancelled after 4..8 tokens.
+        // The cancelled half asks for 200 tokens. The engine never waits for slow consumers, so the cancel point is
+        // made deterministic with the serving gate: after a few steps the loop is held, every odd request is cancelled
+        // (none can have finished: it needs ≥ 200 steps), then the loop resumes with the even half.
         for (int i = 1; i < 64; i += 2) maxTokens[i] = 200;
         using var e = Engine(budgetBytes: BudgetBytes(needed / 4));
-        // The engine does not wait for slow consumers: on a loaded machine a request may already have finished in the
-        // engine when its consumer cancels. Such a request delivered its final usage chunk; only the others count as
-        // cancelled in the engine's stats.
-        int finishedBeforeCancel = 0;
-        var got = await Burst(e, 64, async i =>
+        var cancels = Enumerable.Range(0, 64).Select(_ => new CancellationTokenSource()).ToArray();
+        var gate = e.PauseServing();
+        var tasks = Enumerable.Range(0, 64).Select(i => Task.Run(async () =>
         {
             var p = prompts[i];
             if (i % 2 == 0) return await Ids(e, p, maxTokens[i]);
-            using var cts = new CancellationTokenSource();
             var ids = new List<int>();
-            bool sawUsage = false;
             try
             {
-                await foreach (var c in e.GenerateAsync(p, Greedy with { MaxTokens = maxTokens[i] }, cts.Token))
-                {
+                await foreach (var c in e.GenerateAsync(p, Greedy with { MaxTokens = maxTokens[i] }, cancels[i].Token))
                     ids.AddRange(c.TokenIds);
-                    if (c.Usage != null) sawUsage = true;
-                    if (ids.Count >= 4 + i % 5) cts.Cancel();
-                }
                 Assert.Fail($"request {i} was not cancelled");
             }
             catch (OperationCanceledException) { }
-            if (sawUsage) Interlocked.Increment(ref finishedBeforeCancel);
-            Assert.That(ids, Is.EqualTo(expected[i][..ids.Count]), $"cancelled request {i}: tokens before the cancel");
+            Assert.That(ids, Is.EqualTo(expected[i][..Math.Min(ids.Count, expected[i].Length)]), $"cancelled request {i}: tokens before the cancel");
+            Assert.That(ids, Has.Count.LessThan(200), $"request {i} was cancelled midway");
             return (int[]?)null;
-        });
+        })).ToArray();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (e.Stats!.Waiting + e.Stats!.Running < 64 && !tasks.Any(t => t.IsFaulted) && sw.Elapsed < TimeSpan.FromSeconds(30))
+            await Task.Delay(1);
+        gate.Dispose();
+        while (e.Stats!.Steps < 3 && !tasks.Any(t => t.IsCompleted) && sw.Elapsed < TimeSpan.FromSeconds(30)) Thread.SpinWait(50);
+        using (e.PauseServing())
+            for (int i = 1; i < 64; i += 2) cancels[i].Cancel();
+        var got = await Task.WhenAll(tasks);
         for (int i = 0; i < 64; i += 2) Assert.That(got[i], Is.EqualTo(expected[i]), $"request {i}");
         var st = e.Stats!;
-        Assert.That(st.Cancelled + st.Finished, Is.EqualTo(64), "every request either finished or was cancelled");
-        Assert.That(st.Cancelled, Is.InRange(1, 32 - finishedBeforeCancel), "odd requests still live at their cancel were cancelled");
+        Assert.That(st.Cancelled, Is.EqualTo(32), "every odd request was cancelled while waiting or running");
+        Assert.That(st.Finished, Is.EqualTo(32), "every even request finished");
+        foreach (var c in cancels) c.Dispose();
         AssertPoolIdle(e);
     }
 
