@@ -1,0 +1,321 @@
+// Owns: the vectorized attention item (one query row over a block of cached tokens) for page lists that hold Int8 and/or
+// Int4 (KIVI) pages, possibly mixed with F32 pages. Same contract as AttentionJob.Range: unnormalised
+// acc_h = Σ_j e^{s_hj − max_h} v_j, sum_h = Σ_j e^{s_hj − max_h}, max_h; zero visible tokens → acc 0, sum 0, max −∞.
+// Algorithm: quantized rows are dequantized a chunk of tokens × one KV head's segment at a time into an L1-sized float
+// buffer (amortised over the query heads of the KV group), which the float32 inner loops then read as an F32 page would
+// (AVX-512 hd = 64: four tokens' dots reduced together; hd = 64/128: register accumulators for Σ p·V).
+// Int8 (x = q8 · s per token × channel group): the chunk holds q8 · s, the same float products KvDecode gives.
+// Int4 keys (x = k4 · s_c + m_c, scale/min per channel shared by a group of G tokens) use q·k = Σ (q_c s_c) k4_c + Σ q_c m_c:
+// per token group and query head, q∘s and q·m are precomputed once, and the chunk holds the raw nibbles 0..15 as floats
+// (no per-element scaling in the token loop). Int4 values: the chunk holds v4 · s + m (per token × channel group).
+// Nibbles are unpacked to channel order with byte ops (and, shift, unpack-interleave) then zero-extended to int32.
+// Widths: AVX-512 (Simd.Use512), AVX2 (Simd.Use256), scalar — chosen per call by Simd.MaxVectorBits, each exact to the
+// same formulas; results equal the reference within float32 rounding (different summation order), as the contract allows.
+// Applies when every page is F32/Int8/Int4, the head dim is a multiple of 16 and every quantized page's group size is a
+// multiple of 16 (so each 16-channel vector lies inside one scale group); other lists use AttentionJob.RangeGeneral.
+// Source: KIVI (Liu et al., 2024) for the int4 layout; the q∘s / q·m factoring is the usual asymmetric-dequant identity.
+namespace Engine.Kernels;
+
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+public static unsafe class AttentionRangeQuant
+{
+    /// <summary>Switch for A/B benchmarks and tests (default on); off = the generic decode-row-then-dot path.</summary>
+    public static bool Enabled { get; set; } = true;
+
+    /// <summary>True when this path handles the page list (see the file header).</summary>
+    internal static bool Applies(KvPage* pages, int count, int headDim)
+    {
+        if (!Enabled || headDim % 16 != 0) return false;
+        bool quantized = false;
+        for (int i = 0; i < count; i++)
+        {
+            var t = pages[i].Type;
+            if (t == KvElementType.F32) continue;
+            if (t != KvElementType.Int8 && t != KvElementType.Int4) return false;
+            if (pages[i].GroupSize <= 0 || pages[i].GroupSize % 16 != 0) return false;
+            quantized = true;
+        }
+        return quantized;
+    }
+
+    /// <summary>Tokens per dequantized chunk: ≈ 16 KiB of floats (stays in L1), a multiple of 4.</summary>
+    private static int ChunkTokens(int hd) => Math.Clamp((4096 / hd) & ~3, 4, 64);
+
+    /// <summary>Per-thread work floats <see cref="Run"/> needs beside the scores: chunk, q∘s, q·m, s, m.</summary>
+    internal static long WorkFloats(AttentionParams p) => (long)ChunkTokens(p.HeadDim) * p.HeadDim + (long)p.HeadCount * p.HeadDim + 3L * p.HeadDim + p.HeadCount + 64;
+
+    /// <param name="q">[heads, hd] query row.</param>
+    /// <param name="scores">[heads, bt] scratch.</param>
+    /// <param name="acc">[heads] rows of <paramref name="accStride"/> floats.</param>
+    /// <param name="work">64-byte aligned, <see cref="WorkFloats"/> floats.</param>
+    /// <param name="mass">null, or [KvHeadCount, totalTokens] to add softmax weights to (one block per row only).</param>
+    internal static void Run(float* q, KvPage* pages, int* pageStart, int pageCount, int lo, int hi, int qpos,
+        AttentionParams p, float* scores, int bt, float* max, float* sum, float* acc, int accStride, float* work, float* mass, int totalTokens)
+    {
+        int heads = p.HeadCount, hd = p.HeadDim, group = p.HeadCount / p.KvHeadCount, kvHeads = p.KvHeadCount;
+        int chunk = ChunkTokens(hd);
+        float scale = p.Scale;
+        float* tmp = work;                                   // [chunk, hd] dequantized rows of one KV head
+        float* qs = tmp + (long)chunk * hd;                  // [heads, hd] q∘s (Int4 keys, current token group)
+        float* sv = qs + (long)heads * hd;                   // [hd] per-channel scales of one KV head
+        float* mv = sv + hd;                                 // [hd] per-channel mins
+        float* qm = mv + hd;                                 // [heads] q·m
+
+        // Scores, page by page (c0 = logical index inside the block).
+        int c0 = 0;
+        for (int pi = 0; pi < pageCount; pi++)
+        {
+            var pg = pages[pi];
+            int j0 = Math.Max(0, lo - pageStart[pi]);
+            int j1 = Math.Min(Math.Min(pg.TokenCount, hi - pageStart[pi]), qpos - pg.StartPosition + 1);
+            if (j1 <= j0) continue;
+            long stride = pg.RowStride;
+            switch (pg.Type)
+            {
+                case KvElementType.F32:
+                    for (int h = 0; h < heads; h++)
+                        ScoreRows(q + (long)h * hd, (float*)pg.K + j0 * stride + (long)(h / group) * hd, (int)stride, j1 - j0, hd, 0f, scale,
+                            scores + (long)h * bt + c0);
+                    break;
+                case KvElementType.Int8:
+                    for (int a = j0; a < j1; a += chunk)
+                    {
+                        int m = Math.Min(chunk, j1 - a);
+                        for (int kh = 0; kh < kvHeads; kh++)
+                        {
+                            DequantInt8(pg, true, a, m, kh * hd, hd, tmp);
+                            for (int h = kh * group; h < (kh + 1) * group; h++)
+                                ScoreRows(q + (long)h * hd, tmp, hd, m, hd, 0f, scale, scores + (long)h * bt + c0 + (a - j0));
+                        }
+                    }
+                    break;
+                default:                                      // Int4
+                {
+                    int g = pg.GroupSize;
+                    for (int a = j0; a < j1;)
+                    {
+                        int gi = a / g, end = Math.Min(j1, (gi + 1) * g);
+                        for (int kh = 0; kh < kvHeads; kh++)
+                        {
+                            KeyParams((float*)pg.KScale + (long)gi * stride * 2 + (long)kh * hd * 2, hd, sv, mv);
+                            for (int h = kh * group; h < (kh + 1) * group; h++)
+                            {
+                                Simd.Map(new MulScaleOp(1f), q + (long)h * hd, sv, qs + (long)h * hd, hd);
+                                qm[h] = Simd.Dot(q + (long)h * hd, mv, hd);
+                            }
+                        }
+                        for (int b = a; b < end; b += chunk)
+                        {
+                            int m = Math.Min(chunk, end - b);
+                            for (int kh = 0; kh < kvHeads; kh++)
+                            {
+                                UnpackInt4((byte*)pg.K + b * (stride / 2) + kh * hd / 2, stride / 2, m, hd, tmp);
+                                for (int h = kh * group; h < (kh + 1) * group; h++)
+                                    ScoreRows(qs + (long)h * hd, tmp, hd, m, hd, qm[h], scale, scores + (long)h * bt + c0 + (b - j0));
+                            }
+                        }
+                        a = end;
+                    }
+                    break;
+                }
+            }
+            c0 += j1 - j0;
+        }
+        int count = c0;
+
+        for (int h = 0; h < heads; h++)
+        {
+            float* ah = acc + (long)h * accStride;
+            new Span<float>(ah, hd).Clear();
+            if (count == 0) { max[h] = float.NegativeInfinity; sum[h] = 0; continue; }
+            float* sh = scores + (long)h * bt;
+            float mx = Simd.Reduce(new IdentityOp(), new MaxOp(), sh, count, float.NegativeInfinity);
+            max[h] = mx;
+            Simd.Map(new ExpSubOp(mx), sh, sh, count);
+            sum[h] = Simd.Reduce(new IdentityOp(), new AddOp(), sh, count, 0f);
+        }
+        if (count == 0) return;
+
+        // Σ p·V per head.
+        c0 = 0;
+        for (int pi = 0; pi < pageCount; pi++)
+        {
+            var pg = pages[pi];
+            int j0 = Math.Max(0, lo - pageStart[pi]);
+            int j1 = Math.Min(Math.Min(pg.TokenCount, hi - pageStart[pi]), qpos - pg.StartPosition + 1);
+            if (j1 <= j0) continue;
+            long stride = pg.RowStride;
+            if (pg.Type == KvElementType.F32)
+                for (int h = 0; h < heads; h++)
+                    AccumulateRows(scores + (long)h * bt + c0, (float*)pg.V + j0 * stride + (long)(h / group) * hd, (int)stride, j1 - j0, hd, acc + (long)h * accStride);
+            else
+                for (int a = j0; a < j1; a += chunk)
+                {
+                    int m = Math.Min(chunk, j1 - a);
+                    for (int kh = 0; kh < kvHeads; kh++)
+                    {
+                        if (pg.Type == KvElementType.Int8) DequantInt8(pg, false, a, m, kh * hd, hd, tmp);
+                        else DequantInt4Values(pg, a, m, kh * hd, hd, tmp);
+                        for (int h = kh * group; h < (kh + 1) * group; h++)
+                            AccumulateRows(scores + (long)h * bt + c0 + (a - j0), tmp, hd, m, hd, acc + (long)h * accStride);
+                    }
+                }
+            c0 += j1 - j0;
+        }
+
+        if (mass == null) return;
+        c0 = 0;
+        for (int pi = 0; pi < pageCount; pi++)
+        {
+            var pg = pages[pi];
+            int j0 = Math.Max(0, lo - pageStart[pi]);
+            int j1 = Math.Min(Math.Min(pg.TokenCount, hi - pageStart[pi]), qpos - pg.StartPosition + 1);
+            for (int j = j0; j < j1; j++, c0++)
+                for (int h = 0; h < heads; h++)
+                    mass[(long)(h / group) * totalTokens + pageStart[pi] + j] += scores[(long)h * bt + c0] / sum[h];
+        }
+    }
+
+    /// <summary>sc[j] = (Σ_c qv[c] · k[j·stride + c] + bias) · scale for j &lt; n.</summary>
+    private static void ScoreRows(float* qv, float* k, int stride, int n, int hd, float bias, float scale, float* sc)
+    {
+        if (Simd.Use512 && hd == 64)
+        {
+            var q0 = Vector512.Load(qv); var q1 = Vector512.Load(qv + 16);
+            var q2 = Vector512.Load(qv + 32); var q3 = Vector512.Load(qv + 48);
+            var vbias = Vector128.Create(bias); var vscale = Vector128.Create(scale);
+            int j = 0;
+            for (; j <= n - 4; j += 4, k += 4 * stride)
+            {
+                var a0 = AttentionRange512.Dot64(q0, q1, q2, q3, k);
+                var a1 = AttentionRange512.Dot64(q0, q1, q2, q3, k + stride);
+                var a2 = AttentionRange512.Dot64(q0, q1, q2, q3, k + 2 * stride);
+                var a3 = AttentionRange512.Dot64(q0, q1, q2, q3, k + 3 * stride);
+                ((AttentionRange512.Reduce4(a0, a1, a2, a3) + vbias) * vscale).Store(sc + j);
+            }
+            for (; j < n; j++, k += stride) sc[j] = (Vector512.Sum(AttentionRange512.Dot64(q0, q1, q2, q3, k)) + bias) * scale;
+            return;
+        }
+        for (int j = 0; j < n; j++, k += stride) sc[j] = (Simd.Dot(qv, k, hd) + bias) * scale;
+    }
+
+    /// <summary>acc[c] += Σ_j p[j] · v[j·stride + c] for j &lt; n.</summary>
+    private static void AccumulateRows(float* pr, float* v, int stride, int n, int hd, float* acc)
+    {
+        if (Simd.Use512 && hd == 64) { AttentionRange512.Accumulate4(pr, v, stride, n, acc); return; }
+        if (Simd.Use512 && hd == 128) { AttentionRange512.Accumulate8(pr, v, stride, n, acc); return; }
+        for (int j = 0; j < n; j++) Simd.Axpy(pr[j], v + (long)j * stride, acc, hd);
+    }
+
+    /// <summary>dst[r, c] = q8[a + r, c0 + c] · s[a + r, (c0 + c) / G] for r &lt; m, c &lt; hd (the products KvDecode gives).</summary>
+    private static void DequantInt8(in KvPage pg, bool key, int a, int m, int c0, int hd, float* dst)
+    {
+        long stride = pg.RowStride;
+        int g = pg.GroupSize, groups = (int)(stride / g);
+        sbyte* data = (sbyte*)(key ? pg.K : pg.V);
+        float* scales = (float*)(key ? pg.KScale : pg.VScale);
+        for (int r = 0; r < m; r++, dst += hd)
+        {
+            sbyte* row = data + (a + r) * stride + c0;
+            float* sc = scales + (long)(a + r) * groups;
+            int c = 0;
+            if (Simd.Use512)
+                for (; c < hd; c += 16)
+                {
+                    var x = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(row + c)));
+                    (x * Vector512.Create(sc[(c0 + c) / g])).Store(dst + c);
+                }
+            else if (Simd.Use256 && Avx2.IsSupported)
+                for (; c < hd; c += 8)
+                {
+                    var x = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(row + c));
+                    (x * Vector256.Create(sc[(c0 + c) / g])).Store(dst + c);
+                }
+            for (; c < hd; c++) dst[c] = row[c] * sc[(c0 + c) / g];
+        }
+    }
+
+    /// <summary>dst[r, c] = v4[a + r, c0 + c] · s + m with (s, m) of (token a + r, channel group (c0 + c) / G).</summary>
+    private static void DequantInt4Values(in KvPage pg, int a, int m, int c0, int hd, float* dst)
+    {
+        long stride = pg.RowStride;
+        int g = pg.GroupSize, groups = (int)(stride / g);
+        for (int r = 0; r < m; r++, dst += hd)
+        {
+            byte* row = (byte*)pg.V + (a + r) * (stride / 2) + c0 / 2;
+            float* prm = (float*)pg.VScale + (long)(a + r) * groups * 2;
+            Unpack16(row, hd, dst);
+            int c = 0;
+            if (Simd.Use512)
+                for (; c < hd; c += 16)
+                {
+                    int gi = (c0 + c) / g;
+                    (Vector512.Load(dst + c) * Vector512.Create(prm[2 * gi]) + Vector512.Create(prm[2 * gi + 1])).Store(dst + c);
+                }
+            else if (Simd.Use256)
+                for (; c < hd; c += 8)
+                {
+                    int gi = (c0 + c) / g;
+                    (Vector256.Load(dst + c) * Vector256.Create(prm[2 * gi]) + Vector256.Create(prm[2 * gi + 1])).Store(dst + c);
+                }
+            for (; c < hd; c++)
+            {
+                int gi = (c0 + c) / g;
+                dst[c] = dst[c] * prm[2 * gi] + prm[2 * gi + 1];
+            }
+        }
+    }
+
+    /// <summary>dst[r, c] = nibble c of row r (rows <paramref name="rowBytes"/> apart) as a float 0..15, r &lt; m, c &lt; hd.</summary>
+    private static void UnpackInt4(byte* src, long rowBytes, int m, int hd, float* dst)
+    {
+        for (int r = 0; r < m; r++, src += rowBytes, dst += hd) Unpack16(src, hd, dst);
+    }
+
+    /// <summary>dst[c] = nibble c of <paramref name="src"/> (even channel in the low nibble) as a float, c &lt; hd (a multiple of 16).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Unpack16(byte* src, int hd, float* dst)
+    {
+        int c = 0;
+        if (Simd.Use512 || (Simd.Use256 && Avx2.IsSupported))
+        {
+            var mask = Vector128.Create((byte)15);
+            for (; c < hd; c += 16)
+            {
+                var b = Vector128.CreateScalar(*(ulong*)(src + c / 2)).AsByte();          // 8 bytes = channels c..c+15
+                var lo = b & mask;
+                var hi = Sse2.ShiftRightLogical(b.AsUInt16(), 4).AsByte() & mask;
+                var x = Sse2.UnpackLow(lo, hi);                                           // channel order
+                if (Simd.Use512)
+                    Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(x)).Store(dst + c);
+                else
+                {
+                    Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(x)).Store(dst + c);
+                    Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(x, 8))).Store(dst + c + 8);
+                }
+            }
+        }
+        for (; c < hd; c++) dst[c] = (src[c >> 1] >> ((c & 1) * 4)) & 15;
+    }
+
+    /// <summary>Int4 key parameters of one KV head and token group: prm = [hd, (scale, min)] → sv[hd], mv[hd].</summary>
+    private static void KeyParams(float* prm, int hd, float* sv, float* mv)
+    {
+        int c = 0;
+        if (Simd.Use512)
+        {
+            var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            var odd = even + Vector512<int>.One;
+            for (; c < hd; c += 16)
+            {
+                var x0 = Vector512.Load(prm + 2 * c); var x1 = Vector512.Load(prm + 2 * c + 16);
+                Avx512F.PermuteVar16x32x2(x0, even, x1).Store(sv + c);
+                Avx512F.PermuteVar16x32x2(x0, odd, x1).Store(mv + c);
+            }
+        }
+        for (; c < hd; c++) { sv[c] = prm[2 * c]; mv[c] = prm[2 * c + 1]; }
+    }
+}
