@@ -84,8 +84,10 @@ public static unsafe class AttentionRangeQuant
                     for (int a = j0; a < j1; a += chunk)
                     {
                         int m = Math.Min(chunk, j1 - a);
+                        int next = Math.Min(chunk, j1 - a - m);        // rows of the next chunk, prefetched head segment by segment
                         for (int kh = 0; kh < kvHeads; kh++)
                         {
+                            if (next > 0) Prefetch((byte*)pg.K + (a + m) * stride + kh * hd, stride, next, hd);
                             DequantInt8(pg, true, a, m, kh * hd, hd, tmp);
                             for (int h = kh * group; h < (kh + 1) * group; h++)
                                 ScoreRows(q + (long)h * hd, tmp, hd, m, hd, 0f, scale, scores + (long)h * bt + c0 + (a - j0));
@@ -109,9 +111,10 @@ public static unsafe class AttentionRangeQuant
                         }
                         for (int b = a; b < end; b += chunk)
                         {
-                            int m = Math.Min(chunk, end - b);
+                            int m = Math.Min(chunk, end - b), next = Math.Min(m, j1 - b - m);
                             for (int kh = 0; kh < kvHeads; kh++)
                             {
+                                if (next > 0) Prefetch((byte*)pg.K + (b + m) * (stride / 2) + kh * hd / 2, stride / 2, next, hd / 2);
                                 UnpackInt4((byte*)pg.K + b * (stride / 2) + kh * hd / 2, stride / 2, m, hd, tmp);
                                 for (int h = kh * group; h < (kh + 1) * group; h++)
                                     ScoreRows(qs + (long)h * hd, tmp, hd, m, hd, qm[h], scale, scores + (long)h * bt + c0 + (b - j0));
@@ -154,9 +157,11 @@ public static unsafe class AttentionRangeQuant
             else
                 for (int a = j0; a < j1; a += chunk)
                 {
-                    int m = Math.Min(chunk, j1 - a);
+                    int m = Math.Min(chunk, j1 - a), next = Math.Min(chunk, j1 - a - m);
+                    int rowBytes = pg.Type == KvElementType.Int8 ? (int)stride : (int)stride / 2, segBytes = pg.Type == KvElementType.Int8 ? hd : hd / 2;
                     for (int kh = 0; kh < kvHeads; kh++)
                     {
+                        if (next > 0) Prefetch((byte*)pg.V + (long)(a + m) * rowBytes + (long)kh * segBytes, rowBytes, next, segBytes);
                         if (pg.Type == KvElementType.Int8) DequantInt8(pg, false, a, m, kh * hd, hd, tmp);
                         else DequantInt4Values(pg, a, m, kh * hd, hd, tmp);
                         for (int h = kh * group; h < (kh + 1) * group; h++)
@@ -177,6 +182,16 @@ public static unsafe class AttentionRangeQuant
                 for (int h = 0; h < heads; h++)
                     mass[(long)(h / group) * totalTokens + pageStart[pi] + j] += scores[(long)h * bt + c0] / sum[h];
         }
+    }
+
+    /// <summary>Prefetch hint (all cache levels) for <paramref name="rows"/> segments of <paramref name="bytes"/> bytes,
+    /// <paramref name="stride"/> bytes apart: the hardware prefetchers lose a strided walk that restarts per KV head.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Prefetch(byte* p, long stride, int rows, int bytes)
+    {
+        if (!Sse.IsSupported) return;
+        for (int r = 0; r < rows; r++, p += stride)
+            for (int f = 0; f < bytes; f += 64) Sse.Prefetch0(p + f);
     }
 
     /// <summary>sc[j] = (Σ_c qv[c] · k[j·stride + c] + bias) · scale for j &lt; n.</summary>
@@ -217,22 +232,25 @@ public static unsafe class AttentionRangeQuant
         int g = pg.GroupSize, groups = (int)(stride / g);
         sbyte* data = (sbyte*)(key ? pg.K : pg.V);
         float* scales = (float*)(key ? pg.KScale : pg.VScale);
+        int gFirst = c0 / g, gLeft = g - c0 % g;                  // group of channel c0; its channels from c0 on
         for (int r = 0; r < m; r++, dst += hd)
         {
             sbyte* row = data + (a + r) * stride + c0;
             float* sc = scales + (long)(a + r) * groups;
             int c = 0;
             if (Simd.Use512)
-                for (; c < hd; c += 16)
+                for (int gi = gFirst, left = gLeft; c < hd; c += 16, left -= 16)
                 {
+                    if (left == 0) { gi++; left = g; }                // g % 16 == 0: a vector never straddles groups
                     var x = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(row + c)));
-                    (x * Vector512.Create(sc[(c0 + c) / g])).Store(dst + c);
+                    (x * Vector512.Create(sc[gi])).Store(dst + c);
                 }
             else if (Simd.Use256 && Avx2.IsSupported)
-                for (; c < hd; c += 8)
+                for (int gi = gFirst, left = gLeft; c < hd; c += 8, left -= 8)
                 {
+                    if (left == 0) { gi++; left = g; }
                     var x = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(row + c));
-                    (x * Vector256.Create(sc[(c0 + c) / g])).Store(dst + c);
+                    (x * Vector256.Create(sc[gi])).Store(dst + c);
                 }
             for (; c < hd; c++) dst[c] = row[c] * sc[(c0 + c) / g];
         }
@@ -243,6 +261,7 @@ public static unsafe class AttentionRangeQuant
     {
         long stride = pg.RowStride;
         int g = pg.GroupSize, groups = (int)(stride / g);
+        int gFirst = c0 / g, gLeft = g - c0 % g;
         for (int r = 0; r < m; r++, dst += hd)
         {
             byte* row = (byte*)pg.V + (a + r) * (stride / 2) + c0 / 2;
@@ -250,15 +269,15 @@ public static unsafe class AttentionRangeQuant
             Unpack16(row, hd, dst);
             int c = 0;
             if (Simd.Use512)
-                for (; c < hd; c += 16)
+                for (int gi = gFirst, left = gLeft; c < hd; c += 16, left -= 16)
                 {
-                    int gi = (c0 + c) / g;
+                    if (left == 0) { gi++; left = g; }
                     (Vector512.Load(dst + c) * Vector512.Create(prm[2 * gi]) + Vector512.Create(prm[2 * gi + 1])).Store(dst + c);
                 }
             else if (Simd.Use256)
-                for (; c < hd; c += 8)
+                for (int gi = gFirst, left = gLeft; c < hd; c += 8, left -= 8)
                 {
-                    int gi = (c0 + c) / g;
+                    if (left == 0) { gi++; left = g; }
                     (Vector256.Load(dst + c) * Vector256.Create(prm[2 * gi]) + Vector256.Create(prm[2 * gi + 1])).Store(dst + c);
                 }
             for (; c < hd; c++)
