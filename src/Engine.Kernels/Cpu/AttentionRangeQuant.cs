@@ -63,6 +63,9 @@ public static unsafe class AttentionRangeQuant
         float* sv = qs + (long)heads * hd;                   // [hd] per-channel scales of one KV head
         float* mv = sv + hd;                                 // [hd] per-channel mins
         float* qm = mv + hd;                                 // [heads] q·m
+        // AVX-512, hd % 32 == 0: Int4 key rows are unpacked per 32 channels as [16 even channels, 16 odd channels] (no
+        // interleave shuffles in the token loop) and q∘s is stored in the same order once per token group.
+        bool split = Simd.Use512 && hd % 32 == 0;
 
         // Scores, page by page (c0 = logical index inside the block).
         int c0 = 0;
@@ -107,6 +110,7 @@ public static unsafe class AttentionRangeQuant
                             {
                                 Simd.Map(new MulScaleOp(1f), q + (long)h * hd, sv, qs + (long)h * hd, hd);
                                 qm[h] = Simd.Dot(q + (long)h * hd, mv, hd);
+                                if (split) Deinterleave32(qs + (long)h * hd, hd);
                             }
                         }
                         for (int b = a; b < end; b += chunk)
@@ -115,7 +119,8 @@ public static unsafe class AttentionRangeQuant
                             for (int kh = 0; kh < kvHeads; kh++)
                             {
                                 if (next > 0) Prefetch((byte*)pg.K + (b + m) * (stride / 2) + kh * hd / 2, stride / 2, next, hd / 2);
-                                UnpackInt4((byte*)pg.K + b * (stride / 2) + kh * hd / 2, stride / 2, m, hd, tmp);
+                                if (split) UnpackInt4Split((byte*)pg.K + b * (stride / 2) + kh * hd / 2, stride / 2, m, hd, tmp);
+                                else UnpackInt4((byte*)pg.K + b * (stride / 2) + kh * hd / 2, stride / 2, m, hd, tmp);
                                 for (int h = kh * group; h < (kh + 1) * group; h++)
                                     ScoreRows(qs + (long)h * hd, tmp, hd, m, hd, qm[h], scale, scores + (long)h * bt + c0 + (b - j0));
                             }
@@ -266,20 +271,23 @@ public static unsafe class AttentionRangeQuant
         {
             byte* row = (byte*)pg.V + (a + r) * (stride / 2) + c0 / 2;
             float* prm = (float*)pg.VScale + (long)(a + r) * groups * 2;
-            Unpack16(row, hd, dst);
             int c = 0;
             if (Simd.Use512)
                 for (int gi = gFirst, left = gLeft; c < hd; c += 16, left -= 16)
                 {
                     if (left == 0) { gi++; left = g; }
-                    (Vector512.Load(dst + c) * Vector512.Create(prm[2 * gi]) + Vector512.Create(prm[2 * gi + 1])).Store(dst + c);
+                    (Nibbles16(row + c / 2) * Vector512.Create(prm[2 * gi]) + Vector512.Create(prm[2 * gi + 1])).Store(dst + c);
                 }
-            else if (Simd.Use256)
-                for (int gi = gFirst, left = gLeft; c < hd; c += 8, left -= 8)
-                {
-                    if (left == 0) { gi++; left = g; }
-                    (Vector256.Load(dst + c) * Vector256.Create(prm[2 * gi]) + Vector256.Create(prm[2 * gi + 1])).Store(dst + c);
-                }
+            else
+            {
+                Unpack16(row, hd, dst);
+                if (Simd.Use256)
+                    for (int gi = gFirst, left = gLeft; c < hd; c += 8, left -= 8)
+                    {
+                        if (left == 0) { gi++; left = g; }
+                        (Vector256.Load(dst + c) * Vector256.Create(prm[2 * gi]) + Vector256.Create(prm[2 * gi + 1])).Store(dst + c);
+                    }
+            }
             for (; c < hd; c++)
             {
                 int gi = (c0 + c) / g;
@@ -318,6 +326,43 @@ public static unsafe class AttentionRangeQuant
             }
         }
         for (; c < hd; c++) dst[c] = (src[c >> 1] >> ((c & 1) * 4)) & 15;
+    }
+
+    /// <summary>Per 32 floats of x[hd]: [x0, x1, …, x31] → [x0, x2, …, x30, x1, x3, …, x31] (AVX-512, hd % 32 == 0).</summary>
+    private static void Deinterleave32(float* x, int hd)
+    {
+        var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        var odd = even + Vector512<int>.One;
+        for (int c = 0; c < hd; c += 32)
+        {
+            var a = Vector512.Load(x + c); var b = Vector512.Load(x + c + 16);
+            Avx512F.PermuteVar16x32x2(a, even, b).Store(x + c);
+            Avx512F.PermuteVar16x32x2(a, odd, b).Store(x + c + 16);
+        }
+    }
+
+    /// <summary>Int4 rows as floats 0..15 in the split order of <see cref="Deinterleave32"/>: per 32 channels the 16 low
+    /// nibbles (even channels) then the 16 high nibbles (AVX-512, hd % 32 == 0).</summary>
+    private static void UnpackInt4Split(byte* src, long rowBytes, int m, int hd, float* dst)
+    {
+        var mask = Vector512.Create(15);
+        for (int r = 0; r < m; r++, src += rowBytes, dst += hd)
+            for (int c = 0; c < hd; c += 32)
+            {
+                var x = Avx512F.ConvertToVector512Int32(Vector128.Load(src + c / 2));     // 16 bytes, zero-extended
+                Avx512F.ConvertToVector512Single(x & mask).Store(dst + c);
+                Avx512F.ConvertToVector512Single(Avx512F.ShiftRightLogical(x, 4)).Store(dst + c + 16);
+            }
+    }
+
+    /// <summary>The 16 nibbles of 8 bytes at <paramref name="src"/> in channel order (even channel = low nibble) as floats (AVX-512).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Nibbles16(byte* src)
+    {
+        var b = Vector128.CreateScalar(*(ulong*)src).AsByte();
+        var mask = Vector128.Create((byte)15);
+        var x = Sse2.UnpackLow(b & mask, Sse2.ShiftRightLogical(b.AsUInt16(), 4).AsByte() & mask);
+        return Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(x));
     }
 
     /// <summary>Int4 key parameters of one KV head and token group: prm = [hd, (scale, min)] → sv[hd], mv[hd].</summary>
