@@ -3,6 +3,7 @@
 // robust to other processes on the shared cores). Shape: Llama-3.2-1B (32 query heads, 8 KV heads, head dim 64);
 // quantization group 32 (the policy store's block size). Prints µs of CPU per call per tier and the ratios tier / F32
 // (lower is better; 1.0 = as fast as float32), plus each tier's NMSE against the F32 output (quantization error only).
+// `--bits256` caps Simd.MaxVectorBits at 256 (the AVX2 paths of every tier, F32 included).
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Engine.Kernels;
@@ -13,8 +14,9 @@ public static unsafe class KvTierCpuAb
 {
     private const int Rounds = 7, Group = 32, Heads = 32, KvHeads = 8, HeadDim = 64;
 
-    public static void Run(int threads = 1)
+    public static void Run(int threads = 1, int bits = 512)
     {
+        Simd.MaxVectorBits = bits;
         using var backend = new CpuBackend(threads);
         var p = new AttentionParams(Heads, KvHeads, HeadDim, 1f / MathF.Sqrt(HeadDim));
         int kvDim = KvHeads * HeadDim;
@@ -57,7 +59,7 @@ public static unsafe class KvTierCpuAb
                         times[w].Add((Process.GetCurrentProcess().TotalProcessorTime - t0).TotalMicroseconds / iters);
                     }
                 double f = times[0].Min();
-                var line = $"ctx {ctx,5} {(rows == 1 ? "decode " : $"prefill{rows}")} threads {threads}: F32 {f,9:F1} µs CPU";
+                var line = $"ctx {ctx,5} {(rows == 1 ? "decode " : $"prefill{rows}")} threads {threads} bits {bits}: F32 {f,9:F1} µs CPU";
                 for (int w = 1; w < tiers.Length; w++)
                     line += $" | {names[w]} {times[w].Min(),9:F1} µs ({times[w].Min() / f:F2}× F32, nmse {Nmse(outs[w], outs[0]):E1})";
                 Console.WriteLine(line + $" — min of {Rounds}");

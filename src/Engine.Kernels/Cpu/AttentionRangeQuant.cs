@@ -3,7 +3,8 @@
 // acc_h = Σ_j e^{s_hj − max_h} v_j, sum_h = Σ_j e^{s_hj − max_h}, max_h; zero visible tokens → acc 0, sum 0, max −∞.
 // Algorithm: quantized rows are dequantized a chunk of tokens × one KV head's segment at a time into an L1-sized float
 // buffer (amortised over the query heads of the KV group), which the float32 inner loops then read as an F32 page would
-// (AVX-512 hd = 64: four tokens' dots reduced together; hd = 64/128: register accumulators for Σ p·V).
+// (AVX-512 hd = 64: four tokens' dots reduced together; hd = 64/128: register accumulators for Σ p·V; AVX2: four rows
+// per dot loop, 32-channel slabs of register accumulators).
 // Int8 (x = q8 · s per token × channel group): the chunk holds q8 · s, the same float products KvDecode gives.
 // Int4 keys (x = k4 · s_c + m_c, scale/min per channel shared by a group of G tokens) use q·k = Σ (q_c s_c) k4_c + Σ q_c m_c:
 // per token group and query head, q∘s and q·m are precomputed once, and the chunk holds the raw nibbles 0..15 as floats
@@ -219,6 +220,29 @@ public static unsafe class AttentionRangeQuant
             for (; j < n; j++, k += stride) sc[j] = (Vector512.Sum(AttentionRange512.Dot64(q0, q1, q2, q3, k)) + bias) * scale;
             return;
         }
+        if (Simd.Use256 && !Simd.Use512 && Fma.IsSupported)
+        {
+            // AVX2: four rows at a time, eight lanes per step, one horizontal sum per row
+            int j = 0;
+            for (; j <= n - 4; j += 4, k += 4 * stride)
+            {
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (int c = 0; c < hd; c += 8)
+                {
+                    var x = Vector256.Load(qv + c);
+                    a0 = Vector256.FusedMultiplyAdd(x, Vector256.Load(k + c), a0);
+                    a1 = Vector256.FusedMultiplyAdd(x, Vector256.Load(k + stride + c), a1);
+                    a2 = Vector256.FusedMultiplyAdd(x, Vector256.Load(k + 2 * stride + c), a2);
+                    a3 = Vector256.FusedMultiplyAdd(x, Vector256.Load(k + 3 * stride + c), a3);
+                }
+                sc[j] = (Vector256.Sum(a0) + bias) * scale;
+                sc[j + 1] = (Vector256.Sum(a1) + bias) * scale;
+                sc[j + 2] = (Vector256.Sum(a2) + bias) * scale;
+                sc[j + 3] = (Vector256.Sum(a3) + bias) * scale;
+            }
+            for (; j < n; j++, k += stride) sc[j] = (Simd.Dot(qv, k, hd) + bias) * scale;
+            return;
+        }
         for (int j = 0; j < n; j++, k += stride) sc[j] = (Simd.Dot(qv, k, hd) + bias) * scale;
     }
 
@@ -227,6 +251,26 @@ public static unsafe class AttentionRangeQuant
     {
         if (Simd.Use512 && hd == 64) { AttentionRange512.Accumulate4(pr, v, stride, n, acc); return; }
         if (Simd.Use512 && hd == 128) { AttentionRange512.Accumulate8(pr, v, stride, n, acc); return; }
+        if (Simd.Use256 && !Simd.Use512 && Fma.IsSupported && hd % 32 == 0)
+        {
+            // AVX2: 32-channel slabs with the four accumulators in registers
+            for (int c = 0; c < hd; c += 32)
+            {
+                var a0 = Vector256.Load(acc + c); var a1 = Vector256.Load(acc + c + 8);
+                var a2 = Vector256.Load(acc + c + 16); var a3 = Vector256.Load(acc + c + 24);
+                float* x = v + c;
+                for (int j = 0; j < n; j++, x += stride)
+                {
+                    var w = Vector256.Create(pr[j]);
+                    a0 = Vector256.FusedMultiplyAdd(w, Vector256.Load(x), a0);
+                    a1 = Vector256.FusedMultiplyAdd(w, Vector256.Load(x + 8), a1);
+                    a2 = Vector256.FusedMultiplyAdd(w, Vector256.Load(x + 16), a2);
+                    a3 = Vector256.FusedMultiplyAdd(w, Vector256.Load(x + 24), a3);
+                }
+                a0.Store(acc + c); a1.Store(acc + c + 8); a2.Store(acc + c + 16); a3.Store(acc + c + 24);
+            }
+            return;
+        }
         for (int j = 0; j < n; j++) Simd.Axpy(pr[j], v + (long)j * stride, acc, hd);
     }
 
