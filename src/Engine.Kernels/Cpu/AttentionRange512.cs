@@ -13,6 +13,7 @@
 // from the block start (e.g. 16-token blocks at 4096 tokens; checked by `bench/Engine.Bench --cpu-ab-paged` and
 // tests/Engine.Runtime.Tests/PagedKvStoreTests.cs).
 // Results equal the generic path's within float32 rounding (different summation order), as the backend contract allows.
+// Dot64, Reduce4 and Accumulate4/8 are shared with AttentionRangeQuant (quantized tiers run the same inner loops).
 namespace Engine.Kernels;
 
 using System.Runtime.CompilerServices;

@@ -9,7 +9,11 @@
 // Int4 keys (x = k4 · s_c + m_c, scale/min per channel shared by a group of G tokens) use q·k = Σ (q_c s_c) k4_c + Σ q_c m_c:
 // per token group and query head, q∘s and q·m are precomputed once, and the chunk holds the raw nibbles 0..15 as floats
 // (no per-element scaling in the token loop). Int4 values: the chunk holds v4 · s + m (per token × channel group).
-// Nibbles are unpacked to channel order with byte ops (and, shift, unpack-interleave) then zero-extended to int32.
+// Nibbles are unpacked to channel order with byte ops (and, shift, unpack-interleave) then zero-extended to int32;
+// AVX-512 Int4 keys with hd % 32 == 0 skip the interleave: [16 low, 16 high] nibbles against q∘s stored in that order.
+// While a chunk is processed, the next chunk's rows of the same KV head are software-prefetched: the per-head strided
+// walk restarts every chunk, which the hardware prefetchers lose (measured: Int8 decode at 16K tokens 1.11× → 0.45× of
+// F32, bench/Engine.Bench --cpu-ab-kvtier; prefetching changes no result).
 // Widths: AVX-512 (Simd.Use512), AVX2 (Simd.Use256), scalar — chosen per call by Simd.MaxVectorBits, each exact to the
 // same formulas; results equal the reference within float32 rounding (different summation order), as the contract allows.
 // Applies when every page is F32/Int8/Int4, the head dim is a multiple of 16 and every quantized page's group size is a
