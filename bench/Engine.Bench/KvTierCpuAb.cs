@@ -1,9 +1,10 @@
 // Owns: `--cpu-ab-kvtier`: decode (1 query row) and prefill (32 query rows, causal) attention over F32 vs Int8 vs Int4
-// (KIVI) KV pages of the same data, measured in CPU time of a single-threaded backend (min over interleaved repetitions —
+// (KIVI) vs F16 KV pages of the same data, measured in CPU time of a single-threaded backend (min over interleaved repetitions —
 // robust to other processes on the shared cores). Shape: Llama-3.2-1B (32 query heads, 8 KV heads, head dim 64);
 // quantization group 32 (the policy store's block size). Prints µs of CPU per call per tier and the ratios tier / F32
 // (lower is better; 1.0 = as fast as float32), plus each tier's NMSE against the F32 output (quantization error only).
-// `--bits256` caps Simd.MaxVectorBits at 256 (the AVX2 paths of every tier, F32 included).
+// `--bits256` caps Simd.MaxVectorBits at 256 (the AVX2 paths of every tier, F32 included); `--generic` turns
+// AttentionRangeQuant off (the decode-row-then-dot path every non-F32 tier took before it).
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Engine.Kernels;
@@ -14,9 +15,10 @@ public static unsafe class KvTierCpuAb
 {
     private const int Rounds = 7, Group = 32, Heads = 32, KvHeads = 8, HeadDim = 64;
 
-    public static void Run(int threads = 1, int bits = 512)
+    public static void Run(int threads = 1, int bits = 512, bool generic = false)
     {
         Simd.MaxVectorBits = bits;
+        AttentionRangeQuant.Enabled = !generic;
         using var backend = new CpuBackend(threads);
         var p = new AttentionParams(Heads, KvHeads, HeadDim, 1f / MathF.Sqrt(HeadDim));
         int kvDim = KvHeads * HeadDim;
@@ -39,8 +41,11 @@ public static unsafe class KvTierCpuAb
             KvQuantizer.Int4Keys(k, kvDim, ctx, kvDim, Group, k4, k4p);
             KvQuantizer.Int4Values(v, kvDim, ctx, kvDim, Group, v4, v4p);
             var i4 = new KvPage((nint)k4, (nint)v4, ctx, 0, kvDim) { Type = KvElementType.Int4, KScale = (nint)k4p, VScale = (nint)v4p, GroupSize = Group };
-            KvPage[][] tiers = [[f32], [i8], [i4]];
-            string[] names = ["F32", "Int8", "Int4"];
+            ushort* k16 = (ushort*)Alloc(n * 2), v16 = (ushort*)Alloc(n * 2);
+            for (long i = 0; i < n; i++) { k16[i] = BitConverter.HalfToUInt16Bits((Half)k[i]); v16[i] = BitConverter.HalfToUInt16Bits((Half)v[i]); }
+            var f16 = new KvPage((nint)k16, (nint)v16, ctx, 0, kvDim) { Type = KvElementType.F16 };
+            KvPage[][] tiers = [[f32], [i8], [i4], [f16]];
+            string[] names = ["F32", "Int8", "Int4", "F16"];
 
             foreach (int rows in ctx <= 4096 ? new[] { 1, 32 } : new[] { 1 })
             {
@@ -59,7 +64,7 @@ public static unsafe class KvTierCpuAb
                         times[w].Add((Process.GetCurrentProcess().TotalProcessorTime - t0).TotalMicroseconds / iters);
                     }
                 double f = times[0].Min();
-                var line = $"ctx {ctx,5} {(rows == 1 ? "decode " : $"prefill{rows}")} threads {threads} bits {bits}: F32 {f,9:F1} µs CPU";
+                var line = $"ctx {ctx,5} {(rows == 1 ? "decode " : $"prefill{rows}")} threads {threads} bits {bits}{(generic ? " generic" : "")}: F32 {f,9:F1} µs CPU";
                 for (int w = 1; w < tiers.Length; w++)
                     line += $" | {names[w]} {times[w].Min(),9:F1} µs ({times[w].Min() / f:F2}× F32, nmse {Nmse(outs[w], outs[0]):E1})";
                 Console.WriteLine(line + $" — min of {Rounds}");

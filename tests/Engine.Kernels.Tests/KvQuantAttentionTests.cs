@@ -1,4 +1,4 @@
-// Owns: tests of the CPU backend's vectorized attention over Int8 / Int4 (KIVI) KV pages (AttentionRangeQuant) against
+// Owns: tests of the CPU backend's vectorized attention over Int8 / Int4 (KIVI) / F16 KV pages (AttentionRangeQuant) against
 // the reference backend reading the same pages (KvDecode defines the tiers; the reference accumulates in float64).
 // Covers token counts 1..300 (odd ones, partial Int4 token groups), head dims 32/64/128, GQA groups 1..4, group sizes
 // 16..128 (a group spanning several heads), several pages per list (quantized pages built separately, slices of one
@@ -31,6 +31,12 @@ public sealed unsafe class KvQuantAttentionTests
             {
                 case KvElementType.F32:
                     return new KvPage((nint)pk, (nint)pv, count, start, width);
+                case KvElementType.F16:
+                {
+                    ushort* kh = (ushort*)Alloc((long)count * width * 2), vh = (ushort*)Alloc((long)count * width * 2);
+                    for (int i = 0; i < k.Length; i++) { kh[i] = BitConverter.HalfToUInt16Bits((Half)k[i]); vh[i] = BitConverter.HalfToUInt16Bits((Half)v[i]); }
+                    return new KvPage((nint)kh, (nint)vh, count, start, width) { Type = type };
+                }
                 case KvElementType.Int8:
                 {
                     nint kq = Alloc((long)count * width), vq = Alloc((long)count * width);
@@ -68,7 +74,7 @@ public sealed unsafe class KvQuantAttentionTests
 
     private static IEnumerable<TestCaseData> TiersAndWidths()
     {
-        foreach (var t in new[] { KvElementType.Int8, KvElementType.Int4 })
+        foreach (var t in new[] { KvElementType.Int8, KvElementType.Int4, KvElementType.F16 })
             foreach (int bits in new[] { 512, 256, 128, 0 })
                 yield return new TestCaseData(t, bits).SetArgDisplayNames(t.ToString(), $"bits{bits}");
     }
@@ -131,7 +137,7 @@ public sealed unsafe class KvQuantAttentionTests
                 }
                 // one quantized run of 250 tokens from position `start`, presented as slices
                 var run = arena.Page(tier, 250, start, width, group, seed++);
-                int[] cuts = tier == KvElementType.Int8 ? [0, 5, 6, 70, 151, 250] : [0, group, 3 * group, 4 * group, 250];
+                int[] cuts = tier == KvElementType.Int4 ? [0, group, 3 * group, 4 * group, 250] : [0, 5, 6, 70, 151, 250];
                 for (int i = 0; i + 1 < cuts.Length; i++) built.Add(KvPages.Slice(run, cuts[i], cuts[i + 1] - cuts[i]));
                 int total = start + 250;
                 var pages = built.ToArray();

@@ -1,11 +1,12 @@
 // Owns: the vectorized attention item (one query row over a block of cached tokens) for page lists that hold Int8 and/or
-// Int4 (KIVI) pages, possibly mixed with F32 pages. Same contract as AttentionJob.Range: unnormalised
+// Int4 (KIVI) pages (and F16 pages), possibly mixed with F32 pages. Same contract as AttentionJob.Range: unnormalised
 // acc_h = Σ_j e^{s_hj − max_h} v_j, sum_h = Σ_j e^{s_hj − max_h}, max_h; zero visible tokens → acc 0, sum 0, max −∞.
 // Algorithm: quantized rows are dequantized a chunk of tokens × one KV head's segment at a time into an L1-sized float
 // buffer (amortised over the query heads of the KV group), which the float32 inner loops then read as an F32 page would
 // (AVX-512 hd = 64: four tokens' dots reduced together; hd = 64/128: register accumulators for Σ p·V; AVX2: four rows
 // per dot loop, 32-channel slabs of register accumulators).
-// Int8 (x = q8 · s per token × channel group): the chunk holds q8 · s, the same float products KvDecode gives.
+// Int8 (x = q8 · s per token × channel group): the chunk holds q8 · s, the same float products KvDecode gives. F16 pages
+// take the same route (the chunk holds the exact floats of the halves).
 // Int4 keys (x = k4 · s_c + m_c, scale/min per channel shared by a group of G tokens) use q·k = Σ (q_c s_c) k4_c + Σ q_c m_c:
 // per token group and query head, q∘s and q·m are precomputed once, and the chunk holds the raw nibbles 0..15 as floats
 // (no per-element scaling in the token loop). Int4 values: the chunk holds v4 · s + m (per token × channel group).
@@ -16,8 +17,9 @@
 // F32, bench/Engine.Bench --cpu-ab-kvtier; prefetching changes no result).
 // Widths: AVX-512 (Simd.Use512), AVX2 (Simd.Use256), scalar — chosen per call by Simd.MaxVectorBits, each exact to the
 // same formulas; results equal the reference within float32 rounding (different summation order), as the contract allows.
-// Applies when every page is F32/Int8/Int4, the head dim is a multiple of 16 and every quantized page's group size is a
-// multiple of 16 (so each 16-channel vector lies inside one scale group); other lists use AttentionJob.RangeGeneral.
+// Applies when every page is F32/F16/Int8/Int4 (at least one not F32), the head dim is a multiple of 16 and every
+// Int8/Int4 page's group size is a multiple of 16 (each 16-channel vector lies inside one scale group); other lists use
+// AttentionJob.RangeGeneral.
 // Source: KIVI (Liu et al., 2024) for the int4 layout; the q∘s / q·m factoring is the usual asymmetric-dequant identity.
 namespace Engine.Kernels;
 
@@ -39,6 +41,7 @@ public static unsafe class AttentionRangeQuant
         {
             var t = pages[i].Type;
             if (t == KvElementType.F32) continue;
+            if (t == KvElementType.F16) { quantized = true; continue; }
             if (t != KvElementType.Int8 && t != KvElementType.Int4) return false;
             if (pages[i].GroupSize <= 0 || pages[i].GroupSize % 16 != 0) return false;
             quantized = true;
@@ -89,14 +92,17 @@ public static unsafe class AttentionRangeQuant
                             scores + (long)h * bt + c0);
                     break;
                 case KvElementType.Int8:
+                case KvElementType.F16:
                     for (int a = j0; a < j1; a += chunk)
                     {
                         int m = Math.Min(chunk, j1 - a);
                         int next = Math.Min(chunk, j1 - a - m);        // rows of the next chunk, prefetched head segment by segment
+                        int es = pg.Type == KvElementType.F16 ? 2 : 1;    // bytes per element
                         for (int kh = 0; kh < kvHeads; kh++)
                         {
-                            if (next > 0) Prefetch((byte*)pg.K + (a + m) * stride + kh * hd, stride, next, hd);
-                            DequantInt8(pg, true, a, m, kh * hd, hd, tmp);
+                            if (next > 0) Prefetch((byte*)pg.K + ((a + m) * stride + kh * hd) * es, stride * es, next, hd * es);
+                            if (es == 2) DequantF16(pg, true, a, m, kh * hd, hd, tmp);
+                            else DequantInt8(pg, true, a, m, kh * hd, hd, tmp);
                             for (int h = kh * group; h < (kh + 1) * group; h++)
                                 ScoreRows(q + (long)h * hd, tmp, hd, m, hd, 0f, scale, scores + (long)h * bt + c0 + (a - j0));
                         }
@@ -168,11 +174,13 @@ public static unsafe class AttentionRangeQuant
                 for (int a = j0; a < j1; a += chunk)
                 {
                     int m = Math.Min(chunk, j1 - a), next = Math.Min(chunk, j1 - a - m);
-                    int rowBytes = pg.Type == KvElementType.Int8 ? (int)stride : (int)stride / 2, segBytes = pg.Type == KvElementType.Int8 ? hd : hd / 2;
+                    int rowBytes = pg.Type switch { KvElementType.Int8 => (int)stride, KvElementType.F16 => 2 * (int)stride, _ => (int)stride / 2 };
+                    int segBytes = pg.Type switch { KvElementType.Int8 => hd, KvElementType.F16 => 2 * hd, _ => hd / 2 };
                     for (int kh = 0; kh < kvHeads; kh++)
                     {
                         if (next > 0) Prefetch((byte*)pg.V + (long)(a + m) * rowBytes + (long)kh * segBytes, rowBytes, next, segBytes);
                         if (pg.Type == KvElementType.Int8) DequantInt8(pg, false, a, m, kh * hd, hd, tmp);
+                        else if (pg.Type == KvElementType.F16) DequantF16(pg, false, a, m, kh * hd, hd, tmp);
                         else DequantInt4Values(pg, a, m, kh * hd, hd, tmp);
                         for (int h = kh * group; h < (kh + 1) * group; h++)
                             AccumulateRows(scores + (long)h * bt + c0 + (a - j0), tmp, hd, m, hd, acc + (long)h * accStride);
@@ -307,6 +315,13 @@ public static unsafe class AttentionRangeQuant
                 }
             for (; c < hd; c++) dst[c] = row[c] * sc[(c0 + c) / g];
         }
+    }
+
+    /// <summary>dst[r, c] = half K or V element [a + r, c0 + c] as a float (exact), r &lt; m, c &lt; hd.</summary>
+    private static void DequantF16(in KvPage pg, bool key, int a, int m, int c0, int hd, float* dst)
+    {
+        ushort* row = (ushort*)(key ? pg.K : pg.V) + (a * (long)pg.RowStride + c0);
+        for (int r = 0; r < m; r++, row += pg.RowStride, dst += hd) HalfConvert.F16ToFloat(row, dst, hd);
     }
 
     /// <summary>dst[r, c] = v4[a + r, c0 + c] · s + m with (s, m) of (token a + r, channel group (c0 + c) / G).</summary>
