@@ -13,6 +13,7 @@
 // from the block start (e.g. 16-token blocks at 4096 tokens; checked by `bench/Engine.Bench --cpu-ab-paged` and
 // tests/Engine.Runtime.Tests/PagedKvStoreTests.cs).
 // Results equal the generic path's within float32 rounding (different summation order), as the backend contract allows.
+// Dot64, Reduce4 and Accumulate4/8 are shared with AttentionRangeQuant (quantized tiers run the same inner loops).
 namespace Engine.Kernels;
 
 using System.Runtime.CompilerServices;
@@ -162,7 +163,7 @@ public static unsafe class AttentionRange512
 
     /// <summary>Lane-wise partial products of a 64-float query (q0..q3) with the 64 floats at k (sum them for the dot).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Dot64(Vector512<float> q0, Vector512<float> q1, Vector512<float> q2, Vector512<float> q3, float* k)
+    internal static Vector512<float> Dot64(Vector512<float> q0, Vector512<float> q1, Vector512<float> q2, Vector512<float> q3, float* k)
     {
         var a = Vector512.FusedMultiplyAdd(q1, Vector512.Load(k + 16), q0 * Vector512.Load(k));
         var b = Vector512.FusedMultiplyAdd(q3, Vector512.Load(k + 48), q2 * Vector512.Load(k + 32));
@@ -171,7 +172,7 @@ public static unsafe class AttentionRange512
 
     /// <summary>[Σa, Σb, Σc, Σd] of four vectors: pairwise unpack/shuffle adds inside each 128-bit lane, then the lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> Reduce4(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
+    internal static Vector128<float> Reduce4(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
     {
         var ab = Avx512F.UnpackLow(a, b) + Avx512F.UnpackHigh(a, b);     // per lane [a, b, a, b] partials
         var cd = Avx512F.UnpackLow(c, d) + Avx512F.UnpackHigh(c, d);     // per lane [c, d, c, d]
@@ -181,7 +182,7 @@ public static unsafe class AttentionRange512
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Accumulate4(float* p, float* v, int stride, int n, float* acc)
+    internal static void Accumulate4(float* p, float* v, int stride, int n, float* acc)
     {
         var a0 = Vector512.Load(acc); var a1 = Vector512.Load(acc + 16);
         var a2 = Vector512.Load(acc + 32); var a3 = Vector512.Load(acc + 48);
@@ -197,7 +198,7 @@ public static unsafe class AttentionRange512
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Accumulate8(float* p, float* v, int stride, int n, float* acc)
+    internal static void Accumulate8(float* p, float* v, int stride, int n, float* acc)
     {
         var a0 = Vector512.Load(acc); var a1 = Vector512.Load(acc + 16);
         var a2 = Vector512.Load(acc + 32); var a3 = Vector512.Load(acc + 48);

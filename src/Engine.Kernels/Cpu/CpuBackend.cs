@@ -221,6 +221,7 @@ public sealed unsafe class CpuBackend : IBackend
             bool general = withMass;
             for (int i = 0; i < pages.Length && !general; i++) general = pages[i].Type != KvElementType.F32;
             j.General = general;
+            j.Quant = general && AttentionRangeQuant.Applies(pk, pages.Length, p.HeadDim);
             long massFloats = (long)p.KvHeadCount * total;
             if (withMass)
                 for (int th = 0; th < ThreadCount; th++) new Span<float>(_massScratch.Floats(th, massFloats), (int)massFloats).Clear();
@@ -231,7 +232,7 @@ public sealed unsafe class CpuBackend : IBackend
                     var part = new ReadOnlySpan<float>(_massScratch.Floats(th, massFloats), (int)massFloats);
                     for (int i = 0; i < part.Length; i++) tokenMass[i] += part[i];
                 }
-            j.WithMass = j.General = false;
+            j.WithMass = j.General = j.Quant = false;
             if (blocks > 1) j.Merge(n);
             j.Q = j.Out = j.Partials = null; j.Positions = j.PageStart = null; j.Pages = null;
         }

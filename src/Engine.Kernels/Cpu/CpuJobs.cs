@@ -100,6 +100,7 @@ internal sealed unsafe class AttentionJob : CpuJob
     public Scratch Scratch = null!;
     public Scratch MassScratch = null!;
     public bool General;        // some page is not F32, or WithMass: run RangeGeneral
+    public bool Quant;          // General and the page list suits AttentionRangeQuant (Int8/Int4 pages, F32 mixed in): run it
     public bool WithMass;       // accumulate softmax weights per thread into MassScratch [KvHeadCount, TotalTokens] (BlockCount = 1)
 
     public int PartialStride => P.HeadDim + 2;
@@ -109,9 +110,12 @@ internal sealed unsafe class AttentionJob : CpuJob
         int heads = P.HeadCount, bt = Math.Max(1, BlockTokens);
         int kvDim = P.KvHeadCount * P.HeadDim;
         // [heads, BlockTokens] scores + max[heads] + sum[heads] + one decoded K/V row [kvDim] for non-F32 pages
-        float* scores = Scratch.Floats(thread, (long)heads * bt + 2L * heads + kvDim + 16);
+        // (+ the quantized path's work buffer when Quant)
+        long work = Quant ? AttentionRangeQuant.WorkFloats(P) : 0;
+        float* scores = Scratch.Floats(thread, (long)heads * bt + 2L * heads + kvDim + 16 + work);
         float* max = scores + (long)heads * bt, sum = max + heads;
         float* row = (float*)(((nint)(sum + heads) + 63) & ~(nint)63);
+        float* quantWork = row + kvDim;
         float* mass = WithMass ? MassScratch.Floats(thread, (long)P.KvHeadCount * TotalTokens) : null;
         for (int item = start; item < end; item++)
         {
@@ -120,7 +124,9 @@ internal sealed unsafe class AttentionJob : CpuJob
             if (BlockCount == 1)
             {
                 float* o = Out + (long)t * heads * P.HeadDim;
-                if (General) RangeGeneral(t, lo, hi, scores, bt, max, sum, o, P.HeadDim, row, mass);
+                if (Quant) AttentionRangeQuant.Run(Q + (long)t * heads * P.HeadDim, Pages, PageStart, PageCount, lo, hi, Positions[t], P, scores, bt, max, sum,
+                    o, P.HeadDim, quantWork, mass, TotalTokens);
+                else if (General) RangeGeneral(t, lo, hi, scores, bt, max, sum, o, P.HeadDim, row, mass);
                 else Range(t, lo, hi, scores, bt, max, sum, o, P.HeadDim);
                 for (int h = 0; h < heads; h++)
                 {
@@ -131,7 +137,9 @@ internal sealed unsafe class AttentionJob : CpuJob
             else
             {
                 float* part = Partials + (long)item * heads * PartialStride;
-                if (General) RangeGeneral(t, lo, hi, scores, bt, max, sum, part, PartialStride, row, null);
+                if (Quant) AttentionRangeQuant.Run(Q + (long)t * heads * P.HeadDim, Pages, PageStart, PageCount, lo, hi, Positions[t], P, scores, bt, max, sum,
+                    part, PartialStride, quantWork, null, TotalTokens);
+                else if (General) RangeGeneral(t, lo, hi, scores, bt, max, sum, part, PartialStride, row, null);
                 else Range(t, lo, hi, scores, bt, max, sum, part, PartialStride);
                 for (int h = 0; h < heads; h++)
                 {
