@@ -268,7 +268,7 @@ public sealed class Scheduler
             int n = Math.Min(r.Tokens.Count - hit, budget);
             var newBlocks = new List<int>();
             var copies = new List<BlockCopy>();
-            if ((n = Reserve(r, n, hotToo: false, newBlocks, copies, moves)) == 0)
+            if ((n = Reserve(r, n, hotToo: true, newBlocks, copies, moves)) == 0)
             {
                 _blocks.Free(r.Id); // head of line waits for memory
                 break;
