@@ -15,8 +15,10 @@
 // lowest position first; outside each one's last RecentWindowBlocks full blocks and its first block; then, if still
 // short, any full computed block) move to the disk tier, evicting cached disk blocks when it is full. The plan carries
 // these as BlockMove orders (applied before Copies and the forward); block tables name the disk ids from then on and
-// attention reads those blocks in place. With a disk tier a prefill chunk shrinks to what RAM can hold rather than
-// preempting. Preemption happens only when nothing can move (disk full of referenced blocks, or RAM held by partial
+// attention reads those blocks in place. Admissions offload the same way (so a disk tier keeps the batch as wide as
+// an unconstrained pool would), and a prefill chunk or first chunk shrinks to what RAM can hold rather than
+// preempting or waiting. Blocks never come back to RAM: a disk block is read in place until its sequence frees it
+// (a cached one may be hit by a later prefix and is then read in place too). Preemption happens only when nothing can move (disk full of referenced blocks, or RAM held by partial
 // blocks and this step's new blocks). A block is offloaded only when it lies wholly below its sequence's computed
 // count, which does not change during Step: so no block the step writes (new, partial, copy-on-write) ever moves.
 // Invariants: a request that fits the pool and the context alone is never dropped (the most important running
@@ -239,7 +241,7 @@ public sealed class Scheduler
                 var newBlocks = new List<int>();
                 var copies = new List<BlockCopy>();
                 bool reserved;
-                while (!(reserved = (got = Reserve(r, n, hotToo: true, newBlocks, copies, moves)) > 0))
+                while (!(reserved = (got = Reserve(r, n, newBlocks, copies, moves)) > 0))
                 {
                     var victim = _running[^1]; // least important (the list is sorted)
                     if (victim.Entry != null)
@@ -268,7 +270,7 @@ public sealed class Scheduler
             int n = Math.Min(r.Tokens.Count - hit, budget);
             var newBlocks = new List<int>();
             var copies = new List<BlockCopy>();
-            if ((n = Reserve(r, n, hotToo: true, newBlocks, copies, moves)) == 0)
+            if ((n = Reserve(r, n, newBlocks, copies, moves)) == 0)
             {
                 _blocks.Free(r.Id); // head of line waits for memory
                 break;
@@ -383,11 +385,11 @@ public sealed class Scheduler
     /// <paramref name="moves"/> even when the reservation then fails — they are valid on their own), and the count
     /// shrinks to what RAM then holds.
     /// </summary>
-    private int Reserve(State r, int want, bool hotToo, List<int> newBlocks, List<BlockCopy> copies, List<BlockMove> moves)
+    private int Reserve(State r, int want, List<int> newBlocks, List<BlockCopy> copies, List<BlockMove> moves)
     {
         if (_options.DiskBlockCount == 0) return _blocks.TryReserve(r.Id, want, newBlocks, copies) ? want : 0;
         int need = _blocks.BlocksNeeded(r.Id, want);
-        if (need > _blocks.Pool.RamFreeCount) MakeRoom(need, hotToo, moves);
+        if (need > _blocks.Pool.RamFreeCount) MakeRoom(need, moves);
         int n = want;
         if (need > _blocks.Pool.AvailableCount)
         {
@@ -409,10 +411,10 @@ public sealed class Scheduler
     /// Frees RAM (disk tier only) until <paramref name="need"/> blocks are available or nothing more can move:
     /// unreferenced cached RAM blocks move to free disk blocks first (kept for prefix hits rather than evicted), then
     /// full computed blocks of running requests, least important request first, lowest position first — first the
-    /// cold ones (outside the last RecentWindowBlocks full blocks and the first block), then, when
-    /// <paramref name="hotToo"/>, any. Blocks wholly below a request's computed count are never written by this step.
+    /// cold ones (outside the last RecentWindowBlocks full blocks and the first block), then any. Blocks wholly below a
+    /// request's computed count are never written by this step.
     /// </summary>
-    private void MakeRoom(int need, bool hotToo, List<BlockMove> moves)
+    private void MakeRoom(int need, List<BlockMove> moves)
     {
         var pool = _blocks.Pool;
         int shortfall = need - pool.RamFreeCount;
@@ -423,7 +425,7 @@ public sealed class Scheduler
             shortfall--;
         }
         int b = _options.BlockSize, window = _options.RecentWindowBlocks, first = _options.KeepFirstBlockInRam ? 1 : 0;
-        for (int pass = 0; pass < (hotToo ? 2 : 1); pass++)
+        for (int pass = 0; pass < 2; pass++)
             for (int i = _running.Count - 1; i >= 0; i--)
             {
                 var q = _running[i];

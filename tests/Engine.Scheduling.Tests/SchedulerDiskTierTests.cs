@@ -1,5 +1,6 @@
 // Owns: tests of the scheduler's disk tier (SchedulerOptions.DiskBlockCount): the pool's RAM → disk move keeps
 // ref counts, prefix hits and parent links; the scheduler offloads the exact cold block a hand computation predicts;
+// cached prefix blocks move to disk instead of being evicted and still give prefix hits with the right KV;
 // offloading is chosen before preemption (the same workload preempts without a disk tier and does not with one);
 // no block a step writes is ever on the disk tier; preemption still happens (and outputs stay exact) when the disk
 // is too small; a randomized stress run with a disk tier keeps every invariant after every step and gives every
@@ -116,6 +117,30 @@ public class SchedulerDiskTierTests
         Assert.That(s.GetRequest(1).OutputTokens, Is.EqualTo(FakeModel.RunAlone(prompt, 4, 50)));
         Assert.That(s.Stats.Preemptions, Is.EqualTo(0));
         Assert.That(s.Stats.BlocksMovedToDisk, Is.EqualTo(2), "positions 8..10 need two new blocks: blocks 1 and 2 move");
+    }
+
+    [Test]
+    public void CachedPrefixBlocksMoveToDiskInsteadOfBeingEvicted_AndStillHit()
+    {
+        var s = new Scheduler(new SchedulerOptions { BlockCount = 4, DiskBlockCount = 8, BlockSize = 2, MaxTokensPerStep = 64 });
+        var ex = new FakeExecutor(s.Pool, 50);
+        int[] a = [7, 8, 9, 10, 11, 12], b = [20, 21, 22, 23, 24, 25, 26, 27];
+        s.AddRequest(new Request(1, a, 1));
+        Driver.Run(s, ex);
+        Assert.That(s.Pool.RamCachedCount, Is.EqualTo(3), "A's three full blocks stay cached after it finishes");
+
+        s.AddRequest(new Request(2, b, 1)); // needs all 4 RAM blocks: A's cached blocks go to disk, not away
+        var plans = Driver.Run(s, ex);
+        Assert.That(plans[0].Moves.Select(m => m.SourceBlock), Is.EquivalentTo(new[] { 0, 1, 2 }));
+        Assert.That(s.Pool.DiskCachedCount, Is.EqualTo(3));
+
+        int[] c = [.. a, 13];
+        s.AddRequest(new Request(3, c, 2));
+        plans = Driver.Run(s, ex);
+        Assert.That(s.GetRequest(3).PrefixHitTokens, Is.EqualTo(6), "A's prefix is found on the disk tier");
+        Assert.That(plans[0].Requests[0].BlockTable.Take(3).All(s.Pool.IsOnDisk), Is.True);
+        Assert.That(s.GetRequest(3).OutputTokens, Is.EqualTo(FakeModel.RunAlone(c, 2, 50)), "the disk blocks hold A's exact KV");
+        Assert.That(s.Stats.Preemptions, Is.EqualTo(0));
     }
 
     [Test]

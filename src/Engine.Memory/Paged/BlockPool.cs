@@ -205,13 +205,15 @@ public sealed class BlockPool
             _mapped[to] = true;
             _mapped[from] = false;
         }
-        // Committed children verified against (from, its generation) now follow the block to its new id.
-        for (int b = 0; b < Capacity; b++)
-            if (_committed[b] && b != to && _parentBlock[b] == from && _parentGeneration[b] == _generation[from])
-            {
-                _parentBlock[b] = to;
-                _parentGeneration[b] = _generation[to];
-            }
+        // Committed children verified against (from, its generation) now follow the block to its new id (only a
+        // committed block can be a parent).
+        if (_committed[from])
+            for (int b = 0; b < Capacity; b++)
+                if (_committed[b] && b != to && _parentBlock[b] == from && _parentGeneration[b] == _generation[from])
+                {
+                    _parentBlock[b] = to;
+                    _parentGeneration[b] = _generation[to];
+                }
         if (cached) LruAppend(to);
         _refCount[from] = 0;
         _committed[from] = false;
