@@ -65,19 +65,19 @@ public sealed unsafe class PagedKvStore : IKvStore
         _k = new float*[layerCount];
         _v = new float*[layerCount];
         nuint bytes = (nuint)((long)blockCount * blockSize * kvDim * sizeof(float));
-        for (int l = 0; l < layerCount; l++)
-        {
-            _k[l] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
-            _v[l] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
-        }
         _diskK = new float*[layerCount];
         _diskV = new float*[layerCount];
-        if (diskBlockCount > 0)
+        if (diskBlockCount > 0)   // first: a failure to create the file leaves nothing allocated
         {
             long tier = (long)diskBlockCount * blockSize * kvDim; // floats of one layer's K (or V) on disk
             _disk = new MappedRegion(diskPath, 2L * layerCount * tier * sizeof(float), create: true, deleteOnDispose: true);
             float* d = (float*)_disk.Base;
             for (int l = 0; l < layerCount; l++) { _diskK[l] = d + (2L * l) * tier; _diskV[l] = d + (2L * l + 1) * tier; }
+        }
+        for (int l = 0; l < layerCount; l++)
+        {
+            _k[l] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+            _v[l] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
         }
         _tables = new List<int>[sequenceCapacity];
         _pages = new KvPage[sequenceCapacity][];
