@@ -18,9 +18,10 @@
 // attention reads those blocks in place. Admissions offload the same way (so a disk tier keeps the batch as wide as
 // an unconstrained pool would), and a prefill chunk or first chunk shrinks to what RAM can hold rather than
 // preempting or waiting. Blocks never come back to RAM: a disk block is read in place until its sequence frees it
-// (a cached one may be hit by a later prefix and is then read in place too). Preemption happens only when nothing can move (disk full of referenced blocks, or RAM held by partial
-// blocks and this step's new blocks). A block is offloaded only when it lies wholly below its sequence's computed
-// count, which does not change during Step: so no block the step writes (new, partial, copy-on-write) ever moves.
+// (a cached one may be hit by a later prefix and is then read in place too). Preemption happens only when nothing
+// can move (disk full of referenced blocks, or RAM held by partial blocks and this step's new blocks). A block is
+// offloaded only when it lies wholly below its sequence's computed count, which does not change during Step: so no
+// block the step writes (new, partial, copy-on-write) ever moves.
 // Invariants: a request that fits the pool and the context alone is never dropped (the most important running
 // request can always get blocks by preempting everyone else); Step and OnStepCompleted alternate; computed
 // counts advance only in OnStepCompleted; waiting requests hold no blocks; finished and cancelled requests free
