@@ -2,8 +2,8 @@
 // context length, exposed as a single KvPage per sequence.
 // Invariants: buffer [layer][seq] is [Capacity, KvDim] for K and the same for V; lengths are tracked per (layer, seq)
 // so a forward pass sees, in layer L, exactly the positions written to layer L so far. Memory is allocated lazily
-// per sequence on first write and freed on Dispose. Subclasses (Disk.MappedKvStore) supply the row storage
-// elsewhere by overriding RowBuffer / ReleaseStorage; the bookkeeping stays here, once.
+// per sequence on first write and freed on Dispose. Subclasses may supply the row storage elsewhere by
+// overriding RowBuffer / ReleaseStorage (the disk tier is Disk.TieredKvStore; MappedKvStore is one of its configurations).
 using System.Runtime.InteropServices;
 using Engine.Kernels;
 

@@ -27,6 +27,12 @@ public sealed record EngineOptions
     /// state checkpoints (one running request = one state; ≤ 0 = the model's StoreOptions budget, at least
     /// MaxConcurrentSequences states); a budget below one state is rejected with ArgumentException.</summary>
     public long KvBudgetBytes { get; init; }
+    /// <summary>Paged path (transformers): bytes of a KV disk tier — blocks in one memory-mapped file beside the RAM pool
+    /// (KvBudgetBytes). When RAM blocks run out the scheduler moves cold full blocks there (attention reads them in place)
+    /// before it preempts anything. 0 = none.</summary>
+    public long KvDiskBytes { get; init; }
+    /// <summary>Folder for the KV disk tier's file (a fresh file per engine, deleted on Dispose); null = the system temp folder.</summary>
+    public string? KvDiskPath { get; init; }
     /// <summary>Token slots per KV block (prefix-cache granularity).</summary>
     public int BlockSize { get; init; } = 16;
     /// <summary>Reuse the KV of identical prompt prefixes (whole blocks) across requests.</summary>

@@ -60,7 +60,8 @@ public sealed partial class InferenceEngine : IDisposable
             int maxSeq = Math.Max(1, serving.MaxConcurrentSequences);
             long budget = serving.KvBudgetBytes > 0 ? serving.KvBudgetBytes
                 : Math.Max(Math.Min((long)ContextLength * maxSeq * perToken, 2L << 30), (long)(ContextLength + serving.BlockSize) * perToken);
-            _serving = new ServingLoop(model, tokenizer, ContextLength, budget, Math.Max(1, serving.BlockSize), maxSeq, _prefillChunk, serving.PrefixCaching);
+            _serving = new ServingLoop(model, tokenizer, ContextLength, budget, Math.Max(1, serving.BlockSize), maxSeq, _prefillChunk, serving.PrefixCaching,
+                serving.KvDiskBytes, serving.KvDiskPath);
         }
         else if (serving.Paged && model is RwkvModel rwkv && serving.KvStoreDecorator == null)
         {
@@ -99,6 +100,9 @@ public sealed partial class InferenceEngine : IDisposable
 
     /// <summary>Tokens the paged KV pool holds (0 on the single-sequence path).</summary>
     public int KvBudgetTokens => _serving?.BudgetTokens ?? 0;
+
+    /// <summary>Paged path with EngineOptions.KvDiskBytes: the KV disk tier's file (deleted on Dispose); else null.</summary>
+    public string? KvDiskFile => _serving?.DiskFilePath;
 
     /// <summary>Paged path: checks the KV pool and scheduler invariants (throws InvalidOperationException).</summary>
     public void ValidateKvPool() => _serving?.Validate();

@@ -1,6 +1,6 @@
 // Owns: the data-only contract between the scheduler and the executor: what one step computes (SchedulePlan,
 // ScheduledRequest) and what the executor reports back (StepResult).
-// Invariants: a plan is immutable; the executor applies Copies before the forward; for each ScheduledRequest it
+// Invariants: a plan is immutable; the executor applies Moves (in order), then Copies, before the forward; for each ScheduledRequest it
 // computes positions [StartPosition, StartPosition + TokenIds.Length) writing K/V into BlockTable[p / BlockSize]
 // slot p % BlockSize, reading positions < StartPosition from the same table; when SamplesToken it samples one
 // token from the logits of the last position. Blocks named in PreemptedIds/FinishedIds/CancelledIds were already
@@ -35,6 +35,10 @@ public sealed record SchedulePlan(
     IReadOnlyList<long> FinishedIds,
     IReadOnlyList<long> CancelledIds)
 {
+    /// <summary>RAM blocks offloaded to the disk tier by this step (block tables already name the destinations); the
+    /// executor applies them, in order, before <see cref="Copies"/> and the forward.</summary>
+    public IReadOnlyList<BlockMove> Moves { get; init; } = [];
+
     public int TotalTokens => Requests.Sum(r => r.TokenCount);
     public bool IsEmpty => Requests.Count == 0;
 }
@@ -54,4 +58,5 @@ public sealed record SchedulerStats(
     long Preemptions,
     long Finished,
     long Cancelled,
-    long Rejected);
+    long Rejected,
+    long BlocksMovedToDisk = 0);

@@ -9,6 +9,19 @@
 // (lowest priority, latest arrival) is preempted by recompute: its blocks are freed and it re-queues with its
 // generated tokens kept in its token list, so it resumes exactly (its cached full blocks often come back as
 // prefix hits).
+// Disk tier (SchedulerOptions.DiskBlockCount > 0): when a reservation needs more RAM blocks than are free, the
+// scheduler first offloads instead of preempting — unreferenced cached prefix blocks move to free disk blocks (kept
+// for later hits instead of evicted), then cold full blocks of running requests (least important request first,
+// lowest position first; outside each one's last RecentWindowBlocks full blocks and its first block; then, if still
+// short, any full computed block) move to the disk tier, evicting cached disk blocks when it is full. The plan carries
+// these as BlockMove orders (applied before Copies and the forward); block tables name the disk ids from then on and
+// attention reads those blocks in place. Admissions offload the same way (so a disk tier keeps the batch as wide as
+// an unconstrained pool would), and a prefill chunk or first chunk shrinks to what RAM can hold rather than
+// preempting or waiting. Blocks never come back to RAM: a disk block is read in place until its sequence frees it
+// (a cached one may be hit by a later prefix and is then read in place too). Preemption happens only when nothing
+// can move (disk full of referenced blocks, or RAM held by partial blocks and this step's new blocks). A block is
+// offloaded only when it lies wholly below its sequence's computed count, which does not change during Step: so no
+// block the step writes (new, partial, copy-on-write) ever moves.
 // Invariants: a request that fits the pool and the context alone is never dropped (the most important running
 // request can always get blocks by preempting everyone else); Step and OnStepCompleted alternate; computed
 // counts advance only in OnStepCompleted; waiting requests hold no blocks; finished and cancelled requests free
@@ -67,8 +80,10 @@ public sealed class Scheduler
         if (options.MaxTokensPerStep < 1) throw new ArgumentOutOfRangeException(nameof(options), options.MaxTokensPerStep, "MaxTokensPerStep must be ≥ 1");
         if (options.MaxRunningRequests < 1) throw new ArgumentOutOfRangeException(nameof(options), options.MaxRunningRequests, "MaxRunningRequests must be ≥ 1");
         if (options.MaxModelLength < 2) throw new ArgumentOutOfRangeException(nameof(options), options.MaxModelLength, "MaxModelLength must be ≥ 2");
+        if (options.DiskBlockCount < 0) throw new ArgumentOutOfRangeException(nameof(options), options.DiskBlockCount, "DiskBlockCount must be ≥ 0");
+        if (options.RecentWindowBlocks < 0) throw new ArgumentOutOfRangeException(nameof(options), options.RecentWindowBlocks, "RecentWindowBlocks must be ≥ 0");
         _options = options;
-        _blocks = new BlockManager(new BlockPool(options.BlockCount, options.BlockSize, options.HashFunction));
+        _blocks = new BlockManager(new BlockPool(options.BlockCount, options.BlockSize, options.HashFunction, options.DiskBlockCount));
     }
 
     public SchedulerOptions Options => _options;
@@ -79,7 +94,8 @@ public sealed class Scheduler
     public bool HasUnfinishedRequests => _waiting.Count > 0 || _running.Count > 0;
     public bool IsStepInFlight => _inFlight != null;
 
-    public SchedulerStats Stats => new(_steps, _computedTokens, _prefixHitTokens, _preemptions, _finished, _cancelled, _rejected);
+    public SchedulerStats Stats => new(_steps, _computedTokens, _prefixHitTokens, _preemptions, _finished, _cancelled, _rejected,
+        _blocks.Pool.MovesToDisk);
 
     /// <summary>
     /// Queues a request; it joins the batch at the next <see cref="Step"/> that has room. Throws
@@ -117,9 +133,11 @@ public sealed class Scheduler
                 $"prompt {r.PromptLength} + max new tokens {r.MaxNewTokens} = {total} exceeds the context length {_options.MaxModelLength}");
         // The last generated token is never fed back, so at most total - 1 positions need KV slots.
         long blocks = (total - 1 + _options.BlockSize - 1) / _options.BlockSize;
-        if (blocks > _options.BlockCount)
+        long pool = (long)_options.BlockCount + _options.DiskBlockCount;
+        if (blocks > pool)
             return new(r.Id, RejectionReason.ExceedsPool,
-                $"it needs up to {blocks} KV blocks of {_options.BlockSize} tokens but the pool holds {_options.BlockCount}");
+                $"it needs up to {blocks} KV blocks of {_options.BlockSize} tokens but the pool holds {pool}" +
+                (_options.DiskBlockCount > 0 ? $" ({_options.BlockCount} in RAM + {_options.DiskBlockCount} on disk)" : ""));
         return null;
     }
 
@@ -208,6 +226,7 @@ public sealed class Scheduler
         if (_inFlight != null) throw new InvalidOperationException($"Step called before OnStepCompleted for step {_steps - 1}");
         var entries = new List<Entry>();
         var preempted = new List<long>();
+        var moves = new List<BlockMove>();
         int budget = _options.MaxTokensPerStep;
         _running.Sort(Importance);
 
@@ -219,11 +238,11 @@ public sealed class Scheduler
                 var r = _running[i];
                 int remaining = r.Tokens.Count - r.Computed;
                 if (r.Entry != null || remaining <= 0 || (remaining == 1) != (pass == 0)) continue;
-                int n = Math.Min(remaining, budget);
+                int n = Math.Min(remaining, budget), got;
                 var newBlocks = new List<int>();
                 var copies = new List<BlockCopy>();
                 bool reserved;
-                while (!(reserved = _blocks.TryReserve(r.Id, n, newBlocks, copies)))
+                while (!(reserved = (got = Reserve(r, n, newBlocks, copies, moves)) > 0))
                 {
                     var victim = _running[^1]; // least important (the list is sorted)
                     if (victim.Entry != null)
@@ -236,9 +255,9 @@ public sealed class Scheduler
                     if (victim == r) break;
                 }
                 if (!reserved) break; // r itself was the least important; nothing after it remains
-                r.Entry = new Entry(r, r.Computed, n, newBlocks, copies);
+                r.Entry = new Entry(r, r.Computed, got, newBlocks, copies);
                 entries.Add(r.Entry);
-                budget -= n;
+                budget -= got;
             }
         }
 
@@ -252,7 +271,7 @@ public sealed class Scheduler
             int n = Math.Min(r.Tokens.Count - hit, budget);
             var newBlocks = new List<int>();
             var copies = new List<BlockCopy>();
-            if (!_blocks.TryReserve(r.Id, n, newBlocks, copies))
+            if ((n = Reserve(r, n, newBlocks, copies, moves)) == 0)
             {
                 _blocks.Free(r.Id); // head of line waits for memory
                 break;
@@ -279,7 +298,7 @@ public sealed class Scheduler
             allCopies.AddRange(e.Copies);
         }
         var plan = new SchedulePlan(_steps, scheduled, allCopies, preempted,
-            _pendingFinished.ToArray(), _pendingCancelled.ToArray());
+            _pendingFinished.ToArray(), _pendingCancelled.ToArray()) { Moves = moves.ToArray() };
         _pendingFinished.Clear();
         _pendingCancelled.Clear();
         _steps++;
@@ -340,7 +359,8 @@ public sealed class Scheduler
         }
     }
 
-    /// <summary>Checks the block manager's invariants and that every running request's table matches its computed count.</summary>
+    /// <summary>Checks the block manager's invariants, that every running request's table matches its computed count,
+    /// and that no block at or after a request's computed count (one a step writes) is on the disk tier.</summary>
     public void Validate()
     {
         _blocks.Validate();
@@ -349,11 +369,78 @@ public sealed class Scheduler
             var table = _blocks.Get(r.Id);
             if (_inFlight == null && table.TokenCount != r.Computed)
                 throw new InvalidOperationException($"request {r.Id}: table has {table.TokenCount} slots, computed {r.Computed}");
+            for (int k = r.Computed / _options.BlockSize; k < table.Blocks.Count; k++)
+                if (_blocks.Pool.IsOnDisk(table.Blocks[k]))
+                    throw new InvalidOperationException($"request {r.Id}: block {k} (id {table.Blocks[k]}) is written by a step but lies on the disk tier");
         }
         foreach (var r in _waiting)
             if (_blocks.Contains(r.Id)) throw new InvalidOperationException($"waiting request {r.Id} holds blocks");
         if (_blocks.SequenceCount != _running.Count)
             throw new InvalidOperationException($"{_blocks.SequenceCount} block tables for {_running.Count} running requests");
+    }
+
+    /// <summary>
+    /// Reserves up to <paramref name="want"/> slots for <paramref name="r"/> and returns how many it got (0 = none,
+    /// table unchanged). Without a disk tier: all or nothing (BlockManager.TryReserve). With one: when the free RAM
+    /// blocks do not cover the reservation, cold blocks are offloaded first (<see cref="MakeRoom"/>; moves appended to
+    /// <paramref name="moves"/> even when the reservation then fails — they are valid on their own), and the count
+    /// shrinks to what RAM then holds.
+    /// </summary>
+    private int Reserve(State r, int want, List<int> newBlocks, List<BlockCopy> copies, List<BlockMove> moves)
+    {
+        if (_options.DiskBlockCount == 0) return _blocks.TryReserve(r.Id, want, newBlocks, copies) ? want : 0;
+        int need = _blocks.BlocksNeeded(r.Id, want);
+        if (need > _blocks.Pool.RamFreeCount) MakeRoom(need, moves);
+        int n = want;
+        if (need > _blocks.Pool.AvailableCount)
+        {
+            // Largest count whose blocks fit the RAM available now (BlocksNeeded grows with the count).
+            int lo = 0, hi = want - 1;
+            while (lo < hi)
+            {
+                int mid = (lo + hi + 1) / 2;
+                if (_blocks.BlocksNeeded(r.Id, mid) <= _blocks.Pool.AvailableCount) lo = mid; else hi = mid - 1;
+            }
+            n = lo;
+        }
+        if (n == 0) return 0;
+        if (!_blocks.TryReserve(r.Id, n, newBlocks, copies)) throw new InvalidOperationException($"request {r.Id}: reservation of {n} slots failed after sizing");
+        return n;
+    }
+
+    /// <summary>
+    /// Frees RAM (disk tier only) until <paramref name="need"/> blocks are available or nothing more can move:
+    /// unreferenced cached RAM blocks move to free disk blocks first (kept for prefix hits rather than evicted), then
+    /// full computed blocks of running requests, least important request first, lowest position first — first the
+    /// cold ones (outside the last RecentWindowBlocks full blocks and the first block), then any. Blocks wholly below a
+    /// request's computed count are never written by this step.
+    /// </summary>
+    private void MakeRoom(int need, List<BlockMove> moves)
+    {
+        var pool = _blocks.Pool;
+        int shortfall = need - pool.RamFreeCount;
+        while (shortfall > 0 && pool.LeastRecentCachedRamBlock >= 0 && pool.DiskFreeCount > 0)
+        {
+            if (!_blocks.TryMoveToDisk(pool.LeastRecentCachedRamBlock, out var m)) break;
+            moves.Add(m);
+            shortfall--;
+        }
+        int b = _options.BlockSize, window = _options.RecentWindowBlocks, first = _options.KeepFirstBlockInRam ? 1 : 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = _running.Count - 1; i >= 0; i--)
+            {
+                var q = _running[i];
+                var blocks = _blocks.Get(q.Id).Blocks;
+                int full = q.Computed / b;
+                int lo = pass == 0 ? first : 0, hi = pass == 0 ? full - window : full;
+                for (int k = lo; k < hi; k++)
+                {
+                    if (need <= pool.AvailableCount) return;
+                    if (pool.IsOnDisk(blocks[k])) continue;
+                    if (!_blocks.TryMoveToDisk(blocks[k], out var m)) return; // the disk tier is full of referenced blocks
+                    moves.Add(m);
+                }
+            }
     }
 
     private void Preempt(State r, List<long> preempted)

@@ -2,8 +2,9 @@
 // paged KV store, so scheduler/memory bugs show up as wrong outputs.
 // The "KV" of position p is kv[p] = Mix(kv[p-1], token[p], p) (kv[-1] = Seed); the next token after position p is
 // a hash of kv[0..p] (every cached position is read, as attention would) modulo Vocab. FakeExecutor reads and
-// writes those values through each plan's block tables, poisons freshly allocated blocks, applies copy-on-write
-// orders, and asserts that every block it writes is held by exactly one sequence. RunAlone computes the same
+// writes those values through each plan's block tables, poisons freshly allocated blocks, applies disk-tier moves
+// (copy, then poison the source) and copy-on-write orders, and asserts that every block it writes is held by exactly
+// one sequence and is a RAM block. RunAlone computes the same
 // function straight from a token list, with no paging: the reference every scheduled output must equal.
 // A per-request salt (think: each request's own sampler seed) lets forked branches diverge deterministically.
 using Engine.Memory.Paged;
@@ -78,10 +79,20 @@ public sealed class FakeExecutor
 
     public int Vocab { get; }
     public long TokensComputed { get; private set; }
+    public long Moves { get; private set; }
 
     /// <summary>Runs one plan; returns a result (sampled token) for every request that samples.</summary>
     public List<StepResult> Execute(SchedulePlan plan)
     {
+        // A moved block's old id holds garbage afterwards: a table still naming it reads wrong values.
+        foreach (var m in plan.Moves)
+        {
+            if (m.SourceBlock >= _pool.RamCapacity || m.DestinationBlock < _pool.RamCapacity)
+                throw new InvalidOperationException($"move {m.SourceBlock} → {m.DestinationBlock} is not RAM → disk");
+            Array.Copy(_kv, m.SourceBlock * _blockSize, _kv, m.DestinationBlock * _blockSize, _blockSize);
+            for (int i = 0; i < _blockSize; i++) _kv[m.SourceBlock * _blockSize + i] = _poison.Next();
+            Moves++;
+        }
         // Fresh blocks hold garbage until written or copied into: reading one unwritten slot changes the output.
         foreach (var s in plan.Requests)
             foreach (int b in s.NewBlocks)
@@ -99,6 +110,8 @@ public sealed class FakeExecutor
                 int block = s.BlockTable[p / _blockSize];
                 if (_pool.RefCount(block) != 1)
                     throw new InvalidOperationException($"request {s.RequestId} writes position {p} into block {block} shared by {_pool.RefCount(block)} holders");
+                if (_pool.IsOnDisk(block))
+                    throw new InvalidOperationException($"request {s.RequestId} writes position {p} into disk-tier block {block}");
                 _kv[Slot(s.BlockTable, p)] = FakeModel.Mix(prev, s.TokenIds[j], p);
             }
             TokensComputed += s.TokenIds.Length;

@@ -22,11 +22,13 @@ public static class BenchParallelCommand
         var threads = GenerationCommandSupport.ThreadsOption();
         var json = new Option<bool>("--json") { Description = "Print JSON instead of a table." };
         var attention = new Option<int>("--attention-context") { Description = "Also time paged vs contiguous attention at this context (0 = skip).", DefaultValueFactory = _ => 0 };
+        var kvBudget = GenerationCommandSupport.KvBudgetOption();
+        var kvDisk = GenerationCommandSupport.KvDiskOption();
         var ttft = new Option<int>("--ttft-prefix") { Description = "Also time TTFT with this many cached vs uncached prefix tokens (0 = skip).", DefaultValueFactory = _ => 0 };
 
         var cmd = new Command("bench-parallel", "Serving throughput with 1..P concurrent sequences on the paged engine.")
         {
-            model, synthetic, type, parallel, gen, prompt, reps, threads, json, attention, ttft,
+            model, synthetic, type, parallel, gen, prompt, reps, threads, json, attention, ttft, kvBudget, kvDisk,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(() =>
         {
@@ -36,7 +38,8 @@ public static class BenchParallelCommand
                 : GenerationCommandSupport.ResolveModel(pr.GetValue(model));
             var counts = pr.GetValue(parallel)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(s => int.TryParse(s, out int v) ? v : throw new ArgumentException($"--parallel: '{s}' is not a number")).ToArray();
-            var rows = ParallelBenchmark.Run(path, counts, pr.GetValue(gen), pr.GetValue(prompt), pr.GetValue(reps), pr.GetValue(threads), log: Log);
+            var rows = ParallelBenchmark.Run(path, counts, pr.GetValue(gen), pr.GetValue(prompt), pr.GetValue(reps), pr.GetValue(threads), log: Log,
+                kvBudgetBytes: GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)));
             var extra = new Dictionary<string, object>();
             if (pr.GetValue(attention) is int ctx and > 0)
             {
@@ -61,10 +64,10 @@ public static class BenchParallelCommand
             }
             else
             {
-                Console.Out.WriteLine($"| {"test",-14} | {"parallel",8} | {"t/s",16} | {"ttft ms",8} | {"steps",6} |");
-                Console.Out.WriteLine($"| {new string('-', 14)} | {new string('-', 8)}:| {new string('-', 16)}:| {new string('-', 8)}:| {new string('-', 6)}:|");
+                Console.Out.WriteLine($"| {"test",-14} | {"parallel",8} | {"t/s",16} | {"ttft ms",8} | {"steps",6} | {"preempt",7} | {"to disk",7} | {"computed",8} |");
+                Console.Out.WriteLine($"| {new string('-', 14)} | {new string('-', 8)}:| {new string('-', 16)}:| {new string('-', 8)}:| {new string('-', 6)}:| {new string('-', 7)}:| {new string('-', 7)}:| {new string('-', 8)}:|");
                 foreach (var r in rows)
-                    Console.Out.WriteLine($"| {r.Test,-14} | {r.Parallel,8} | {r.TokensPerSecondMean,9:F2} ± {r.TokensPerSecondSd,5:F2} | {r.TimeToFirstTokenMs,8:F0} | {r.Steps,6} |");
+                    Console.Out.WriteLine($"| {r.Test,-14} | {r.Parallel,8} | {r.TokensPerSecondMean,9:F2} ± {r.TokensPerSecondSd,5:F2} | {r.TimeToFirstTokenMs,8:F0} | {r.Steps,6} | {r.Preemptions,7} | {r.BlocksMovedToDisk,7} | {r.TokensComputed,8} |");
                 foreach (var (k, v) in extra) Console.Out.WriteLine($"{k}: {JsonSerializer.Serialize(v)}");
             }
             return Task.FromResult(0);

@@ -37,6 +37,18 @@ internal static class GenerationCommandSupport
         Description = "KV memory budget of the paged engine (bytes, or with K/M/G suffix, e.g. 512M). Default: context × 16 sequences, ≤ 2 GiB.",
     };
 
+    /// <summary>`--kv-disk-mb N`: a KV disk tier of N MiB for the paged engine (EngineOptions.KvDiskBytes).</summary>
+    public static Option<int> KvDiskOption() => new("--kv-disk-mb")
+    {
+        Description = "Paged engine: MiB of KV disk tier (a memory-mapped temp file, deleted at exit). When the --kv-budget RAM blocks run out, "
+            + "cold blocks move there instead of requests being preempted. Default 0 = none.",
+        DefaultValueFactory = _ => 0,
+    };
+
+    /// <summary>`--kv-disk-mb` in bytes; a negative value is rejected.</summary>
+    public static long KvDiskBytes(int mebibytes) =>
+        mebibytes >= 0 ? (long)mebibytes << 20 : throw new ArgumentException($"--kv-disk-mb: {mebibytes} is negative; give a size in MiB ≥ 0");
+
     /// <summary>Parses "123", "64K", "512M", "2G" (binary multiples) into bytes; null/empty = 0 (the engine's default).</summary>
     public static long ParseBytes(string? text)
     {
@@ -99,13 +111,13 @@ internal static class GenerationCommandSupport
     }
 
     public static InferenceEngine LoadEngine(string? model, string backend, int threads, int contextLength = 0, string? tokenizer = null, long kvBudgetBytes = 0,
-        string? memory = null, string? kvPolicy = null, double? kvPolicyBudget = null)
+        string? memory = null, string? kvPolicy = null, double? kvPolicyBudget = null, long kvDiskBytes = 0)
     {
         string path = ResolveModel(model);
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var engine = WithProgress($"loading {Path.GetFileName(path)}…", () =>
-            InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, KvBudgetBytes = kvBudgetBytes, Memory = memory,
+            InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, KvBudgetBytes = kvBudgetBytes, KvDiskBytes = kvDiskBytes, Memory = memory,
                 KvPolicy = kvPolicy, KvPolicyBudget = kvPolicyBudget ?? new EngineOptions().KvPolicyBudget }));
         var c = engine.Config;
         Console.Error.WriteLine($"loaded {Path.GetFileName(path)} ({c.Architecture}, {c.BlockCount} layers, dim {c.EmbeddingLength}, vocab {c.VocabSize}, context {engine.ContextLength}) " +

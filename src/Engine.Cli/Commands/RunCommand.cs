@@ -22,6 +22,7 @@ public static class RunCommand
         var tokenizer = GenerationCommandSupport.TokenizerOption();
         var backend = GenerationCommandSupport.BackendOption();
         var kvBudget = GenerationCommandSupport.KvBudgetOption();
+        var kvDisk = GenerationCommandSupport.KvDiskOption();
         var kvPolicy = GenerationCommandSupport.KvPolicyOption();
         var kvPolicyBudget = GenerationCommandSupport.KvPolicyBudgetOption();
         var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = the model's).", DefaultValueFactory = _ => 0 };
@@ -29,12 +30,12 @@ public static class RunCommand
 
         var cmd = new Command("run", "Generate text from a prompt; only the generated text goes to stdout.")
         {
-            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, threads, backend, ctx, tokenizer, kvBudget, memory, kvPolicy, kvPolicyBudget,
+            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, threads, backend, ctx, tokenizer, kvBudget, kvDisk, memory, kvPolicy, kvPolicyBudget,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(async () =>
         {
             using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx), pr.GetValue(tokenizer),
-                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), pr.GetValue(memory), pr.GetValue(kvPolicy), pr.GetValue(kvPolicyBudget));
+                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), pr.GetValue(memory), pr.GetValue(kvPolicy), pr.GetValue(kvPolicyBudget), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)));
             var options = new GenerationOptions
             {
                 MaxTokens = pr.GetValue(maxTokens),

@@ -4,14 +4,14 @@
 // Invariants: a slot's address never moves while the file is open (new capacity comes as a new segment file, old
 // mappings stay valid); Allocate never returns a slot in use; Free'd slots are reused lowest first; all slots of a
 // segment are SlotBytes long and 64-byte aligned. Files are created sparse (SetLength), so unused capacity costs nothing.
-using System.IO.MemoryMappedFiles;
+// Each segment is one MappedRegion (the disk tier's single mmap primitive).
 
 namespace Engine.Memory.Disk;
 
 /// <summary>Fixed-size slots in memory-mapped files.</summary>
 public sealed unsafe class DiskKvFile : IDisposable
 {
-    private readonly List<Segment> _segments = new();
+    private readonly List<MappedRegion> _segments = new();
     private readonly SortedSet<int> _free = new();
     private readonly HashSet<int> _used = new();
     private int _nextNew;          // slots 0 .. _nextNew-1 have existed at some point (used or free)
@@ -50,7 +50,7 @@ public sealed unsafe class DiskKvFile : IDisposable
             long expect = SegmentBytes;
             long actual = new FileInfo(path).Length;
             if (actual != expect) throw new InvalidDataException($"disk tier segment {path} is {actual} bytes, expected {expect} (truncated or corrupted)");
-            _segments.Add(new Segment(path, SegmentBytes, create: false));
+            _segments.Add(new MappedRegion(path, SegmentBytes, create: false));
         }
         _nextNew = segments * SlotsPerSegment;
         for (int s = 0; s < _nextNew; s++) if (!_used.Contains(s)) _free.Add(s);
@@ -75,6 +75,15 @@ public sealed unsafe class DiskKvFile : IDisposable
 
     public string SegmentPath(int n) => $"{PathPrefix}.{n}.bin";
 
+    /// <summary>Creates segment files (sparse) until at least <paramref name="slots"/> slots exist, so the files are
+    /// there up front (e.g. a store that wants its whole file at construction, as one segment).</summary>
+    public void EnsureCapacity(int slots)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        while ((long)_segments.Count * SlotsPerSegment < slots)
+            _segments.Add(new MappedRegion(SegmentPath(_segments.Count), SegmentBytes, create: true));
+    }
+
     /// <summary>Takes a free slot (lowest first), growing by one segment file when none is free.</summary>
     public int Allocate()
     {
@@ -84,7 +93,7 @@ public sealed unsafe class DiskKvFile : IDisposable
         else
         {
             if (_nextNew == _segments.Count * SlotsPerSegment)
-                _segments.Add(new Segment(SegmentPath(_segments.Count), SegmentBytes, create: true));
+                _segments.Add(new MappedRegion(SegmentPath(_segments.Count), SegmentBytes, create: true));
             slot = _nextNew++;
         }
         _used.Add(slot);
@@ -110,7 +119,7 @@ public sealed unsafe class DiskKvFile : IDisposable
     /// <summary>Writes dirty mapped pages to the files.</summary>
     public void Flush()
     {
-        foreach (var s in _segments) s.Accessor.Flush();
+        foreach (var s in _segments) s.Flush();
     }
 
     public void Dispose()
@@ -119,30 +128,5 @@ public sealed unsafe class DiskKvFile : IDisposable
         _disposed = true;
         foreach (var s in _segments) s.Dispose();
         _segments.Clear();
-    }
-
-    private sealed class Segment : IDisposable
-    {
-        public readonly MemoryMappedFile File;
-        public readonly MemoryMappedViewAccessor Accessor;
-        public readonly byte* Base;
-
-        public Segment(string path, long bytes, bool create)
-        {
-            using (var fs = new FileStream(path, create ? FileMode.Create : FileMode.Open, FileAccess.ReadWrite, FileShare.Read))
-                if (create) fs.SetLength(bytes);
-            File = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, bytes, MemoryMappedFileAccess.ReadWrite);
-            Accessor = File.CreateViewAccessor(0, bytes, MemoryMappedFileAccess.ReadWrite);
-            byte* p = null;
-            Accessor.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-            Base = p + Accessor.PointerOffset;
-        }
-
-        public void Dispose()
-        {
-            Accessor.SafeMemoryMappedViewHandle.ReleasePointer();
-            Accessor.Dispose();
-            File.Dispose();
-        }
     }
 }

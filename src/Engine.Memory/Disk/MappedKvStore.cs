@@ -1,51 +1,26 @@
-// Owns: the disk tier in its simplest form — a float32 IKvStore whose K/V rows live in one memory-mapped file, so the
-// total KV can exceed RAM: the OS pages blocks in on demand when attention reads them and writes cold pages back.
-// Layout of the file: [layer, seq, K|V, Capacity, KvDim] float32, one contiguous page per (layer, seq) as in
-// ContiguousKvStore, whose bookkeeping (writes, pages, lengths, truncation, checks) this class inherits; it only
-// supplies the rows from the mapping (the pages handed to attention point straight into it — no copy).
-// Invariants: the file is created (sparse where the OS supports it) with the full size up front and deleted on Dispose
-// when the store created it as a temporary; lengths are tracked in memory (the file holds rows only, not a format).
-using System.IO.MemoryMappedFiles;
-using Engine.Kernels;
-
+// Owns: the "all KV on disk" configuration of the disk tier, as used by the needle 1M run (`engine eval --needle --disk`):
+// a TieredKvStore with every block in the memory-mapped disk file from its first write (written and read in place, so
+// the KV can exceed RAM; the OS pages blocks in on demand), large blocks (few pages per sequence), and the whole file
+// created up front (sparse). A thin configuration — all bookkeeping is TieredKvStore's; there is one disk store.
+// Invariants: the file (FilePath) exists from construction and is deleted on Dispose when the store created it as a
+// temporary; lengths are tracked in memory (the file holds rows only, not a format).
 namespace Engine.Memory.Disk;
 
-public sealed unsafe class MappedKvStore : ContiguousKvStore
+public sealed class MappedKvStore : TieredKvStore
 {
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
-    private readonly byte* _base;
-    private readonly string _path;
-    private readonly bool _deleteOnDispose;
+    /// <summary>Tokens per block (one KvPage each): large, so a long sequence is a few pages.</summary>
+    public const int DefaultBlockSize = 4096;
 
-    /// <param name="path">Backing file; null = a temporary file deleted on Dispose.</param>
+    /// <param name="path">Prefix of the backing file (<c>{path}.0.bin</c>); null = a temporary file deleted on Dispose.</param>
     public MappedKvStore(int layerCount, int kvDim, int capacity, int sequenceCapacity = 1, string? path = null)
-        : base(layerCount, kvDim, capacity, sequenceCapacity)
+        : base(layerCount, kvDim, capacity, sequenceCapacity, blockSize: Math.Min(capacity, DefaultBlockSize), ramBudgetBytes: 0,
+            diskPathPrefix: path, blocksOnDisk: true)
     {
-        _deleteOnDispose = path == null;
-        _path = path ?? Path.Combine(Path.GetTempPath(), $"engine-kv-{Guid.NewGuid():N}.bin");
-        long bytes = 2L * layerCount * sequenceCapacity * capacity * kvDim * sizeof(float);
-        FileBytes = bytes;
-        using (var fs = new FileStream(_path, FileMode.Create, FileAccess.ReadWrite, FileShare.None)) fs.SetLength(bytes);
-        _map = MemoryMappedFile.CreateFromFile(_path, FileMode.Open, null, bytes, MemoryMappedFileAccess.ReadWrite);
-        _view = _map.CreateViewAccessor(0, bytes, MemoryMappedFileAccess.ReadWrite);
-        byte* p = null;
-        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-        _base = p + _view.PointerOffset;
     }
 
-    public long FileBytes { get; }
-    public string FilePath => _path;
+    /// <summary>The backing file (all blocks of all layers and sequences).</summary>
+    public string FilePath => DiskFiles[0];
 
-    // [layer, seq, K|V, Capacity, KvDim] inside the mapping.
-    protected override float* RowBuffer(int layer, int seqId, int which) =>
-        (float*)(_base + ((((long)layer * SequenceCapacity + seqId) * 2 + which) * Capacity * KvDim) * sizeof(float));
-
-    protected override void ReleaseStorage()
-    {
-        _view.SafeMemoryMappedViewHandle.ReleasePointer();
-        _view.Dispose();
-        _map.Dispose();
-        if (_deleteOnDispose) try { File.Delete(_path); } catch (IOException) { }
-    }
+    /// <summary>Logical size of the backing file.</summary>
+    public long FileBytes => DiskFileBytes;
 }

@@ -1,9 +1,14 @@
-// Owns: a paged float32 IKvStore whose blocks live in RAM or in the disk tier, under a RAM byte budget: when the RAM
-// held by blocks exceeds the budget, the least recently selected full block (oldest Pages() touch, then lowest block
-// index) is moved to the memory-mapped disk file; attention then reads it in place from the mapping.
+// Owns: the single-sequence path's disk-backed KV store — a paged float32 IKvStore whose blocks live in RAM or in the
+// disk tier (DiskKvFile slots), in one of two configurations:
+//   RAM budget (default): when the RAM held by blocks exceeds the budget, the least recently selected full block
+//   (oldest Pages() touch, then lowest block index) is moved to the memory-mapped disk file; attention then reads it
+//   in place from the mapping; a write into a block on disk promotes it back to RAM first.
+//   blocks on disk (blocksOnDisk: true; MappedKvStore is this configuration): every block lives in the disk tier from
+//   its first write and is written and read in place — no RAM copy at all, so the KV can exceed RAM.
+// (The paged serving path's disk tier is PagedKvStore's disk blocks, moved there by the scheduler.)
 // Invariants: Pages(layer, seq) covers 0 .. Length-1 in block order (one page per block, StartPosition = block·B);
-// the payload is bit-identical whichever tier holds it; a write into a block on disk promotes it back to RAM first;
-// RamBytes ≤ max(budget, one partially-filled tail block per (layer, seq)) after every Write. Tiering idea: the
+// the payload is bit-identical whichever tier holds it; RamBytes ≤ max(budget, one partially-filled tail block per
+// (layer, seq)) after every Write (0 with blocks on disk). Tiering idea: the
 // issue's disk tier + vLLM's swap space, with in-place reads from an mmap instead of swap-in.
 using System.Runtime.InteropServices;
 using Engine.Kernels;
@@ -11,7 +16,7 @@ using Engine.Kernels;
 namespace Engine.Memory.Disk;
 
 /// <summary>Paged F32 KV store with a RAM budget and a memory-mapped disk tier for cold blocks.</summary>
-public sealed unsafe class TieredKvStore : IKvStore
+public unsafe class TieredKvStore : IKvStore
 {
     private readonly List<Block>[,] _blocks;   // [layer, seq] -> blocks in position order
     private readonly int[,] _length;           // [layer, seq]
@@ -23,9 +28,11 @@ public sealed unsafe class TieredKvStore : IKvStore
 
     /// <param name="blockSize">tokens per block (the unit that moves between tiers)</param>
     /// <param name="ramBudgetBytes">bytes of K/V blocks kept in RAM (long.MaxValue = never offload)</param>
-    /// <param name="diskPathPrefix">prefix of the disk tier's segment files (a temp file when null)</param>
+    /// <param name="diskPathPrefix">prefix of the disk tier's segment files (a temp file when null, deleted on Dispose)</param>
+    /// <param name="blocksOnDisk">every block lives on disk from its first write (written and read in place; the RAM
+    /// budget is ignored) and the disk file is created up front as one sparse segment sized for the whole capacity</param>
     public TieredKvStore(int layerCount, int kvDim, int capacity, int sequenceCapacity = 1, int blockSize = 32,
-        long ramBudgetBytes = long.MaxValue, string? diskPathPrefix = null)
+        long ramBudgetBytes = long.MaxValue, string? diskPathPrefix = null, bool blocksOnDisk = false)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(layerCount, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(kvDim, 1);
@@ -34,7 +41,7 @@ public sealed unsafe class TieredKvStore : IKvStore
         ArgumentOutOfRangeException.ThrowIfLessThan(blockSize, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(ramBudgetBytes);
         LayerCount = layerCount; KvDim = kvDim; Capacity = capacity; SequenceCapacity = sequenceCapacity;
-        BlockSize = blockSize; RamBudgetBytes = ramBudgetBytes;
+        BlockSize = blockSize; BlocksOnDisk = blocksOnDisk; RamBudgetBytes = blocksOnDisk ? 0 : ramBudgetBytes;
         _blocks = new List<Block>[layerCount, sequenceCapacity];
         _length = new int[layerCount, sequenceCapacity];
         _pages = new KvPage[layerCount, sequenceCapacity][];
@@ -43,7 +50,15 @@ public sealed unsafe class TieredKvStore : IKvStore
         _blockBytes = KvPageLayout.Of(KvElementType.F32, blockSize, kvDim).TotalBytes;
         OwnsDiskPath = diskPathPrefix == null;
         diskPathPrefix ??= Path.Combine(Path.GetTempPath(), $"engine-kv-{Environment.ProcessId}-{Guid.NewGuid():N}");
-        _disk = new DiskKvTier(diskPathPrefix, _blockBytes);
+        if (blocksOnDisk)
+        {
+            // [layer, seq, block] slots in one segment: the whole file exists (sparse) from the start.
+            long slots = (long)layerCount * sequenceCapacity * ((capacity + blockSize - 1) / blockSize);
+            if (slots > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(capacity), $"{slots} disk blocks exceed one file's slot range");
+            _disk = new DiskKvTier(diskPathPrefix, _blockBytes, (int)slots);
+            _disk.File.EnsureCapacity((int)slots);
+        }
+        else _disk = new DiskKvTier(diskPathPrefix, _blockBytes);
     }
 
     public int LayerCount { get; }
@@ -52,7 +67,18 @@ public sealed unsafe class TieredKvStore : IKvStore
     public int SequenceCapacity { get; }
     public int BlockSize { get; }
     public long RamBudgetBytes { get; }
+
+    /// <summary>Every block lives on disk from its first write (see the constructor).</summary>
+    public bool BlocksOnDisk { get; }
+
     private bool OwnsDiskPath { get; }
+
+    /// <summary>The disk tier's segment files (<c>{prefix}.{n}.bin</c>) that exist now.</summary>
+    public IReadOnlyList<string> DiskFiles =>
+        Enumerable.Range(0, int.MaxValue).Select(_disk.File.SegmentPath).TakeWhile(File.Exists).ToArray();
+
+    /// <summary>Logical size of the disk tier's segment files (sparse: unwritten slots take no disk).</summary>
+    public long DiskFileBytes => _disk.File.FileBytes;
 
     /// <summary>Bytes of blocks held in RAM now.</summary>
     public long RamBytes { get; private set; }
@@ -87,9 +113,10 @@ public sealed unsafe class TieredKvStore : IKvStore
             int p = positions[i], bi = p / BlockSize, j = p % BlockSize;
             while (blocks.Count <= bi) blocks.Add(NewBlock(bi));
             var b = blocks[bi];
-            if (b.Ram == null) Promote(b);
-            k.Slice(i * KvDim, KvDim).CopyTo(new Span<float>((float*)b.Ram + (long)j * KvDim, KvDim));
-            v.Slice(i * KvDim, KvDim).CopyTo(new Span<float>((float*)(b.Ram + VOffset) + (long)j * KvDim, KvDim));
+            if (b.Ram == null && !BlocksOnDisk) Promote(b);
+            byte* payload = b.Ram != null ? b.Ram : _disk.File.Pointer(b.Slot);
+            k.Slice(i * KvDim, KvDim).CopyTo(new Span<float>((float*)payload + (long)j * KvDim, KvDim));
+            v.Slice(i * KvDim, KvDim).CopyTo(new Span<float>((float*)(payload + VOffset) + (long)j * KvDim, KvDim));
             b.Count = Math.Max(b.Count, j + 1);
             b.LastUse = ++_tick;
         }
@@ -148,6 +175,7 @@ public sealed unsafe class TieredKvStore : IKvStore
 
     private Block NewBlock(int index)
     {
+        if (BlocksOnDisk) return new Block { Index = index, Slot = _disk.File.Allocate() };
         var b = new Block { Index = index, Ram = (byte*)NativeMemory.AlignedAlloc((nuint)_blockBytes, 64) };
         RamBytes += _blockBytes;
         return b;

@@ -3,7 +3,8 @@
 // Invariants: a block's RefCount equals the number of table entries naming it (Validate checks); a sequence only
 // ever writes into blocks it holds alone (RefCount == 1) — a shared partial last block is copied first and the
 // copy order is returned as data; committed (full) blocks are never written again. Reservations are atomic:
-// they either get every block they need or change nothing.
+// they either get every block they need or change nothing. New blocks are always RAM blocks; a full block may later
+// move to the disk tier (TryMoveToDisk), its table entries following it.
 // Source: vLLM v1 kv_cache_manager.py (get_computed_blocks / allocate_slots / free in reverse order) and the
 // copy-on-write fork of vLLM v0's block manager (beam search / n-best).
 namespace Engine.Memory.Paged;
@@ -147,6 +148,31 @@ public sealed class BlockManager
         child.TokenCount = parent.TokenCount;
         child.CommittedBlockCount = parent.CommittedBlockCount;
         return child;
+    }
+
+    /// <summary>
+    /// Moves RAM block <paramref name="from"/> to the disk tier (<see cref="BlockPool.TryMoveToDisk"/>) and rewrites
+    /// every table entry naming it. The caller must not move a block that a sequence still writes (a partial block
+    /// or one reserved for the step being planned): only full, computed blocks or cached ones. Returns false,
+    /// changing nothing, when the disk tier has no block to give.
+    /// </summary>
+    public bool TryMoveToDisk(int from, out BlockMove move)
+    {
+        move = default;
+        if (!Pool.TryMoveToDisk(from, out int to)) return false;
+        if (Pool.RefCount(to) > 0)
+        {
+            int left = Pool.RefCount(to);
+            foreach (var table in _tables.Values)
+            {
+                var list = table.BlockList;
+                for (int i = 0; i < list.Count && left > 0; i++)
+                    if (list[i] == from) { list[i] = to; left--; }
+                if (left == 0) break;
+            }
+        }
+        move = new BlockMove(from, to);
+        return true;
     }
 
     /// <summary>

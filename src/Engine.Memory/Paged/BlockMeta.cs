@@ -1,8 +1,9 @@
 // Owns: the plain-data descriptors of paged KV blocks that the scheduler and the executor exchange
 // (per-block metadata with room for precision tiers, locations and sparse-selection summaries; copy orders).
 // Invariants: everything here is data only — no tensors, no behaviour beyond trivial helpers.
-// Tier/Location/SummarySlot are reserved for the tiered store (int8/int4 demotion, disk offload, per-block key
-// min/max summaries for sparse page selection); the pool keeps them per block and resets them on reallocation.
+// Location follows the block id (ids ≥ the pool's RamCapacity are disk blocks; BlockPool sets it on every hand-out
+// and move). Tier/SummarySlot are reserved (int8/int4 demotion, per-block key min/max summaries for sparse page
+// selection); the pool keeps them per block and resets them on reallocation.
 namespace Engine.Memory.Paged;
 
 /// <summary>Precision tier of a block's K/V payload. Only <see cref="Full"/> is used today.</summary>
@@ -18,11 +19,11 @@ public enum BlockTier : byte
     Evicted = 3,
 }
 
-/// <summary>Where a block's payload lives. Only <see cref="Ram"/> is used today.</summary>
+/// <summary>Where a block's payload lives (fixed by its id: see <see cref="BlockPool.RamCapacity"/>).</summary>
 public enum BlockLocation : byte
 {
     Ram = 0,
-    /// <summary>Offloaded to disk (reserved).</summary>
+    /// <summary>In the memory-mapped disk tier (read in place; never written by a forward).</summary>
     Disk = 1,
 }
 
@@ -35,7 +36,7 @@ public struct BlockMeta
     /// <summary>Precision tier of the payload (reserved; always <see cref="BlockTier.Full"/> today).</summary>
     public BlockTier Tier;
 
-    /// <summary>Payload location (reserved; always <see cref="BlockLocation.Ram"/> today).</summary>
+    /// <summary>Payload location (RAM or the disk tier), matching the block id's tier.</summary>
     public BlockLocation Location;
 
     /// <summary>
@@ -54,3 +55,11 @@ public struct BlockMeta
 /// The executor applies all copies of a plan before running the forward of that plan.
 /// </summary>
 public readonly record struct BlockCopy(int SourceBlock, int DestinationBlock, int TokenCount);
+
+/// <summary>
+/// An order for the executor: move the whole payload (every token slot, K and V, every layer) of block
+/// <paramref name="SourceBlock"/> to block <paramref name="DestinationBlock"/> (a RAM block offloaded to the disk tier).
+/// The source is free afterwards (it may be handed out again in the same plan, e.g. as a new block or a copy
+/// destination), so the executor applies all moves, in order, before the plan's copies and forward.
+/// </summary>
+public readonly record struct BlockMove(int SourceBlock, int DestinationBlock);

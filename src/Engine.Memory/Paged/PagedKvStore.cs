@@ -1,27 +1,36 @@
-// Owns: the paged KV storage — per layer, K and V each laid out by block as [blockCount, blockSize, kvDim] float32 in
-// one native 64-byte-aligned buffer — and the per-sequence bindings (block table + per-layer lengths) through which an
+// Owns: the paged KV storage — per layer, K and V each laid out by block as [RamBlockCount, blockSize, kvDim] float32 in
+// one native 64-byte-aligned buffer, plus an optional disk tier of DiskBlockCount blocks in one memory-mapped file laid
+// out [layer, K|V, DiskBlockCount, blockSize, kvDim] (block id RamBlockCount + i is disk block i) — and the per-sequence
+// bindings (block table + per-layer lengths) through which an
 // IKvStore caller writes and reads a sequence. Pages(layer, seq) returns the block table as KvPages, one page per run
-// of physically consecutive blocks, so the existing IBackend.Attention reads K/V through the table unchanged.
+// of physically consecutive blocks, so the existing IBackend.Attention reads K/V through the table unchanged — disk
+// blocks included: their pages point into the mapping and are read in place (the OS pages them in on demand).
 // Two ways to own blocks:
 //   external (the scheduler-driven runtime): Bind(seq, blockTable, length) before each step; writes must stay inside
-//   the bound table (position p → block table[p / BlockSize], slot p % BlockSize); CopyBlock applies copy-on-write.
+//   the bound table (position p → block table[p / BlockSize], slot p % BlockSize); CopyBlock applies copy-on-write,
+//   MoveBlock a scheduler's offload of a whole block from a RAM id to a disk id.
 //   self-managed (a drop-in IKvStore, e.g. tests): a write past the sequence's blocks takes blocks from the store's
 //   own free list; Truncate/Clear give them back. A store is one or the other (constructor flag).
-// Invariants: block ids are 0..BlockCount-1; Length(layer, seq) ≤ table length · BlockSize; positions are written
-// without gaps (as ContiguousKvStore). Memory is reserved once (untouched pages are not committed by the OS).
+// Invariants: block ids are 0..BlockCount-1 (BlockCount = RamBlockCount + DiskBlockCount); a page (run of consecutive
+// ids) never crosses the RAM/disk boundary; Length(layer, seq) ≤ table length · BlockSize; positions are written
+// without gaps (as ContiguousKvStore). Memory is reserved once (untouched pages are not committed by the OS); the disk
+// file is sparse and deleted on Dispose. Self-managed stores take blocks from RAM only.
 // Element type: F32 only today (exact results); ElementType (the kernels' KvElementType, which KvPage carries) is the
 // hook for per-block F16/Int8/Int4 tiers (BlockMeta.Tier).
 // Source: vLLM PagedAttention (Kwon et al. 2023) block layout, reduced to the page list our attention kernel takes.
 using System.Runtime.InteropServices;
 using Engine.Kernels;
+using Engine.Memory.Disk;
 
 namespace Engine.Memory.Paged;
 
 /// <summary>Float32 paged KV cache: fixed-size blocks shared by many sequences through block tables.</summary>
 public sealed unsafe class PagedKvStore : IKvStore
 {
-    private readonly float*[] _k;                 // [layer] -> [BlockCount, BlockSize, KvDim]
-    private readonly float*[] _v;                 // [layer] -> [BlockCount, BlockSize, KvDim]
+    private readonly float*[] _k;                 // [layer] -> [RamBlockCount, BlockSize, KvDim]
+    private readonly float*[] _v;                 // [layer] -> [RamBlockCount, BlockSize, KvDim]
+    private readonly float*[] _diskK, _diskV;     // [layer] -> [DiskBlockCount, BlockSize, KvDim] inside _disk
+    private readonly MappedRegion? _disk;         // [layer, K|V, DiskBlockCount, BlockSize, KvDim] float32
     private readonly List<int>[] _tables;         // [seq] block ids in position order
     private readonly int[,] _length;              // [layer, seq]
     private readonly KvPage[][] _pages;           // [seq] reusable page list (grown)
@@ -31,13 +40,16 @@ public sealed unsafe class PagedKvStore : IKvStore
     /// <param name="layerCount">Transformer layers.</param>
     /// <param name="kvDim">Floats per K (and V) row: kvHeadCount · headDim.</param>
     /// <param name="blockSize">Token slots per block.</param>
-    /// <param name="blockCount">Blocks in the store (the budget; see <see cref="BlockCountForBudget"/>).</param>
+    /// <param name="blockCount">RAM blocks in the store (the budget; see <see cref="BlockCountForBudget"/>).</param>
     /// <param name="capacity">Most positions one sequence may hold (the context length).</param>
     /// <param name="sequenceCapacity">Sequence ids 0..sequenceCapacity-1.</param>
     /// <param name="selfManaged">True: writes allocate blocks from the store's own free list. False: blocks come from
     /// <see cref="Bind"/> (an external BlockManager owns them).</param>
+    /// <param name="diskBlockCount">Blocks of the disk tier (ids blockCount..blockCount+diskBlockCount-1), in one
+    /// memory-mapped file; 0 = none.</param>
+    /// <param name="diskPath">The disk tier's file (created, and deleted on Dispose); null = a temporary file.</param>
     public PagedKvStore(int layerCount, int kvDim, int blockSize, int blockCount, int capacity, int sequenceCapacity = 1,
-        bool selfManaged = true, KvElementType elementType = KvElementType.F32)
+        bool selfManaged = true, KvElementType elementType = KvElementType.F32, int diskBlockCount = 0, string? diskPath = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(layerCount, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(kvDim, 1);
@@ -45,12 +57,23 @@ public sealed unsafe class PagedKvStore : IKvStore
         ArgumentOutOfRangeException.ThrowIfLessThan(blockCount, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(sequenceCapacity, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(diskBlockCount);
         if (elementType != KvElementType.F32) throw new NotSupportedException($"paged KV element type {elementType} is not supported yet (F32 only)");
-        LayerCount = layerCount; KvDim = kvDim; BlockSize = blockSize; BlockCount = blockCount;
+        LayerCount = layerCount; KvDim = kvDim; BlockSize = blockSize; RamBlockCount = blockCount; DiskBlockCount = diskBlockCount;
+        BlockCount = checked(blockCount + diskBlockCount);
         Capacity = capacity; SequenceCapacity = sequenceCapacity; ElementType = elementType; SelfManaged = selfManaged;
         _k = new float*[layerCount];
         _v = new float*[layerCount];
         nuint bytes = (nuint)((long)blockCount * blockSize * kvDim * sizeof(float));
+        _diskK = new float*[layerCount];
+        _diskV = new float*[layerCount];
+        if (diskBlockCount > 0)   // first: a failure to create the file leaves nothing allocated
+        {
+            long tier = (long)diskBlockCount * blockSize * kvDim; // floats of one layer's K (or V) on disk
+            _disk = new MappedRegion(diskPath, 2L * layerCount * tier * sizeof(float), create: true, deleteOnDispose: true);
+            float* d = (float*)_disk.Base;
+            for (int l = 0; l < layerCount; l++) { _diskK[l] = d + (2L * l) * tier; _diskV[l] = d + (2L * l + 1) * tier; }
+        }
         for (int l = 0; l < layerCount; l++)
         {
             _k[l] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
@@ -62,7 +85,7 @@ public sealed unsafe class PagedKvStore : IKvStore
         _length = new int[layerCount, sequenceCapacity];
         if (selfManaged)
         {
-            _free = new Stack<int>(blockCount);
+            _free = new Stack<int>(blockCount); // RAM blocks only
             for (int b = blockCount - 1; b >= 0; b--) _free.Push(b);
         }
     }
@@ -70,7 +93,21 @@ public sealed unsafe class PagedKvStore : IKvStore
     public int LayerCount { get; }
     public int KvDim { get; }
     public int BlockSize { get; }
+
+    /// <summary>All block ids: RamBlockCount + DiskBlockCount.</summary>
     public int BlockCount { get; }
+
+    /// <summary>Blocks in RAM: ids 0..RamBlockCount-1.</summary>
+    public int RamBlockCount { get; }
+
+    /// <summary>Blocks in the memory-mapped disk tier: ids RamBlockCount..BlockCount-1.</summary>
+    public int DiskBlockCount { get; }
+
+    /// <summary>The disk tier's file (null without one); deleted on Dispose.</summary>
+    public string? DiskFilePath => _disk?.Path;
+
+    /// <summary>Blocks moved between tiers by <see cref="MoveBlock"/> so far.</summary>
+    public long BlocksMoved { get; private set; }
     public int Capacity { get; }
     public int SequenceCapacity { get; }
     public bool SelfManaged { get; }
@@ -81,8 +118,14 @@ public sealed unsafe class PagedKvStore : IKvStore
     /// <summary>Bytes of one block's K and V over all layers.</summary>
     public long BytesPerBlock => 2L * LayerCount * BlockSize * KvDim * sizeof(float);
 
-    /// <summary>Bytes reserved for all blocks.</summary>
-    public long TotalBytes => BytesPerBlock * BlockCount;
+    /// <summary>Bytes reserved in RAM for the RAM blocks.</summary>
+    public long TotalBytes => BytesPerBlock * RamBlockCount;
+
+    /// <summary>Logical size of the disk tier's file (sparse: blocks never written take no disk).</summary>
+    public long DiskBytes => BytesPerBlock * DiskBlockCount;
+
+    /// <summary>True for a block id of the disk tier.</summary>
+    public bool IsOnDisk(int block) => block >= RamBlockCount;
 
     /// <summary>Blocks on the self-managed free list (0 for an externally managed store).</summary>
     public int FreeBlockCount => _free?.Count ?? 0;
@@ -132,13 +175,40 @@ public sealed unsafe class PagedKvStore : IKvStore
         if ((uint)source >= (uint)BlockCount || (uint)destination >= (uint)BlockCount)
             throw new ArgumentOutOfRangeException(nameof(source), $"block ids {source} → {destination} outside 0..{BlockCount - 1}");
         if ((uint)tokenCount > (uint)BlockSize) throw new ArgumentOutOfRangeException(nameof(tokenCount), tokenCount, $"a block holds {BlockSize} tokens");
-        long block = (long)BlockSize * KvDim, n = (long)tokenCount * KvDim;
+        Copy(source, destination, (long)tokenCount * KvDim);
+    }
+
+    /// <summary>Moves the whole payload (every slot, K and V, every layer) of block <paramref name="source"/> to
+    /// <paramref name="destination"/> — a scheduler's offload from a RAM id to a disk id (or back). The source's content
+    /// is undefined afterwards (its id is free for reuse).</summary>
+    public void MoveBlock(int source, int destination)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if ((uint)source >= (uint)BlockCount || (uint)destination >= (uint)BlockCount)
+            throw new ArgumentOutOfRangeException(nameof(source), $"block ids {source} → {destination} outside 0..{BlockCount - 1}");
+        if (source == destination) throw new ArgumentException($"block {source} cannot move onto itself");
+        Copy(source, destination, (long)BlockSize * KvDim);
+        BlocksMoved++;
+    }
+
+    private void Copy(int source, int destination, long floats)
+    {
+        long bytes = floats * sizeof(float);
         for (int l = 0; l < LayerCount; l++)
         {
-            Buffer.MemoryCopy(_k[l] + source * block, _k[l] + destination * block, n * sizeof(float), n * sizeof(float));
-            Buffer.MemoryCopy(_v[l] + source * block, _v[l] + destination * block, n * sizeof(float), n * sizeof(float));
+            Buffer.MemoryCopy(KBlock(l, source), KBlock(l, destination), bytes, bytes);
+            Buffer.MemoryCopy(VBlock(l, source), VBlock(l, destination), bytes, bytes);
         }
     }
+
+    /// <summary>Start of block <paramref name="block"/>'s K rows in layer <paramref name="layer"/> ([BlockSize, KvDim]).</summary>
+    private float* KBlock(int layer, int block) => block < RamBlockCount
+        ? _k[layer] + (long)block * BlockSize * KvDim
+        : _diskK[layer] + (long)(block - RamBlockCount) * BlockSize * KvDim;
+
+    private float* VBlock(int layer, int block) => block < RamBlockCount
+        ? _v[layer] + (long)block * BlockSize * KvDim
+        : _diskV[layer] + (long)(block - RamBlockCount) * BlockSize * KvDim;
 
     public void Write(int layer, int seqId, ReadOnlySpan<int> positions, ReadOnlySpan<float> k, ReadOnlySpan<float> v)
     {
@@ -166,12 +236,12 @@ public sealed unsafe class PagedKvStore : IKvStore
                 throw new KvCapacityException(maxPos, table.Count * BlockSize + _free.Count * BlockSize);
             while (table.Count < blocksNeeded) table.Add(_free.Pop());
         }
-        float* kb = _k[layer], vb = _v[layer];
         for (int i = 0; i < n; i++)
         {
-            long row = RowOf(table, positions[i]);
-            k.Slice(i * KvDim, KvDim).CopyTo(new Span<float>(kb + row * KvDim, KvDim));
-            v.Slice(i * KvDim, KvDim).CopyTo(new Span<float>(vb + row * KvDim, KvDim));
+            int p = positions[i], block = table[p / BlockSize];
+            long slot = (long)(p % BlockSize) * KvDim;
+            k.Slice(i * KvDim, KvDim).CopyTo(new Span<float>(KBlock(layer, block) + slot, KvDim));
+            v.Slice(i * KvDim, KvDim).CopyTo(new Span<float>(VBlock(layer, block) + slot, KvDim));
         }
         _length[layer, seqId] = newLength;
     }
@@ -185,16 +255,15 @@ public sealed unsafe class PagedKvStore : IKvStore
         int blocks = (length + BlockSize - 1) / BlockSize;
         var pages = _pages[seqId];
         if (pages.Length < blocks) _pages[seqId] = pages = new KvPage[Math.Max(blocks, 2 * pages.Length)];
-        float* kb = _k[layer], vb = _v[layer];
         int count = 0;
         for (int i = 0; i < blocks;)
         {
-            // A run of physically consecutive blocks is one contiguous page.
+            // A run of physically consecutive blocks is one contiguous page (RAM and disk ids live in different
+            // buffers: a run never crosses the boundary).
             int j = i + 1;
-            while (j < blocks && table[j] == table[j - 1] + 1) j++;
+            while (j < blocks && table[j] == table[j - 1] + 1 && table[j] != RamBlockCount) j++;
             int start = i * BlockSize, tokens = Math.Min(length, j * BlockSize) - start;
-            long row = (long)table[i] * BlockSize * KvDim;
-            pages[count++] = new KvPage((nint)(kb + row), (nint)(vb + row), tokens, start, KvDim);
+            pages[count++] = new KvPage((nint)KBlock(layer, table[i]), (nint)VBlock(layer, table[i]), tokens, start, KvDim);
             i = j;
         }
         return pages.AsSpan(0, count);
@@ -223,8 +292,6 @@ public sealed unsafe class PagedKvStore : IKvStore
         else Unbind(seqId);
     }
 
-    private long RowOf(List<int> table, int position) => (long)table[position / BlockSize] * BlockSize + position % BlockSize;
-
     private void Check(int layer, int seqId)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -240,7 +307,8 @@ public sealed unsafe class PagedKvStore : IKvStore
         {
             NativeMemory.AlignedFree(_k[l]);
             NativeMemory.AlignedFree(_v[l]);
-            _k[l] = null; _v[l] = null;
+            _k[l] = null; _v[l] = null; _diskK[l] = null; _diskV[l] = null;
         }
+        _disk?.Dispose();
     }
 }

@@ -32,20 +32,27 @@ public sealed record ParallelBenchResult
     [JsonPropertyName("ttft_ms_mean")] public required double TimeToFirstTokenMs { get; init; }
     [JsonPropertyName("steps")] public required long Steps { get; init; }
     [JsonPropertyName("preemptions")] public required long Preemptions { get; init; }
+    /// <summary>KV blocks offloaded to the disk tier (kvDiskBytes &gt; 0), over all repetitions.</summary>
+    [JsonPropertyName("blocks_to_disk")] public long BlocksMovedToDisk { get; init; }
+    /// <summary>Tokens run through the model (recomputation after preemption included), over all repetitions.</summary>
+    [JsonPropertyName("tokens_computed")] public long TokensComputed { get; init; }
 }
 
 public static class ParallelBenchmark
 {
-    /// <summary>Runs the parallel-decode test for every P in <paramref name="parallel"/> on <paramref name="path"/>.</summary>
+    /// <summary>Runs the parallel-decode test for every P in <paramref name="parallel"/> on <paramref name="path"/>.
+    /// <paramref name="kvBudgetBytes"/> &gt; 0 caps the RAM KV pool (then requests may be preempted, or, with
+    /// <paramref name="kvDiskBytes"/> &gt; 0, have cold blocks offloaded to a disk tier).</summary>
     public static IReadOnlyList<ParallelBenchResult> Run(string path, IReadOnlyList<int> parallel, int genTokens, int promptTokens = 16,
-        int repetitions = 2, int threads = 0, string backend = "cpu", int seed = 42, Action<string>? log = null)
+        int repetitions = 2, int threads = 0, string backend = "cpu", int seed = 42, Action<string>? log = null,
+        long kvBudgetBytes = 0, long kvDiskBytes = 0)
     {
         if (parallel.Count == 0 || parallel.Any(p => p < 1)) throw new ArgumentException("--parallel needs counts ≥ 1");
         if (genTokens < 1 || promptTokens < 1 || repetitions < 1) throw new ArgumentException("-n, the prompt length and -r must be ≥ 1");
         var results = new List<ParallelBenchResult>();
         foreach (int p in parallel)
         {
-            using var engine = Open(path, threads, backend, p, promptTokens + genTokens + 16);
+            using var engine = Open(path, threads, backend, p, promptTokens + genTokens + 16, kvBudgetBytes, kvDiskBytes);
             var rng = new Random(seed);
             var samples = new List<double>();
             double ttft = 0;
@@ -69,6 +76,7 @@ public static class ParallelBenchmark
                 Test = $"tg{genTokens} x{p}", Parallel = p, PromptTokens = promptTokens, GenTokens = genTokens, Repetitions = repetitions,
                 TokensPerSecondMean = samples.Average(), TokensPerSecondSd = Sd(samples), Samples = [.. samples],
                 TimeToFirstTokenMs = ttft, Steps = s.Steps, Preemptions = s.Preemptions,
+                BlocksMovedToDisk = s.BlocksMovedToDisk, TokensComputed = s.TokensScheduled,
             });
         }
         return results;
@@ -163,12 +171,14 @@ public static class ParallelBenchmark
         }
     }
 
-    private static InferenceEngine Open(string path, int threads, string backend, int parallel, int tokensPerSequence) =>
+    private static InferenceEngine Open(string path, int threads, string backend, int parallel, int tokensPerSequence,
+        long kvBudgetBytes = 0, long kvDiskBytes = 0) =>
         InferenceEngine.Load(path, new EngineOptions
         {
             Backend = backend, Threads = threads, MaxConcurrentSequences = parallel,
             ContextLength = Math.Max(tokensPerSequence, 64),
-            KvBudgetBytes = 0,   // ContextLength × parallel tokens: everything fits, nothing is preempted
+            KvBudgetBytes = kvBudgetBytes,   // 0: ContextLength × parallel tokens: everything fits, nothing is preempted
+            KvDiskBytes = kvDiskBytes,
         }, _ => null);
 
     private static int[] RandomTokens(Random rng, int count, int vocab)

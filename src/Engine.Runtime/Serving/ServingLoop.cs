@@ -1,5 +1,5 @@
 // Owns: the continuous-batching step loop of a transformer engine — one background task that, while requests are
-// live, asks the Scheduler for a plan, applies its copy-on-write orders, binds every scheduled request to a slot of the
+// live, asks the Scheduler for a plan, applies its disk-tier moves and copy-on-write orders, binds every scheduled request to a slot of the
 // PagedKvStore (its block table + computed length), runs ALL scheduled tokens of all requests as ONE ForwardBatch
 // (weights read once per step), samples for the requests whose SamplesToken is set (logits only for their last rows),
 // turns tokens into streamed text (StopStringMatcher, EOS, max tokens, full context) and reports StepResults.
@@ -9,6 +9,9 @@
 // the loop sleeps on a semaphore when no request is live (no busy-spinning); a failed forward fails only the requests
 // of that step. Per-request processing mirrors the single-sequence loop exactly (same sampler calls, same order), so a
 // greedy request alone gives the tokens it gave before.
+// Disk tier (EngineOptions.KvDiskBytes > 0): the PagedKvStore gets that many bytes of blocks in a memory-mapped file
+// (ids after the RAM blocks) and the scheduler the same disk block count; a plan's BlockMove orders copy cold blocks
+// there before the forward, which then reads them in place. The file is deleted when the loop is disposed.
 // Recurrent models (RWKV) run through the same loop with a RecurrentPlanExecutor instead of the paged KV store: the
 // scheduler's "block" is then one whole recurrent state (BlockSize = context + 1 tokens, so every request holds
 // exactly one block = one state slot; BlockCount = state slots), prefix caching in the scheduler is off and prefix
@@ -35,9 +38,13 @@ namespace Engine.Runtime.Serving;
 /// <param name="BlocksCached">Unreferenced blocks holding reusable prefixes now (evictable).</param>
 /// <param name="BlocksFree">Empty blocks now.</param>
 /// <param name="MaxRequestsPerStep">The most requests that shared one step (one forward batch) so far.</param>
+/// <param name="BlockCount">All blocks of the pool: RAM + disk tier (BlocksInUse/Cached/Free count both tiers).</param>
+/// <param name="DiskBlockCount">Blocks of the disk tier (0 = none).</param>
+/// <param name="DiskBlocksInUse">Disk-tier blocks referenced by running requests now.</param>
+/// <param name="BlocksMovedToDisk">RAM blocks offloaded to the disk tier so far (instead of preempting).</param>
 public sealed record EngineStats(long Steps, long TokensScheduled, int LastStepTokens, long PrefixHitTokens, long Preemptions,
     long Finished, long Cancelled, int Running, int Waiting, int BlockCount, int BlockSize, int BlocksInUse, int BlocksCached, int BlocksFree,
-    int MaxRequestsPerStep = 0);
+    int MaxRequestsPerStep = 0, int DiskBlockCount = 0, int DiskBlocksInUse = 0, long BlocksMovedToDisk = 0);
 
 internal sealed class ServingLoop : IDisposable
 {
@@ -58,9 +65,11 @@ internal sealed class ServingLoop : IDisposable
     private int _maxRequestsPerStep;
     private volatile TaskCompletionSource? _hold;   // non-null: the loop waits before its next step (Pause)
 
+    /// <param name="kvDiskBytes">Bytes of the KV disk tier (0 = none).</param>
+    /// <param name="kvDiskDirectory">Folder of the disk tier's file (null = the system temp folder).</param>
     public ServingLoop(ILanguageModel model, ITextTokenizer? tokenizer, int contextLength, long kvBudgetBytes, int blockSize,
-        int maxSequences, int maxTokensPerStep, bool prefixCaching)
-        : this(model, tokenizer, contextLength, NewPaged(model, contextLength, kvBudgetBytes, blockSize, maxSequences), null,
+        int maxSequences, int maxTokensPerStep, bool prefixCaching, long kvDiskBytes = 0, string? kvDiskDirectory = null)
+        : this(model, tokenizer, contextLength, NewPaged(model, contextLength, kvBudgetBytes, blockSize, maxSequences, kvDiskBytes, kvDiskDirectory), null,
             maxSequences, maxTokensPerStep, prefixCaching)
     {
     }
@@ -77,10 +86,10 @@ internal sealed class ServingLoop : IDisposable
         _model = model; _tokenizer = tokenizer; _contextLength = contextLength;
         _kv = kv; _recurrent = recurrent;
         // Recurrent: one "block" holds a whole sequence (its fixed-size state), one block per state slot.
-        int blocks = kv?.BlockCount ?? maxSequences, blockSize = kv?.BlockSize ?? contextLength + 1;
+        int blocks = kv?.RamBlockCount ?? maxSequences, blockSize = kv?.BlockSize ?? contextLength + 1;
         _scheduler = new Scheduler(new SchedulerOptions
         {
-            BlockCount = blocks, BlockSize = blockSize, MaxRunningRequests = maxSequences,
+            BlockCount = blocks, DiskBlockCount = kv?.DiskBlockCount ?? 0, BlockSize = blockSize, MaxRunningRequests = maxSequences,
             MaxTokensPerStep = Math.Max(1, maxTokensPerStep),
             // The last sampled token is never fed back: a context of C positions holds C + 1 tokens.
             MaxModelLength = contextLength + 1,
@@ -89,15 +98,27 @@ internal sealed class ServingLoop : IDisposable
         _loop = Task.Factory.StartNew(Loop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
-    private static PagedKvStore NewPaged(ILanguageModel model, int contextLength, long kvBudgetBytes, int blockSize, int maxSequences)
+    private static PagedKvStore NewPaged(ILanguageModel model, int contextLength, long kvBudgetBytes, int blockSize, int maxSequences,
+        long kvDiskBytes, string? kvDiskDirectory)
     {
         var c = model.Config;
         int blocks = PagedKvStore.BlockCountForBudget(kvBudgetBytes, c.BlockCount, c.KeyDim, blockSize);
+        long blockBytes = 2L * c.BlockCount * blockSize * c.KeyDim * sizeof(float);
         if (blocks < 1)
-            throw new ArgumentException($"the KV budget of {kvBudgetBytes} bytes holds no block of {blockSize} tokens " +
-                $"({2L * c.BlockCount * blockSize * c.KeyDim * sizeof(float)} bytes)");
-        return new PagedKvStore(c.BlockCount, c.KeyDim, blockSize, blocks, contextLength, maxSequences, selfManaged: false);
+            throw new ArgumentException($"the KV budget of {kvBudgetBytes} bytes holds no block of {blockSize} tokens ({blockBytes} bytes)");
+        if (kvDiskBytes < 0) throw new ArgumentException($"the KV disk tier size must be ≥ 0 bytes, got {kvDiskBytes}");
+        int diskBlocks = kvDiskBytes > 0 ? PagedKvStore.BlockCountForBudget(kvDiskBytes, c.BlockCount, c.KeyDim, blockSize) : 0;
+        if (kvDiskBytes > 0 && diskBlocks < 1)
+            throw new ArgumentException($"the KV disk tier of {kvDiskBytes} bytes holds no block of {blockSize} tokens ({blockBytes} bytes)");
+        string? diskPath = diskBlocks > 0 && kvDiskDirectory != null
+            ? Path.Combine(kvDiskDirectory, $"engine-kv-{Environment.ProcessId}-{Guid.NewGuid():N}.bin")
+            : null;
+        return new PagedKvStore(c.BlockCount, c.KeyDim, blockSize, blocks, contextLength, maxSequences, selfManaged: false,
+            diskBlockCount: diskBlocks, diskPath: diskPath);
     }
+
+    /// <summary>The KV disk tier's file (null without one); deleted on Dispose.</summary>
+    public string? DiskFilePath => _kv?.DiskFilePath;
 
     /// <summary>Tokens the KV pool holds in all (BlockCount · BlockSize).</summary>
     /// <summary>Recurrent models: the context length (a state does not grow with tokens).</summary>
@@ -116,7 +137,7 @@ internal sealed class ServingLoop : IDisposable
                 var p = _scheduler.Pool;
                 return new EngineStats(s.Steps - _emptySteps, _tokensScheduled, _lastStepTokens, s.PrefixHitTokens, s.Preemptions,
                     s.Finished, s.Cancelled, _scheduler.RunningCount, _scheduler.WaitingCount, p.Capacity, p.BlockSize,
-                    p.UsedCount, p.CachedCount, p.FreeCount, _maxRequestsPerStep);
+                    p.UsedCount, p.CachedCount, p.FreeCount, _maxRequestsPerStep, p.DiskCapacity, p.DiskUsedCount, p.MovesToDisk);
             }
         }
     }
@@ -277,6 +298,7 @@ internal sealed class ServingLoop : IDisposable
     {
         if (_recurrent != null) { ExecuteRecurrent(_recurrent, plan, lives, results, finished); return; }
         var kv = _kv!;
+        foreach (var move in plan.Moves) kv.MoveBlock(move.SourceBlock, move.DestinationBlock); // before copies: a source may be reused
         foreach (var copy in plan.Copies) kv.CopyBlock(copy.SourceBlock, copy.DestinationBlock, copy.TokenCount);
         int n = plan.TotalTokens, vocab = _model.Config.VocabSize;
         var tokens = new int[n];
