@@ -120,14 +120,59 @@ public static class Planners
 
     /// <summary>
     /// Marks the blocks a query reads: the <paramref name="topK"/> best-scoring blocks plus the always-read ones
-    /// (<paramref name="always"/> true). Ties pick the earlier block. selected: [blocks].
+    /// (<paramref name="always"/> true). Ties pick the earlier block; NaN scores are never picked. selected: [blocks].
     /// </summary>
     public static void TopBlocks(ReadOnlySpan<float> scores, ReadOnlySpan<bool> always, int topK, Span<bool> selected)
     {
-        var idx = new List<int>();
-        for (int b = 0; b < scores.Length; b++) { selected[b] = always[b]; if (!always[b] && !float.IsNaN(scores[b])) idx.Add(b); }
-        var sc = scores.ToArray();
-        idx.Sort((a, b) => sc[b] != sc[a] ? sc[b].CompareTo(sc[a]) : a.CompareTo(b));
-        for (int r = 0; r < Math.Min(topK, idx.Count); r++) selected[idx[r]] = true;
+        var masked = scores.ToArray();
+        for (int b = 0; b < masked.Length; b++) { selected[b] = always[b]; if (always[b]) masked[b] = float.NaN; }
+        var chosen = new int[Math.Max(0, Math.Min(topK, masked.Length))];
+        int n = TopK(masked, chosen);
+        for (int r = 0; r < n; r++) selected[chosen[r]] = true;
+    }
+
+    /// <summary>
+    /// Partial selection: writes to <paramref name="chosen"/> the indices of the <c>chosen.Length</c> largest scores (NaN
+    /// scores are skipped; ties keep the earlier index), in no particular order, and returns how many were found.
+    /// A bounded min-heap: O(n log k) worst case, O(n) when most scores lose to the heap's minimum; no allocation.
+    /// </summary>
+    public static int TopK(ReadOnlySpan<float> scores, Span<int> chosen)
+    {
+        int k = chosen.Length, size = 0;
+        if (k == 0) return 0;
+        for (int i = 0; i < scores.Length; i++)
+        {
+            float s = scores[i];
+            if (float.IsNaN(s)) continue;
+            if (size < k) { chosen[size] = i; SiftUp(scores, chosen, size++); continue; }
+            // heap root = the worst kept (lowest score, later index on ties); i is later than every kept index
+            if (s <= scores[chosen[0]]) continue;
+            chosen[0] = i;
+            SiftDown(scores, chosen, size);
+        }
+        return size;
+
+        static bool Worse(ReadOnlySpan<float> sc, int a, int b) => sc[a] < sc[b] || (sc[a] == sc[b] && a > b);
+        static void SiftUp(ReadOnlySpan<float> sc, Span<int> h, int i)
+        {
+            while (i > 0)
+            {
+                int parent = (i - 1) / 2;
+                if (!Worse(sc, h[i], h[parent])) break;
+                (h[i], h[parent]) = (h[parent], h[i]); i = parent;
+            }
+        }
+        static void SiftDown(ReadOnlySpan<float> sc, Span<int> h, int n)
+        {
+            int i = 0;
+            while (true)
+            {
+                int l = 2 * i + 1, r = l + 1, w = i;
+                if (l < n && Worse(sc, h[l], h[w])) w = l;
+                if (r < n && Worse(sc, h[r], h[w])) w = r;
+                if (w == i) break;
+                (h[i], h[w]) = (h[w], h[i]); i = w;
+            }
+        }
     }
 }
