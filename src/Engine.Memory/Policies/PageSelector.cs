@@ -18,6 +18,7 @@
 // Invariants: sinks (blocks covering the first SinkTokens tokens) and the local window (the last two blocks) are always
 // read; at most ⌈budget / G⌉ blocks are read per KV head (at least one routed block); pages are presented in position
 // order; no per-call allocation once the buffers have grown.
+// Top-K is a quickselect (Planners.TopK), not a sort; the chosen blocks are then sorted (K log K, K ≈ budget / G).
 // Sources: Quest (Tang et al., 2024, "Quest: Query-Aware Sparsity for Efficient Long-Context LLM Inference": per-page
 // key min/max, Σ max(q·min, q·max) criticality, fixed token budget, per-head page selection); MSA-style mean-pooled chunk
 // routing keys; the two-level bound follows Quest's min/max argument applied to a coarser page.
@@ -42,7 +43,7 @@ public sealed unsafe class PageSelector
     private float[] _weights = [];           // quest [kvHead, 2, hd] (Σ min(q,0) | Σ max(q,0)); msa [kvHead, hd] (Σ q)
     private float[] _scores = [];            // [kvHead, blocks] (flat) or [kvHead, supers] (two-level)
     private float[] _candScores = [];        // [candidates] of one head (two-level)
-    private int[] _cand = [], _chosen = [], _superChosen = [];
+    private int[] _cand = [], _chosen = [], _superChosen = [], _topScratch = [];
     private int[] _selected = [];            // [kvHead, maxRead] sorted block lists
     private int[] _selCount = [];            // [kvHead]
     private int[] _pageStart = [];           // [kvHead + 1] offsets into _pages
@@ -274,7 +275,7 @@ public sealed unsafe class PageSelector
         int supers = (blocks + SuperBlocks - 1) / SuperBlocks;
         int m = 2 * ((topK + SuperBlocks - 1) / SuperBlocks) + 2;
         bool twoLevel = TwoLevel && supers > 4 * m;
-        Grow(ref _chosen, topK);
+        Grow(ref _chosen, topK); Grow(ref _topScratch, blocks);
         fixed (float* rows = s.Rows, sup = s.Super, w = _weights)
         {
             if (!twoLevel)
@@ -296,7 +297,7 @@ public sealed unsafe class PageSelector
                 }
                 for (int l = 0; l < lists; l++)
                 {
-                    int n = Planners.TopK(_scores.AsSpan(l * blocks, blocks), _chosen.AsSpan(0, topK));
+                    int n = Planners.TopK(_scores.AsSpan(l * blocks, blocks), _chosen.AsSpan(0, topK), _topScratch);
                     Finish(l, cap, n, blocks, sinkBlocks, allPresent, _chosen);
                 }
             }
@@ -319,7 +320,7 @@ public sealed unsafe class PageSelector
                 }
                 for (int l = 0; l < lists; l++)
                 {
-                    int ns = Planners.TopK(_scores.AsSpan(l * supers, supers), _superChosen.AsSpan(0, m));
+                    int ns = Planners.TopK(_scores.AsSpan(l * supers, supers), _superChosen.AsSpan(0, m), _topScratch);
                     _superChosen.AsSpan(0, ns).Sort();
                     int nc = 0;
                     for (int i = 0; i < ns; i++)
@@ -336,7 +337,7 @@ public sealed unsafe class PageSelector
                                 _candScores[nc++] = v;
                             }
                         }
-                    int n = Planners.TopK(_candScores.AsSpan(0, nc), _chosen.AsSpan(0, topK));
+                    int n = Planners.TopK(_candScores.AsSpan(0, nc), _chosen.AsSpan(0, topK), _topScratch);
                     for (int i = 0; i < n; i++) _chosen[i] = _cand[_chosen[i]];
                     Finish(l, cap, n, blocks, sinkBlocks, allPresent, _chosen);
                 }

@@ -134,45 +134,43 @@ public static class Planners
     /// <summary>
     /// Partial selection: writes to <paramref name="chosen"/> the indices of the <c>chosen.Length</c> largest scores (NaN
     /// scores are skipped; ties keep the earlier index), in no particular order, and returns how many were found.
-    /// A bounded min-heap: O(n log k) worst case, O(n) when most scores lose to the heap's minimum; no allocation.
+    /// Quickselect (Hoare partition, median-of-three pivot) over the candidate indices in <paramref name="scratch"/>
+    /// (length ≥ scores.Length): expected O(n), no allocation.
     /// </summary>
-    public static int TopK(ReadOnlySpan<float> scores, Span<int> chosen)
+    public static int TopK(ReadOnlySpan<float> scores, Span<int> chosen, Span<int> scratch)
     {
-        int k = chosen.Length, size = 0;
+        int k = chosen.Length, n = 0;
+        for (int i = 0; i < scores.Length; i++) if (!float.IsNaN(scores[i])) scratch[n++] = i;
+        if (n <= k) { scratch[..n].CopyTo(chosen); return n; }
         if (k == 0) return 0;
-        for (int i = 0; i < scores.Length; i++)
+        var idx = scratch[..n];
+        int lo = 0, hi = n - 1;
+        while (lo < hi)
         {
-            float s = scores[i];
-            if (float.IsNaN(s)) continue;
-            if (size < k) { chosen[size] = i; SiftUp(scores, chosen, size++); continue; }
-            // heap root = the worst kept (lowest score, later index on ties); i is later than every kept index
-            if (s <= scores[chosen[0]]) continue;
-            chosen[0] = i;
-            SiftDown(scores, chosen, size);
+            // median of three as the pivot, then Hoare partition: better-than-pivot left, worse right
+            int mid = lo + (hi - lo) / 2;
+            if (Better(scores, idx[mid], idx[lo])) (idx[mid], idx[lo]) = (idx[lo], idx[mid]);
+            if (Better(scores, idx[hi], idx[lo])) (idx[hi], idx[lo]) = (idx[lo], idx[hi]);
+            if (Better(scores, idx[hi], idx[mid])) (idx[hi], idx[mid]) = (idx[mid], idx[hi]);
+            int pivot = idx[mid];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (Better(scores, idx[i], pivot)) i++;
+                while (Better(scores, pivot, idx[j])) j--;
+                if (i <= j) { (idx[i], idx[j]) = (idx[j], idx[i]); i++; j--; }
+            }
+            // [lo, j] ≥ pivot ≥ [i, hi]; keep the side holding position k − 1
+            if (k - 1 <= j) hi = j;
+            else if (k - 1 >= i) lo = i;
+            else break;
         }
-        return size;
+        idx[..k].CopyTo(chosen);
+        return k;
 
-        static bool Worse(ReadOnlySpan<float> sc, int a, int b) => sc[a] < sc[b] || (sc[a] == sc[b] && a > b);
-        static void SiftUp(ReadOnlySpan<float> sc, Span<int> h, int i)
-        {
-            while (i > 0)
-            {
-                int parent = (i - 1) / 2;
-                if (!Worse(sc, h[i], h[parent])) break;
-                (h[i], h[parent]) = (h[parent], h[i]); i = parent;
-            }
-        }
-        static void SiftDown(ReadOnlySpan<float> sc, Span<int> h, int n)
-        {
-            int i = 0;
-            while (true)
-            {
-                int l = 2 * i + 1, r = l + 1, w = i;
-                if (l < n && Worse(sc, h[l], h[w])) w = l;
-                if (r < n && Worse(sc, h[r], h[w])) w = r;
-                if (w == i) break;
-                (h[i], h[w]) = (h[w], h[i]); i = w;
-            }
-        }
+        static bool Better(ReadOnlySpan<float> sc, int a, int b) => sc[a] > sc[b] || (sc[a] == sc[b] && a < b);
     }
+
+    /// <summary><see cref="TopK(ReadOnlySpan{float}, Span{int}, Span{int})"/> with its own scratch (allocates).</summary>
+    public static int TopK(ReadOnlySpan<float> scores, Span<int> chosen) => TopK(scores, chosen, new int[scores.Length]);
 }

@@ -1,7 +1,7 @@
 // Owns: tests of PageSelector (quest / msa read-time selection) through PolicyKvStore + PolicyBackend over a float32
 // store: a token budget covering the context equals full attention; per-KV-head selection equals an independent float64
 // attention over each head's reported blocks; two KV heads needing different blocks are both served per head and not by
-// the shared choice; quantized tiers viewed per head (Int8, Int4 page offsets) equal the shared path when every head
+// the shared choice; top-K by quickselect picks a full sort's set (ties → earlier); quantized tiers viewed per head (Int8, Int4 page offsets) equal the shared path when every head
 // ranks blocks alike; the vectorized group scores equal the scalar Quest bound / mean-key dot; the token budget bounds
 // what is read, also with the two-level selection; TokenBudget parsing and validation. Expected values come from the
 // reference backend, scalar recomputation from the raw keys, or constructed cases.
@@ -195,6 +195,22 @@ public class PageSelectorTests
                 }
                 Assert.That(scores[h * blocks + b], Is.EqualTo(expected).Within(1e-4 * (1 + Math.Abs(expected))), $"head {h} block {b}");
             }
+    }
+
+    [Test]
+    public void TopK_PicksTheSameSetAsAFullSort()
+    {
+        var r = new Random(50);
+        for (int trial = 0; trial < 300; trial++)
+        {
+            int n = r.Next(0, 200), k = r.Next(0, 60);
+            // few distinct values → many ties; some NaN
+            var sc = Enumerable.Range(0, n).Select(_ => r.Next(10) == 0 ? float.NaN : r.Next(trial % 2 == 0 ? 5 : 1000)).Select(x => (float)x).ToArray();
+            var expected = Enumerable.Range(0, n).Where(i => !float.IsNaN(sc[i])).OrderByDescending(i => sc[i]).ThenBy(i => i).Take(k).Order().ToArray();
+            var chosen = new int[k];
+            int got = Planners.TopK(sc, chosen, new int[n]);
+            Assert.That(chosen.Take(got).Order().ToArray(), Is.EqualTo(expected), $"trial {trial}");
+        }
     }
 
     [Test]
