@@ -6,15 +6,18 @@
 // and W = kvDim for msa (Σ of the block's keys); KV head h owns channels [h·hd, (h+1)·hd) of each half. The store does not
 // know the head split at write time (IKvStore has KvDim only), so rows are not regrouped per head: one scoring pass over
 // the rows computes every KV head's score of a block, which streams the summaries once (the same bytes a per-head layout
-// would stream). Super-blocks of SuperBlocks consecutive blocks carry the same summary over their blocks.
+// would stream). Super-blocks of SuperBlocks consecutive blocks carry [min | max] rows (2·kvDim) for both policies:
+// quest the min/max of their keys, msa the min/max of their blocks' mean keys.
 // Scoring (exact identity, for mn ≤ mx): Σ_{heads j of the group} Σ_c max(q_jc·mn_c, q_jc·mx_c)
 //   = Σ_c (Σ_j min(q_jc, 0))·mn_c + (Σ_j max(q_jc, 0))·mx_c, so a group's Quest bound is ONE dot product of length 2·hd
 // with a weight vector built once per query; msa's group score is (Σ_j q_j)·sum / count, one dot of length hd.
-// Two-level (long contexts): the super-block bound is ≥ every block bound inside (super min ≤ block min, super max ≥ block
-// max); the top M super-blocks (M = 2·⌈K / SuperBlocks⌉ + 2) are expanded and only their blocks are scored, so scoring
-// costs O(blocks / SuperBlocks + M · SuperBlocks) instead of O(blocks). It is approximate (a block outside the M best
-// super-blocks is never read, even if its own bound is higher than a chosen one's) and only used when the context has
-// more than 4·M super-blocks. For msa the super-block key is the mean over its tokens (a routing heuristic either way).
+// Two-level (long contexts): a super-block's score is an upper bound of the scores of its blocks — quest: super min ≤
+// block min, super max ≥ block max, so its Quest bound is ≥ every block bound inside; msa: with Q = Σ_j q_j,
+// Σ_c max(Q_c·mnMean_c, Q_c·mxMean_c) ≥ Q·mean of every block inside. The top M super-blocks
+// (M = max(8, 2·⌈K / SuperBlocks⌉ + 2)) are expanded and only their blocks are scored, so scoring costs
+// O(blocks / SuperBlocks + M · SuperBlocks) instead of O(blocks). It is approximate (a block outside the M best
+// super-blocks is never read, even if its own score is higher than a chosen one's) and only used when the context has
+// more than 4·M super-blocks.
 // Invariants: sinks (blocks covering the first SinkTokens tokens) and the local window (the last two blocks) are always
 // read; at most ⌈budget / G⌉ blocks are read per KV head (at least one routed block); pages are presented in position
 // order; no per-call allocation once the buffers have grown.
@@ -36,11 +39,12 @@ public sealed unsafe class PageSelector
 
     private readonly KvPolicySpec _spec;
     private readonly Summary?[,] _sum;       // [layer, seq]
-    private readonly int _kvDim, _g, _w;     // _w: summary row width (quest 2·kvDim, msa kvDim)
+    private readonly int _kvDim, _g, _w, _sw;   // _w: block row width (quest 2·kvDim, msa kvDim); _sw: super row width (2·kvDim)
     private readonly bool _quest;
 
     // per-call buffers (grown, never shrunk)
     private float[] _weights = [];           // quest [kvHead, 2, hd] (Σ min(q,0) | Σ max(q,0)); msa [kvHead, hd] (Σ q)
+    private float[] _superWeights = [];      // msa [kvHead, 2, hd] (min(Σ q, 0) | max(Σ q, 0)); quest uses _weights
     private float[] _scores = [];            // [kvHead, blocks] (flat) or [kvHead, supers] (two-level)
     private float[] _candScores = [];        // [candidates] of one head (two-level)
     private int[] _cand = [], _chosen = [], _superChosen = [], _topScratch = [];
@@ -58,7 +62,7 @@ public sealed unsafe class PageSelector
         if (spec.Selection == SelectionKind.None) throw new ArgumentException("PageSelector needs a selection policy (quest or msa)", nameof(spec));
         _spec = spec; _kvDim = kvDim; _g = spec.BlockSize;
         _quest = spec.Selection == SelectionKind.Quest;
-        _w = _quest ? 2 * kvDim : kvDim;
+        _w = _quest ? 2 * kvDim : kvDim; _sw = 2 * kvDim;
         _sum = new Summary?[layerCount, sequenceCapacity];
     }
 
@@ -94,11 +98,10 @@ public sealed unsafe class PageSelector
         var s = _sum[layer, seqId] ??= new Summary();
         int lo = int.MaxValue, hi = 0;
         foreach (int p in positions) { lo = Math.Min(lo, p); hi = Math.Max(hi, p); }
-        s.Ensure(Math.Max(hi + 1, length), _g, _w);
+        s.Ensure(Math.Max(hi + 1, length), _g, _w, _sw);
         for (int i = 0; i < positions.Length; i++)
             Fold(s.Rows.AsSpan(positions[i] / _g * _w, _w), k.Slice(i * _kvDim, _kvDim), positions[i] % _g == 0);
-        int blocks = (Math.Max(hi + 1, length) + _g - 1) / _g;
-        for (int sb = lo / _g / SuperBlocks; sb <= hi / _g / SuperBlocks; sb++) Resummarise(s, sb, blocks);
+        for (int sb = lo / _g / SuperBlocks; sb <= hi / _g / SuperBlocks; sb++) Resummarise(s, sb, Math.Max(hi + 1, length));
     }
 
     /// <summary>After the inner store was truncated to <paramref name="length"/>: re-summarises the block the new end falls
@@ -121,7 +124,7 @@ public sealed unsafe class PageSelector
                 }
             if (!found) throw new InvalidOperationException($"position {pos} is not in the inner store's pages");
         }
-        Resummarise(s, b / SuperBlocks, b + 1);
+        Resummarise(s, b / SuperBlocks, length);
     }
 
     /// <summary>quest: row = [min | max] ∪ k; msa: row = Σ + k (reset: the row becomes k's summary).</summary>
@@ -141,20 +144,31 @@ public sealed unsafe class PageSelector
         }
     }
 
-    /// <summary>Super-block <paramref name="sb"/>'s row from its blocks below <paramref name="blocks"/>.</summary>
-    private void Resummarise(Summary s, int sb, int blocks)
+    /// <summary>Super-block <paramref name="sb"/>'s [min | max] row from its blocks below ⌈length / G⌉ (msa: of their mean keys).</summary>
+    private void Resummarise(Summary s, int sb, int length)
     {
-        int b0 = sb * SuperBlocks, b1 = Math.Min(blocks, b0 + SuperBlocks);
+        int blocks = (length + _g - 1) / _g;
+        int b0 = sb * SuperBlocks, b1 = Math.Min(blocks, b0 + SuperBlocks), d = _kvDim;
         if (b1 <= b0) return;
-        var dst = s.Super.AsSpan(sb * _w, _w);
-        s.Rows.AsSpan(b0 * _w, _w).CopyTo(dst);
-        for (int b = b0 + 1; b < b1; b++)
+        var dst = s.Super.AsSpan(sb * _sw, _sw);
+        for (int b = b0; b < b1; b++)
         {
             var src = s.Rows.AsSpan(b * _w, _w);
             if (_quest)
-                for (int c = 0; c < _kvDim; c++) { dst[c] = MathF.Min(dst[c], src[c]); dst[_kvDim + c] = MathF.Max(dst[_kvDim + c], src[_kvDim + c]); }
+            {
+                if (b == b0) { src.CopyTo(dst); continue; }
+                for (int c = 0; c < d; c++) { dst[c] = MathF.Min(dst[c], src[c]); dst[d + c] = MathF.Max(dst[d + c], src[d + c]); }
+            }
             else
-                for (int c = 0; c < _w; c++) dst[c] += src[c];
+            {
+                float inv = 1f / Math.Min(_g, length - b * _g);
+                for (int c = 0; c < d; c++)
+                {
+                    float m = src[c] * inv;
+                    if (b == b0) { dst[c] = m; dst[d + c] = m; }
+                    else { dst[c] = MathF.Min(dst[c], m); dst[d + c] = MathF.Max(dst[d + c], m); }
+                }
+            }
         }
     }
 
@@ -194,7 +208,21 @@ public sealed unsafe class PageSelector
                 else
                     for (int c = 0; c < hd; c++) wh[c] += qj[c];
             }
+        if (_quest) return;
+        Grow(ref _superWeights, kvh * 2 * hd);
+        for (int h = 0; h < kvh; h++)
+            for (int c = 0; c < hd; c++)
+            {
+                float x = w[h * hd + c];
+                _superWeights[h * 2 * hd + c] = MathF.Min(x, 0);
+                _superWeights[h * 2 * hd + hd + c] = MathF.Max(x, 0);
+            }
     }
+
+    /// <summary>KV head h's upper bound of the scores of the blocks of one super row (w_lo·min + w_hi·max).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private float ScoreSuper(float* row, float* w, int h, int hd) =>
+        Dot2(w + 2 * h * hd, row + h * hd, w + 2 * h * hd + hd, row + _kvDim + h * hd, hd);
 
     /// <summary>KV head h's score of one summary row (quest: w_lo·min + w_hi·max; msa: w·sum · invCount).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -273,10 +301,10 @@ public sealed unsafe class PageSelector
         Grow(ref _selected, lists * cap); Grow(ref _selCount, lists);
         BuildWeights(q, p);
         int supers = (blocks + SuperBlocks - 1) / SuperBlocks;
-        int m = 2 * ((topK + SuperBlocks - 1) / SuperBlocks) + 2;
+        int m = Math.Max(8, 2 * ((topK + SuperBlocks - 1) / SuperBlocks) + 2);
         bool twoLevel = TwoLevel && supers > 4 * m;
         Grow(ref _chosen, topK); Grow(ref _topScratch, blocks);
-        fixed (float* rows = s.Rows, sup = s.Super, w = _weights)
+        fixed (float* rows = s.Rows, sup = s.Super, w = _weights, sw = _quest ? _weights : _superWeights)
         {
             if (!twoLevel)
             {
@@ -310,9 +338,8 @@ public sealed unsafe class PageSelector
                 {
                     for (int sb = 0; sb < supers; sb++)
                     {
-                        float* row = sup + (long)sb * _w;
-                        float inv = 1f / Math.Min(g * SuperBlocks, length - sb * g * SuperBlocks);
-                        for (int h = 0; h < kvh; h++) sc[h * supers + sb] = Score(row, w, h, hd, inv);
+                        float* row = sup + (long)sb * _sw;
+                        for (int h = 0; h < kvh; h++) sc[h * supers + sb] = ScoreSuper(row, sw, h, hd);
                     }
                     if (!perHead)
                         for (int h = 1; h < kvh; h++)
@@ -478,11 +505,11 @@ public sealed unsafe class PageSelector
         public float[] Rows = [];
         public float[] Super = [];
 
-        public void Ensure(int length, int g, int w)
+        public void Ensure(int length, int g, int w, int sw)
         {
             int blocks = (length + g - 1) / g, supers = (blocks + SuperBlocks - 1) / SuperBlocks;
             if (Rows.Length < blocks * w) Array.Resize(ref Rows, Math.Max(blocks, Math.Max(64, 2 * Rows.Length / w)) * w);
-            if (Super.Length < supers * w) Array.Resize(ref Super, Math.Max(supers, Math.Max(8, 2 * Super.Length / w)) * w);
+            if (Super.Length < supers * sw) Array.Resize(ref Super, Math.Max(supers, Math.Max(8, 2 * Super.Length / sw)) * sw);
         }
     }
 }

@@ -1,5 +1,5 @@
 // Owns: the decorator that applies a KV policy to any float32 IKvStore without touching model code. Writes go to the
-// inner store (the float32 source rows) and update per-token state (tier, attention mass, block summaries); Pages()
+// inner store (the float32 source rows) and update per-token state (tier, attention mass; PageSelector: block summaries); Pages()
 // runs the retention plan and presents only kept tokens, as slices of the inner pages (Full) or of this store's own
 // quantized copies (Int8 per token, Int4 KIVI groups); Attend() (called by PolicyBackend with the query) applies the
 // read-time selection (quest / msa) at decode and feeds attention mass back to heavy-hitter policies.

@@ -3,7 +3,7 @@
 // attention over each head's reported blocks; two KV heads needing different blocks are both served per head and not by
 // the shared choice; top-K by quickselect picks a full sort's set (ties → earlier); quantized tiers viewed per head (Int8, Int4 page offsets) equal the shared path when every head
 // ranks blocks alike; the vectorized group scores equal the scalar Quest bound / mean-key dot; the token budget bounds
-// what is read, also with the two-level selection; TokenBudget parsing and validation. Expected values come from the
+// what is read, also with the two-level selection, and a planted needle is still found at 48K tokens; TokenBudget parsing and validation. Expected values come from the
 // reference backend, scalar recomputation from the raw keys, or constructed cases.
 using System.CommandLine;
 using Engine.Cli.Commands;
@@ -62,8 +62,8 @@ public class PageSelectorTests
     [TestCase("quest", false)] [TestCase("msa", false)] [TestCase("quest", true)] [TestCase("msa", true)]
     public void PerHeadSelection_EqualsIndependentAttentionOverEachHeadsBlocks(string policy, bool twoLevelContext)
     {
-        // long enough (with a small budget) for the two-level path when asked: 2·⌈K/16⌉+2 = 4 super-blocks → > 16 needed
-        int len = twoLevelContext ? 16 * 16 * 20 + 7 : 403, budget = 48, g = 16;
+        // long enough (with a small budget) for the two-level path when asked: M = 8 super-blocks → > 32 needed
+        int len = twoLevelContext ? 16 * 16 * 40 + 7 : 403, budget = 48, g = 16;
         var k = Rand(len * KvDim, 4); var v = Rand(len * KvDim, 5); var q = Rand(Heads * HeadDim, 6, 2f);
         var (store, pb) = Make(KvPolicySpec.Parse(policy, 1.0, budget), len + 8);
         using (store)
@@ -243,6 +243,15 @@ public class PageSelectorTests
                 Assert.That(store.Selector!.LastWasTwoLevel, Is.EqualTo(len == 9000));
             }
         }
+    }
+
+    [TestCase("quest")] [TestCase("msa")]
+    public void Needle_FixedTokenBudget_TwoLevel_RetrievesAtLongContext(string policy)
+    {
+        // 48K tokens, 256 read per step: 3072 blocks, 192 super-blocks > 4·8 → the two-level path
+        var spec = KvPolicySpec.Parse(policy, 1.0, 256);
+        var r = Engine.Runtime.Evaluation.NeedleEvaluator.Run(new CpuBackend(1), spec, 48 * 1024, trials: 3);
+        Assert.That(r.Retrieved, Is.EqualTo(1.0), $"{policy}: needle found in every trial");
     }
 
     [Test]
