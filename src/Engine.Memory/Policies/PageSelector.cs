@@ -21,6 +21,11 @@
 // Invariants: sinks (blocks covering the first SinkTokens tokens) and the local window (the last two blocks) are always
 // read; at most ⌈budget / G⌉ blocks are read per KV head (at least one routed block); pages are presented in position
 // order; no per-call allocation once the buffers have grown.
+// Per-head attention: KV head h's pages are views offset to its channels (K/V pointers + h·hd elements, Int8 scales +
+// h·hd/G, Int4 key params + 2·h·hd and value params + 2·h·hd/G; RowStride unchanged) and run with KvHeadCount = 1 over
+// the group's query heads; when a presented Int8/Int4 page's channel groups straddle heads (hd % GroupSize ≠ 0) the
+// whole call falls back to the shared list. When the budget covers every presented block, one plain attention call
+// reads everything (the same for all heads).
 // Top-K is a quickselect (Planners.TopK), not a sort; the chosen blocks are then sorted (K log K, K ≈ budget / G).
 // Sources: Quest (Tang et al., 2024, "Quest: Query-Aware Sparsity for Efficient Long-Context LLM Inference": per-page
 // key min/max, Σ max(q·min, q·max) criticality, fixed token budget, per-head page selection); MSA-style mean-pooled chunk
