@@ -54,6 +54,10 @@ public sealed record EngineOptions
     public string? KvPolicy { get; init; }
     /// <summary>Fraction in (0, 1] of the sequence the KV policy may hold/read (float32-token equivalents). Default 0.25.</summary>
     public double KvPolicyBudget { get; init; } = KvPolicyWiring.DefaultBudget;
+    /// <summary>Tokens a selection policy (quest, msa) reads per step and KV head, whatever the context length (Quest's fixed
+    /// token budget); overrides <see cref="KvPolicyBudget"/> for selection (retention keeps the fraction). null = the fraction;
+    /// ≤ 0 throws KvPolicyException from Load.</summary>
+    public int? KvPolicyBudgetTokens { get; init; }
 }
 
 /// <summary>Per-request generation settings.</summary>

@@ -19,7 +19,7 @@ public sealed partial class InferenceEngine
         if (_enginePolicy == null || _policyBackend == null || !ReferenceEquals(_kv, _policyBackend.Store))
             throw new ArgumentException("a per-request KV policy needs an engine loaded with EngineOptions.KvPolicy (e.g. \"full\") "
                 + "and no other KV store decorator; policies run on the single-sequence path");
-        return KvPolicySpec.Parse(o.KvPolicy ?? _enginePolicy.Name, o.KvPolicyBudget ?? _enginePolicy.Budget);
+        return KvPolicySpec.Parse(o.KvPolicy ?? _enginePolicy.Name, o.KvPolicyBudget ?? _enginePolicy.Budget, _enginePolicy.TokenBudget);
     }
 
     /// <summary>Makes the engine's store carry the request's policy (or the engine's), switching stores if it differs.</summary>

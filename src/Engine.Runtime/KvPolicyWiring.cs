@@ -37,7 +37,7 @@ internal static class KvPolicyWiring
     public static KvPolicySpec? Parse(EngineOptions options)
     {
         if (string.IsNullOrWhiteSpace(options.KvPolicy)) return null;
-        var spec = KvPolicySpec.Parse(options.KvPolicy, options.KvPolicyBudget);
+        var spec = KvPolicySpec.Parse(options.KvPolicy, options.KvPolicyBudget, options.KvPolicyBudgetTokens);
         if (options.Memory != null)
             throw new ArgumentException($"KV policy '{spec.Name}' cannot be combined with a persistent memory (--memory) in this version; use one or the other");
         return spec;

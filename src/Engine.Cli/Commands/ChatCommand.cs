@@ -25,16 +25,17 @@ public static class ChatCommand
         var kvDisk = GenerationCommandSupport.KvDiskOption();
         var kvPolicy = GenerationCommandSupport.KvPolicyOption();
         var kvPolicyBudget = GenerationCommandSupport.KvPolicyBudgetOption();
+        var kvPolicyBudgetTokens = GenerationCommandSupport.KvPolicyBudgetTokensOption();
         var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = the model's).", DefaultValueFactory = _ => 0 };
 
         var cmd = new Command("chat", "Interactive chat on stdin/stdout with the model's chat template.")
         {
-            model, system, maxTokens, temperature, topK, topP, minP, seed, threads, backend, ctx, tokenizer, kvBudget, kvDisk, kvPolicy, kvPolicyBudget,
+            model, system, maxTokens, temperature, topK, topP, minP, seed, threads, backend, ctx, tokenizer, kvBudget, kvDisk, kvPolicy, kvPolicyBudget, kvPolicyBudgetTokens,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(async () =>
         {
             using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx), pr.GetValue(tokenizer),
-                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), kvPolicy: pr.GetValue(kvPolicy), kvPolicyBudget: pr.GetValue(kvPolicyBudget), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)));
+                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), kvPolicy: pr.GetValue(kvPolicy), kvPolicyBudget: pr.GetValue(kvPolicyBudget), kvPolicyBudgetTokens: pr.GetValue(kvPolicyBudgetTokens), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)));
             var options = new GenerationOptions
             {
                 MaxTokens = pr.GetValue(maxTokens),

@@ -26,11 +26,12 @@ public static class EvalCommand
         var context = new Option<int>("--context") { Description = "Needle test context length in tokens.", DefaultValueFactory = _ => 16384 };
         var disk = new Option<bool>("--disk") { Description = "Needle test: keep K/V rows in a memory-mapped file (disk tier)." };
         var trials = new Option<int>("--trials") { Description = "Needle trials (needle depths spread over the context).", DefaultValueFactory = _ => 5 };
+        var budgetTokens = GenerationCommandSupport.KvPolicyBudgetTokensOption();
         var backend = GenerationCommandSupport.BackendOption();
         var threads = GenerationCommandSupport.ThreadsOption();
         var cmd = new Command("eval", "Compare KV memory policies with the full cache (quality, memory, speed), or run the needle test.")
         {
-            model, text, policy, budget, prefill, json, needle, context, trials, disk, backend, threads,
+            model, text, policy, budget, prefill, json, needle, context, trials, disk, backend, threads, budgetTokens,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(() =>
         {
@@ -39,7 +40,8 @@ public static class EvalCommand
                 .ToArray();
             var policies = pr.GetValue(policy)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             // validate every combination before running anything
-            foreach (var pol in policies) foreach (double b in budgets) KvPolicySpec.Parse(pol, b);
+            int? bt = pr.GetValue(budgetTokens);
+            foreach (var pol in policies) foreach (double b in budgets) KvPolicySpec.Parse(pol, b, bt);
             bool asJson = pr.GetValue(json);
             using var be = Backends.Create(pr.GetValue(backend)!, pr.GetValue(threads));
             if (pr.GetValue(needle))
@@ -49,7 +51,7 @@ public static class EvalCommand
                     foreach (double b in budgets)
                     {
                         ct.ThrowIfCancellationRequested();
-                        var r = NeedleEvaluator.Run(be, KvPolicySpec.Parse(pol, b), pr.GetValue(context), pr.GetValue(trials), disk: pr.GetValue(disk));
+                        var r = NeedleEvaluator.Run(be, KvPolicySpec.Parse(pol, b, bt), pr.GetValue(context), pr.GetValue(trials), disk: pr.GetValue(disk));
                         if (asJson) Console.WriteLine(JsonSerializer.Serialize(new { policy = r.Policy, budget = r.Budget, context = r.Context, trials = r.Trials, retrieved = r.Retrieved, seconds = Math.Round(r.Seconds, 3), decode_ms = Math.Round(r.DecodeMs, 3) }));
                         else Console.WriteLine($"{r.Policy,-14} {r.Budget,6:0.###} {r.Context,9} {r.Retrieved,9:P0} {r.Seconds,8:F2} {r.DecodeMs,10:F3}");
                     }
@@ -75,7 +77,7 @@ public static class EvalCommand
                 foreach (double b in budgetFree ? [1.0] : budgets)
                 {
                     ct.ThrowIfCancellationRequested();
-                    var r = ev.Evaluate(KvPolicySpec.Parse(pol, b));
+                    var r = ev.Evaluate(KvPolicySpec.Parse(pol, b, bt));
                     rows.Add(r);
                     if (asJson) Console.WriteLine(JsonSerializer.Serialize(new
                     {

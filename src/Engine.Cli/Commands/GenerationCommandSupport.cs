@@ -102,6 +102,13 @@ internal static class GenerationCommandSupport
         DefaultValueFactory = _ => new EngineOptions().KvPolicyBudget,
     };
 
+    /// <summary>`--kv-budget-tokens N`: a selection policy's (quest, msa) fixed read budget in tokens per step.</summary>
+    public static Option<int?> KvPolicyBudgetTokensOption() => new("--kv-budget-tokens")
+    {
+        Description = "With --kv-policy ...+quest/msa: tokens read per decode step and KV head, whatever the context length "
+            + "(overrides --kv-budget-fraction for selection; retention keeps the fraction). Must be > 0.",
+    };
+
     /// <summary>Prints what the KV policy store holds (stderr; nothing without a policy).</summary>
     public static void PrintKvPolicy(InferenceEngine engine)
     {
@@ -111,19 +118,20 @@ internal static class GenerationCommandSupport
     }
 
     public static InferenceEngine LoadEngine(string? model, string backend, int threads, int contextLength = 0, string? tokenizer = null, long kvBudgetBytes = 0,
-        string? memory = null, string? kvPolicy = null, double? kvPolicyBudget = null, long kvDiskBytes = 0)
+        string? memory = null, string? kvPolicy = null, double? kvPolicyBudget = null, int? kvPolicyBudgetTokens = null, long kvDiskBytes = 0)
     {
         string path = ResolveModel(model);
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var engine = WithProgress($"loading {Path.GetFileName(path)}…", () =>
             InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, KvBudgetBytes = kvBudgetBytes, KvDiskBytes = kvDiskBytes, Memory = memory,
-                KvPolicy = kvPolicy, KvPolicyBudget = kvPolicyBudget ?? new EngineOptions().KvPolicyBudget }));
+                KvPolicy = kvPolicy, KvPolicyBudget = kvPolicyBudget ?? new EngineOptions().KvPolicyBudget, KvPolicyBudgetTokens = kvPolicyBudgetTokens }));
         var c = engine.Config;
         Console.Error.WriteLine($"loaded {Path.GetFileName(path)} ({c.Architecture}, {c.BlockCount} layers, dim {c.EmbeddingLength}, vocab {c.VocabSize}, context {engine.ContextLength}) " +
             $"on {engine.BackendName} in {sw.Elapsed.TotalMilliseconds:F0} ms");
         if (!string.IsNullOrWhiteSpace(kvPolicy))
-            Console.Error.WriteLine($"kv policy: {kvPolicy} (budget {kvPolicyBudget ?? new EngineOptions().KvPolicyBudget:G3}; single-sequence path)");
+            Console.Error.WriteLine($"kv policy: {kvPolicy} (budget {kvPolicyBudget ?? new EngineOptions().KvPolicyBudget:G3}"
+                + (kvPolicyBudgetTokens is { } bt ? $", selection reads {bt} tokens/step" : "") + "; single-sequence path)");
         return engine;
     }
 

@@ -25,17 +25,18 @@ public static class RunCommand
         var kvDisk = GenerationCommandSupport.KvDiskOption();
         var kvPolicy = GenerationCommandSupport.KvPolicyOption();
         var kvPolicyBudget = GenerationCommandSupport.KvPolicyBudgetOption();
+        var kvPolicyBudgetTokens = GenerationCommandSupport.KvPolicyBudgetTokensOption();
         var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = the model's).", DefaultValueFactory = _ => 0 };
         var memory = new Option<string?>("--memory") { Description = "Attend over the top-k chunks of this persistent memory (engine memory add; folder $ENGINE_MEMORY_DIR or ~/.cache/engine/memories)." };
 
         var cmd = new Command("run", "Generate text from a prompt; only the generated text goes to stdout.")
         {
-            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, threads, backend, ctx, tokenizer, kvBudget, kvDisk, memory, kvPolicy, kvPolicyBudget,
+            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, threads, backend, ctx, tokenizer, kvBudget, kvDisk, memory, kvPolicy, kvPolicyBudget, kvPolicyBudgetTokens,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(async () =>
         {
             using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx), pr.GetValue(tokenizer),
-                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), pr.GetValue(memory), pr.GetValue(kvPolicy), pr.GetValue(kvPolicyBudget), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)));
+                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), pr.GetValue(memory), pr.GetValue(kvPolicy), pr.GetValue(kvPolicyBudget), pr.GetValue(kvPolicyBudgetTokens), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)));
             var options = new GenerationOptions
             {
                 MaxTokens = pr.GetValue(maxTokens),

@@ -2,7 +2,8 @@
 // knobs) and its parsing/validation ("h2o", "arkv+quest", …). Composition rule: at most one retention policy (full,
 // sinks, h2o, snapkv, arkv, int8, kivi4 — decides which tokens are kept and at what precision) plus at most one
 // selection policy (quest, msa — decides which kept blocks a decode query reads). Anything else is rejected.
-// Invariant: a spec that constructs is valid (budget in (0, 1], positive sizes).
+// Invariant: a spec that constructs is valid (budget in (0, 1], positive sizes). TokenBudget (an absolute read budget for
+// selection, Quest's fixed token budget) is checked by Parse and by Validate (PolicyKvStore's constructor).
 namespace Engine.Memory.Policies;
 
 /// <summary>Which tokens are kept, at what precision.</summary>
@@ -29,6 +30,13 @@ public sealed record KvPolicySpec(RetentionKind Retention, SelectionKind Selecti
     /// <summary>SnapKV observation window (last w queries) and pooling kernel.</summary>
     public int SnapWindow { get; init; } = 16;
     public int SnapPool { get; init; } = 7;
+    /// <summary>Tokens a decode query reads per KV head under a selection policy (quest, msa), independent of the sequence
+    /// length (Quest's fixed token budget); null = <see cref="Budget"/> · length. Retention still uses <see cref="Budget"/>.</summary>
+    public int? TokenBudget { get; init; }
+
+    /// <summary>Tokens a selection policy reads at sequence length <paramref name="length"/>: <see cref="TokenBudget"/> when
+    /// set, else ⌈Budget · length⌉ (at least 1).</summary>
+    public int SelectionTokens(int length) => TokenBudget ?? Planners.TokenBudget(Budget, length);
 
     public bool NeedsAttentionMass => Retention is RetentionKind.H2O or RetentionKind.SnapKV or RetentionKind.Arkv;
 
@@ -71,9 +79,23 @@ public sealed record KvPolicySpec(RetentionKind Retention, SelectionKind Selecti
         }
     }
 
+    /// <summary><see cref="Parse(string, double)"/> plus an absolute selection read budget in tokens (null = none; ≤ 0 is rejected).</summary>
+    public static KvPolicySpec Parse(string text, double budget, int? tokenBudget)
+    {
+        CheckTokenBudget(tokenBudget);
+        return Parse(text, budget) with { TokenBudget = tokenBudget };
+    }
+
+    private static void CheckTokenBudget(int? tokenBudget)
+    {
+        if (tokenBudget is <= 0)
+            throw new KvPolicyException($"KV token budget {tokenBudget} is impossible: it must be a positive number of tokens read per step");
+    }
+
     /// <summary>Validates the spec against a store shape (group sizes must divide the KV row).</summary>
     public void Validate(int kvDim)
     {
+        CheckTokenBudget(TokenBudget);
         if (BlockSize <= 0 || SinkTokens < 0 || RecentFullPrecision < 0 || SnapWindow <= 0 || SnapPool <= 0)
             throw new KvPolicyException("KV policy sizes must be positive");
         if ((Retention is RetentionKind.Int8 or RetentionKind.Kivi4 or RetentionKind.Arkv) && (kvDim % BlockSize != 0 || (kvDim & 1) != 0))

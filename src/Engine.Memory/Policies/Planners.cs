@@ -120,14 +120,57 @@ public static class Planners
 
     /// <summary>
     /// Marks the blocks a query reads: the <paramref name="topK"/> best-scoring blocks plus the always-read ones
-    /// (<paramref name="always"/> true). Ties pick the earlier block. selected: [blocks].
+    /// (<paramref name="always"/> true). Ties pick the earlier block; NaN scores are never picked. selected: [blocks].
     /// </summary>
     public static void TopBlocks(ReadOnlySpan<float> scores, ReadOnlySpan<bool> always, int topK, Span<bool> selected)
     {
-        var idx = new List<int>();
-        for (int b = 0; b < scores.Length; b++) { selected[b] = always[b]; if (!always[b] && !float.IsNaN(scores[b])) idx.Add(b); }
-        var sc = scores.ToArray();
-        idx.Sort((a, b) => sc[b] != sc[a] ? sc[b].CompareTo(sc[a]) : a.CompareTo(b));
-        for (int r = 0; r < Math.Min(topK, idx.Count); r++) selected[idx[r]] = true;
+        var masked = scores.ToArray();
+        for (int b = 0; b < masked.Length; b++) { selected[b] = always[b]; if (always[b]) masked[b] = float.NaN; }
+        var chosen = new int[Math.Max(0, Math.Min(topK, masked.Length))];
+        int n = TopK(masked, chosen);
+        for (int r = 0; r < n; r++) selected[chosen[r]] = true;
     }
+
+    /// <summary>
+    /// Partial selection: writes to <paramref name="chosen"/> the indices of the <c>chosen.Length</c> largest scores (NaN
+    /// scores are skipped; ties keep the earlier index), in no particular order, and returns how many were found.
+    /// Quickselect (Hoare partition, median-of-three pivot) over the candidate indices in <paramref name="scratch"/>
+    /// (length ≥ scores.Length): expected O(n), no allocation.
+    /// </summary>
+    public static int TopK(ReadOnlySpan<float> scores, Span<int> chosen, Span<int> scratch)
+    {
+        int k = chosen.Length, n = 0;
+        for (int i = 0; i < scores.Length; i++) if (!float.IsNaN(scores[i])) scratch[n++] = i;
+        if (n <= k) { scratch[..n].CopyTo(chosen); return n; }
+        if (k == 0) return 0;
+        var idx = scratch[..n];
+        int lo = 0, hi = n - 1;
+        while (lo < hi)
+        {
+            // median of three as the pivot, then Hoare partition: better-than-pivot left, worse right
+            int mid = lo + (hi - lo) / 2;
+            if (Better(scores, idx[mid], idx[lo])) (idx[mid], idx[lo]) = (idx[lo], idx[mid]);
+            if (Better(scores, idx[hi], idx[lo])) (idx[hi], idx[lo]) = (idx[lo], idx[hi]);
+            if (Better(scores, idx[hi], idx[mid])) (idx[hi], idx[mid]) = (idx[mid], idx[hi]);
+            int pivot = idx[mid];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (Better(scores, idx[i], pivot)) i++;
+                while (Better(scores, pivot, idx[j])) j--;
+                if (i <= j) { (idx[i], idx[j]) = (idx[j], idx[i]); i++; j--; }
+            }
+            // [lo, j] ≥ pivot ≥ [i, hi]; keep the side holding position k − 1
+            if (k - 1 <= j) hi = j;
+            else if (k - 1 >= i) lo = i;
+            else break;
+        }
+        idx[..k].CopyTo(chosen);
+        return k;
+
+        static bool Better(ReadOnlySpan<float> sc, int a, int b) => sc[a] > sc[b] || (sc[a] == sc[b] && a < b);
+    }
+
+    /// <summary><see cref="TopK(ReadOnlySpan{float}, Span{int}, Span{int})"/> with its own scratch (allocates).</summary>
+    public static int TopK(ReadOnlySpan<float> scores, Span<int> chosen) => TopK(scores, chosen, new int[scores.Length]);
 }

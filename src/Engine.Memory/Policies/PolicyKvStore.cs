@@ -1,5 +1,5 @@
 // Owns: the decorator that applies a KV policy to any float32 IKvStore without touching model code. Writes go to the
-// inner store (the float32 source rows) and update per-token state (tier, attention mass, block summaries); Pages()
+// inner store (the float32 source rows) and update per-token state (tier, attention mass; PageSelector: block summaries); Pages()
 // runs the retention plan and presents only kept tokens, as slices of the inner pages (Full) or of this store's own
 // quantized copies (Int8 per token, Int4 KIVI groups); Attend() (called by PolicyBackend with the query) applies the
 // read-time selection (quest / msa) at decode and feeds attention mass back to heavy-hitter policies.
@@ -21,6 +21,7 @@ public sealed unsafe class PolicyKvStore : IKvStore
     private int _pageCount;
     private int _lastLayer = -1, _lastSeq = -1;
     private float[] _massBuf = [];
+    private readonly PageSelector? _selector;   // quest / msa summaries and selection (null: no selection policy)
     private bool _disposed;
 
     public PolicyKvStore(IKvStore inner, KvPolicySpec spec)
@@ -29,7 +30,11 @@ public sealed unsafe class PolicyKvStore : IKvStore
         spec.Validate(inner.KvDim);
         _inner = inner; Spec = spec;
         _state = new State?[inner.LayerCount, inner.SequenceCapacity];
+        if (spec.Selection != SelectionKind.None) _selector = new PageSelector(spec, inner.LayerCount, inner.SequenceCapacity, inner.KvDim);
     }
+
+    /// <summary>The read-time selection (quest / msa) of this store; null without a selection policy.</summary>
+    public PageSelector? Selector => _selector;
 
     public KvPolicySpec Spec { get; }
     public IKvStore Inner => _inner;
@@ -39,7 +44,7 @@ public sealed unsafe class PolicyKvStore : IKvStore
     public int SequenceCapacity => _inner.SequenceCapacity;
     public int Length(int layer, int seqId) => _inner.Length(layer, seqId);
 
-    /// <summary>Tokens attention read in the last Attend call (after selection).</summary>
+    /// <summary>Tokens attention read in the last Attend call (after selection; per KV head, mean over heads).</summary>
     public long LastReadTokens { get; private set; }
 
     private int G => Spec.BlockSize;
@@ -55,12 +60,8 @@ public sealed unsafe class PolicyKvStore : IKvStore
         {
             int p = positions[i];
             st.Tiers[p] = KvTier.Full; st.Mass[p] = 0; st.Snap[p] = 0;
-            var row = k.Slice(i * KvDim, KvDim);
-            int b = p / G;
-            var mn = st.BlockMin.AsSpan(b * KvDim, KvDim); var mx = st.BlockMax.AsSpan(b * KvDim, KvDim); var sm = st.BlockSum.AsSpan(b * KvDim, KvDim);
-            if (p % G == 0) { row.CopyTo(mn); row.CopyTo(mx); row.CopyTo(sm); }
-            else for (int c = 0; c < KvDim; c++) { mn[c] = MathF.Min(mn[c], row[c]); mx[c] = MathF.Max(mx[c], row[c]); sm[c] += row[c]; }
         }
+        _selector?.Write(layer, seqId, positions, k, _inner.Length(layer, seqId));
     }
 
     public ReadOnlySpan<KvPage> Pages(int layer, int seqId)
@@ -219,8 +220,21 @@ public sealed unsafe class PolicyKvStore : IKvStore
             return false;
         var st = _state[_lastLayer, _lastSeq]!;
         int len = _inner.Length(_lastLayer, _lastSeq), n = qPositions.Length;
+        if (_selector != null && n == 1)
+        {
+            // read-time selection at decode (PageSelector): per-KV-head block choice + attention (+ mass feedback)
+            float[]? feedback = null;
+            if (Spec.NeedsAttentionMass)
+            {
+                feedback = Spec.Retention == RetentionKind.SnapKV ? st.Snap : st.Mass;
+                float dec = Spec.Retention == RetentionKind.SnapKV ? 1f - 1f / Spec.SnapWindow : 1f;
+                if (dec != 1f) for (int i = 0; i < len; i++) st.Snap[i] *= dec;
+            }
+            LastReadTokens = _selector.Attend(backend, _lastLayer, _lastSeq, q, qPositions, pages, p, len,
+                allPresent: Spec.Retention == RetentionKind.Full, output, feedback);
+            return true;
+        }
         ReadOnlySpan<KvPage> read = pages;
-        if (Spec.Selection != SelectionKind.None && n == 1) read = Select(st, q, p, len, pages);
         long total = 0;
         foreach (var pg in read) total += pg.TokenCount;
         LastReadTokens = total;
@@ -260,61 +274,6 @@ public sealed unsafe class PolicyKvStore : IKvStore
         return true;
     }
 
-    /// <summary>Quest / MSA block selection for one decode query over the kept pages.</summary>
-    private ReadOnlySpan<KvPage> Select(State st, ReadOnlySpan<float> q, AttentionParams p, int len, ReadOnlySpan<KvPage> pages)
-    {
-        int blocks = (len + G - 1) / G, hd = p.HeadDim, group = p.HeadCount / p.KvHeadCount;
-        int budget = Planners.TokenBudget(Spec.Budget, len);
-        var scores = new float[blocks]; var always = new bool[blocks]; var selected = new bool[blocks];
-        for (int b = 0; b < blocks; b++)
-        {
-            float s = 0;
-            for (int h = 0; h < p.HeadCount; h++)
-            {
-                var qh = q.Slice(h * hd, hd);
-                int off = b * KvDim + h / group * hd;
-                if (Spec.Selection == SelectionKind.Quest)
-                    s += Planners.QuestBound(qh, st.BlockMin.AsSpan(off, hd), st.BlockMax.AsSpan(off, hd));
-                else
-                {
-                    int count = Math.Min(G, len - b * G);
-                    float d = 0;
-                    for (int c = 0; c < hd; c++) d += qh[c] * st.BlockSum[off + c];
-                    s += d / count;                                        // routing key = mean-pooled key of the chunk
-                }
-            }
-            scores[b] = s;
-        }
-        // always read: the local context (the block holding the query and the one before); quest also the sink block 0
-        always[blocks - 1] = true;
-        if (blocks >= 2) always[blocks - 2] = true;
-        if (Spec.Selection == SelectionKind.Quest) always[0] = true;
-        int alwaysCount = always.Count(a => a);
-        int topK = Math.Max(1, (budget + G - 1) / G - alwaysCount);          // at least one routed block
-        Planners.TopBlocks(scores, always, topK, selected);
-        _selPages.Clear();
-        foreach (var pg in pages)
-        {
-            int j = 0;
-            while (j < pg.TokenCount)
-            {
-                int b = (pg.StartPosition + j) / G;
-                int end = Math.Min(pg.TokenCount, (b + 1) * G - pg.StartPosition);
-                if (selected[b])
-                {
-                    int j1 = end;
-                    while (j1 < pg.TokenCount && selected[(pg.StartPosition + j1) / G]) j1 = Math.Min(pg.TokenCount, ((pg.StartPosition + j1) / G + 1) * G - pg.StartPosition);
-                    _selPages.Add(KvPages.Slice(pg, j, j1 - j));
-                    j = j1;
-                }
-                else j = end;
-            }
-        }
-        return CollectionsMarshal.AsSpan(_selPages);
-    }
-
-    private readonly List<KvPage> _selPages = [];
-
     /// <summary>Bytes the tiered layout holds for (layer, seq): Σ tokens × bytes/token of their tier + block summaries.</summary>
     public double HeldBytes(int layer, int seqId)
     {
@@ -349,19 +308,9 @@ public sealed unsafe class PolicyKvStore : IKvStore
         for (int l = 0; l < LayerCount; l++)
             if (_state[l, seqId] is { } st)
             {
+                _selector?.Truncate(l, seqId, length, length == 0 ? default : _inner.Pages(l, seqId));   // re-summarise the end block
                 if (length == 0) { st.Dispose(); _state[l, seqId] = null; continue; }
                 st.Int4Groups = Math.Min(st.Int4Groups, length / G);
-                // re-summarise the block the new end falls in from the remaining float rows
-                int b = (length - 1) / G;
-                var inner = _inner.Pages(l, seqId);
-                var rk = new float[KvDim]; var rv = new float[KvDim];
-                for (int pos = b * G; pos < length; pos++)
-                {
-                    CopyRow(inner, pos, rk, rv);
-                    var mn = st.BlockMin.AsSpan(b * KvDim, KvDim); var mx = st.BlockMax.AsSpan(b * KvDim, KvDim); var sm = st.BlockSum.AsSpan(b * KvDim, KvDim);
-                    if (pos == b * G) { rk.CopyTo(mn); rk.CopyTo(mx); rk.CopyTo(sm); }
-                    else for (int c = 0; c < KvDim; c++) { mn[c] = MathF.Min(mn[c], rk[c]); mx[c] = MathF.Max(mx[c], rk[c]); sm[c] += rk[c]; }
-                }
             }
     }
 
@@ -381,9 +330,6 @@ public sealed unsafe class PolicyKvStore : IKvStore
         public readonly KvTier[] Tiers = new KvTier[capacity];
         public readonly float[] Mass = new float[capacity];           // [capacity] accumulated attention mass (Σ KV heads)
         public readonly float[] Snap = new float[capacity];           // [capacity] SnapKV observation-window score
-        public readonly float[] BlockMin = new float[(capacity + g - 1) / g * kvDim];   // [blocks, kvDim]
-        public readonly float[] BlockMax = new float[(capacity + g - 1) / g * kvDim];   // [blocks, kvDim]
-        public readonly float[] BlockSum = new float[(capacity + g - 1) / g * kvDim];   // [blocks, kvDim]
         private readonly bool[] _int8 = new bool[capacity];
         public double FullShare = 0.5;
         public bool ShareSet;
