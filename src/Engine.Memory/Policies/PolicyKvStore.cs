@@ -601,8 +601,9 @@ public sealed unsafe class PolicyKvStore : IKvStore
                 st.Int8Rows?.Compact(st.Slot);
                 st.Length = length;
                 st.NewFrom = Math.Min(st.NewFrom, length);
-                if (Spec.Selection == SelectionKind.None) continue;
-                // re-summarise the block the new end falls in from the remaining rows (kept tokens, decoded)
+                if (Spec.Selection == SelectionKind.None || length % G == 0) continue;   // a block boundary: no summary changes
+                // re-summarise the block the new end falls in from its remaining rows (kept tokens, decoded; evicted ones are
+                // gone, so unlike the write-time summary they no longer count)
                 int b = (length - 1) / G;
                 var inner = _own ? ReadOnlySpan<KvPage>.Empty : _inner.Pages(l, seqId);
                 var rk = new float[KvDim]; var rv = new float[KvDim];
