@@ -36,7 +36,9 @@ public sealed unsafe class PolicyKvStore : IKvStore
     /// <summary>Token slots per owned row block.</summary>
     public const int DefaultBlockTokens = 16;
 
-    private enum Held : byte { None = 0, Full, Int8, Int4 }
+    // What holds a position; numbered like KvTier (None = Evicted) so "storage matches the plan" is a byte-wise equality
+    // of the two arrays (Settle and BuildPages skip settled / evicted runs with vectorized span searches).
+    private enum Held : byte { Full = KvTier.Full, Int8 = KvTier.Int8, Int4 = KvTier.Int4, None = KvTier.Evicted }
 
     private readonly IKvStore _inner;
     private readonly State?[,] _state;          // [layer, seq]
@@ -179,8 +181,10 @@ public sealed unsafe class PolicyKvStore : IKvStore
         if (st.Tiers.Length < n)
         {
             int cap = (int)Math.Min(Capacity, Math.Max(n, Math.Max(64L, 2L * st.Tiers.Length)));
+            int old = st.Stored.Length;
             Array.Resize(ref st.Tiers, cap);
             Array.Resize(ref st.Stored, cap);
+            st.Stored.AsSpan(old).Fill(Held.None);
             Array.Resize(ref st.Slot, cap);
             if (Spec.NeedsAttentionMass) { Array.Resize(ref st.Mass, cap); Array.Resize(ref st.Snap, cap); }
             int groups = (cap + G - 1) / G;
@@ -278,11 +282,14 @@ public sealed unsafe class PolicyKvStore : IKvStore
     private void Settle(State st, ReadOnlySpan<KvPage> inner, int len)
     {
         float[]? rk = null, rv = null;
+        var plan = MemoryMarshal.Cast<KvTier, byte>(st.Tiers.AsSpan(0, len));
+        var now = MemoryMarshal.Cast<Held, byte>(st.Stored.AsSpan(0, len));
         for (int i = 0; i < len; i++)
         {
+            i += plan[i..].CommonPrefixLength(now[i..]);             // skip positions already held as planned
+            if (i >= len) break;
             var tier = st.Tiers[i];
             var held = st.Stored[i];
-            if (tier == KvTier.Full || (tier == KvTier.Int8 && held == Held.Int8) || (tier == KvTier.Evicted && held == Held.None)) continue;
             if (tier == KvTier.Int8 && held == Held.Full)
             {
                 rk ??= new float[KvDim]; rv ??= new float[KvDim];
@@ -373,13 +380,17 @@ public sealed unsafe class PolicyKvStore : IKvStore
     {
         _pageCount = 0;
         int ip = 0, B = BlockTokens;
+        var stored = MemoryMarshal.Cast<Held, byte>(st.Stored.AsSpan(0, len));
         for (int p = 0; p < len;)
         {
             var held = st.Stored[p];
             int q = p + 1;
             switch (held)
             {
-                case Held.None: p = q; continue;
+                case Held.None:
+                    int next = stored[p..].IndexOfAnyExcept((byte)Held.None);   // skip the evicted run
+                    p = next < 0 ? len : p + next;
+                    continue;
                 case Held.Full when !_own:
                     while (q < len && st.Stored[q] == Held.Full) q++;
                     for (int a = p; a < q;)
