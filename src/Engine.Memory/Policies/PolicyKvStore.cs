@@ -175,7 +175,7 @@ public sealed unsafe class PolicyKvStore : IKvStore
         st.Int4Chunks--;
     }
 
-    /// <summary>Grows the per-position arrays (and summaries, Int4 chunk table) of st to cover n positions.</summary>
+    /// <summary>Grows the per-position arrays (and Int4 chunk table, quest/msa summaries) of st to cover n positions.</summary>
     private void Grow(State st, int n)
     {
         if (st.Tiers.Length < n)
@@ -187,14 +187,16 @@ public sealed unsafe class PolicyKvStore : IKvStore
             st.Stored.AsSpan(old).Fill(Held.None);
             Array.Resize(ref st.Slot, cap);
             if (Spec.NeedsAttentionMass) { Array.Resize(ref st.Mass, cap); Array.Resize(ref st.Snap, cap); }
-            int groups = (cap + G - 1) / G;
-            if (Spec.Retention == RetentionKind.Kivi4) Array.Resize(ref st.Int4, groups);
-            if (Spec.Selection != SelectionKind.None)
-            {
-                Array.Resize(ref st.BlockMin, groups * KvDim);
-                Array.Resize(ref st.BlockMax, groups * KvDim);
-                Array.Resize(ref st.BlockSum, groups * KvDim);
-            }
+            if (Spec.Retention == RetentionKind.Kivi4) Array.Resize(ref st.Int4, (cap + G - 1) / G);
+        }
+        int blocks = (n + G - 1) / G;
+        if (Spec.Selection != SelectionKind.None && st.BlockMin.Length < (long)blocks * KvDim)
+        {
+            // the summaries count in HeldBytes: grow by a quarter (amortised O(1) per block), not by doubling
+            int cap = Math.Min((Capacity + G - 1) / G, Math.Max(blocks, st.BlockMin.Length / KvDim * 5 / 4 + 4));
+            Array.Resize(ref st.BlockMin, cap * KvDim);
+            Array.Resize(ref st.BlockMax, cap * KvDim);
+            Array.Resize(ref st.BlockSum, cap * KvDim);
         }
     }
 
