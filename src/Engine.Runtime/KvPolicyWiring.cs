@@ -16,8 +16,8 @@ namespace Engine.Runtime;
 /// <param name="Policy">The spec's name, e.g. "sinks" or "arkv+quest".</param>
 /// <param name="Budget">The spec's budget fraction.</param>
 /// <param name="Tokens">Cached tokens (positions) of the sequence.</param>
-/// <param name="HeldBytes">Bytes the tiered layout holds (kept tokens at their precision + selection summaries), all layers —
-/// PolicyKvStore's accounting: in this version the float32 inner rows of evicted/quantized tokens stay resident too.</param>
+/// <param name="HeldBytes">Bytes the policy store has allocated for K/V (kept tokens' rows at their precision, in row blocks,
+/// + selection summaries), all layers — PolicyKvStore.HeldBytes: evicted and quantized tokens' float32 rows are freed.</param>
 /// <param name="FullBytes">Bytes a float32 cache of the same tokens holds, all layers.</param>
 public sealed record KvPolicyUsage(string Policy, double Budget, int Tokens, double HeldBytes, double FullBytes)
 {

@@ -52,7 +52,7 @@ public static class EvalCommand
                     {
                         ct.ThrowIfCancellationRequested();
                         var r = NeedleEvaluator.Run(be, KvPolicySpec.Parse(pol, b, bt), pr.GetValue(context), pr.GetValue(trials), disk: pr.GetValue(disk));
-                        if (asJson) Console.WriteLine(JsonSerializer.Serialize(new { policy = r.Policy, budget = r.Budget, context = r.Context, trials = r.Trials, retrieved = r.Retrieved, seconds = Math.Round(r.Seconds, 3), decode_ms = Math.Round(r.DecodeMs, 3) }));
+                        if (asJson) Console.WriteLine(JsonSerializer.Serialize(new { policy = r.Policy, budget = r.Budget, context = r.Context, trials = r.Trials, retrieved = r.Retrieved, seconds = Math.Round(r.Seconds, 3), decode_ms = Math.Round(r.DecodeMs, 3), peak_held_mib = Math.Round(r.PeakHeldBytes / 1048576.0, 1) }));
                         else Console.WriteLine($"{r.Policy,-14} {r.Budget,6:0.###} {r.Context,9} {r.Retrieved,9:P0} {r.Seconds,8:F2} {r.DecodeMs,10:F3}");
                     }
                 return Task.FromResult(0);

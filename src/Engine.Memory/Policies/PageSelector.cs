@@ -109,28 +109,49 @@ public sealed unsafe class PageSelector
         for (int sb = lo / _g / SuperBlocks; sb <= hi / _g / SuperBlocks; sb++) Resummarise(s, sb, Math.Max(hi + 1, length));
     }
 
+    /// <summary>Reads the float32 key row of a kept position into k; false when the position holds no row (evicted).</summary>
+    public delegate bool KeyRowReader(int position, Span<float> k);
+
     /// <summary>After the inner store was truncated to <paramref name="length"/>: re-summarises the block the new end falls
     /// in from the remaining float32 rows (<paramref name="inner"/>, the inner store's pages); length 0 drops the state.</summary>
     public void Truncate(int layer, int seqId, int length, ReadOnlySpan<KvPage> inner)
+    {
+        var pages = inner.ToArray();
+        Truncate(layer, seqId, length, (pos, k) =>
+        {
+            foreach (var pg in pages)
+                if (pos >= pg.StartPosition && pos < pg.StartPosition + pg.TokenCount)
+                {
+                    if (pg.Type != KvElementType.F32) throw new NotSupportedException("PageSelector re-summarises from a float32 inner store");
+                    new ReadOnlySpan<float>((float*)pg.K + (long)(pos - pg.StartPosition) * pg.RowStride, _kvDim).CopyTo(k);
+                    return true;
+                }
+            throw new InvalidOperationException($"position {pos} is not in the inner store's pages");
+        });
+    }
+
+    /// <summary>After a truncation to <paramref name="length"/>: re-summarises the block the new end falls in from the key
+    /// rows <paramref name="read"/> returns (positions it reports as evicted no longer count); length 0 drops the state.</summary>
+    public void Truncate(int layer, int seqId, int length, KeyRowReader read)
     {
         if (length == 0) { _sum[layer, seqId] = null; return; }
         if (_sum[layer, seqId] is not { } s) return;
         int b = (length - 1) / _g;
         var row = s.Rows.AsSpan(b * _w, _w);
+        var k = new float[_kvDim];
+        bool first = true;
         for (int pos = b * _g; pos < length; pos++)
         {
-            bool found = false;
-            foreach (var pg in inner)
-                if (pos >= pg.StartPosition && pos < pg.StartPosition + pg.TokenCount)
-                {
-                    if (pg.Type != KvElementType.F32) throw new NotSupportedException("PageSelector re-summarises from a float32 inner store");
-                    Fold(row, new ReadOnlySpan<float>((float*)pg.K + (long)(pos - pg.StartPosition) * pg.RowStride, _kvDim), pos == b * _g);
-                    found = true; break;
-                }
-            if (!found) throw new InvalidOperationException($"position {pos} is not in the inner store's pages");
+            if (!read(pos, k)) continue;
+            Fold(row, k, first);
+            first = false;
         }
         Resummarise(s, b / SuperBlocks, length);
     }
+
+    /// <summary>Bytes the summaries of (layer, seq) hold (block rows + super-block rows).</summary>
+    public long HeldBytes(int layer, int seqId) =>
+        _sum[layer, seqId] is { } s ? 4L * (s.Rows.Length + s.Super.Length) : 0;
 
     /// <summary>quest: row = [min | max] ∪ k; msa: row = Σ + k (reset: the row becomes k's summary).</summary>
     private void Fold(Span<float> row, ReadOnlySpan<float> k, bool reset)
@@ -504,7 +525,7 @@ public sealed unsafe class PageSelector
         if (a.Length < n) a = new T[Math.Max(n, 2 * a.Length)];
     }
 
-    /// <summary>Summaries of one (layer, sequence): rows [blocks, W] and super rows [supers, W], grown geometrically.</summary>
+    /// <summary>Summaries of one (layer, sequence): rows [blocks, W] and super rows [supers, W], grown by a quarter.</summary>
     private sealed class Summary
     {
         public float[] Rows = [];
@@ -513,8 +534,9 @@ public sealed unsafe class PageSelector
         public void Ensure(int length, int g, int w, int sw)
         {
             int blocks = (length + g - 1) / g, supers = (blocks + SuperBlocks - 1) / SuperBlocks;
-            if (Rows.Length < blocks * w) Array.Resize(ref Rows, Math.Max(blocks, Math.Max(64, 2 * Rows.Length / w)) * w);
-            if (Super.Length < supers * sw) Array.Resize(ref Super, Math.Max(supers, Math.Max(8, 2 * Super.Length / sw)) * sw);
+            // the summaries count in the store's held bytes: grow by a quarter (amortised O(1) per block), not by doubling
+            if (Rows.Length < blocks * w) Array.Resize(ref Rows, Math.Max(blocks, Rows.Length / w * 5 / 4 + 4) * w);
+            if (Super.Length < supers * sw) Array.Resize(ref Super, Math.Max(supers, Super.Length / sw * 5 / 4 + 1) * sw);
         }
     }
 }

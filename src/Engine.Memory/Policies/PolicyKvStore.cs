@@ -1,22 +1,50 @@
-// Owns: the decorator that applies a KV policy to any float32 IKvStore without touching model code. Writes go to the
-// inner store (the float32 source rows) and update per-token state (tier, attention mass; PageSelector: block summaries); Pages()
-// runs the retention plan and presents only kept tokens, as slices of the inner pages (Full) or of this store's own
-// quantized copies (Int8 per token, Int4 KIVI groups); Attend() (called by PolicyBackend with the query) applies the
-// read-time selection (quest / msa) at decode and feeds attention mass back to heavy-hitter policies.
-// Invariants: positions stay as cached (RoPE was applied at write; pages keep their StartPosition); tiers only move down;
-// a page list always covers kept tokens in position order. Memory accounting (HeldBytes) counts what the tiered layout
-// holds — the float32 inner rows of evicted/quantized tokens are still resident in the inner store in this version
-// (a paged inner store can free whole evicted blocks; not wired here).
+// Owns: the decorator that applies a KV policy to any float32 IKvStore without touching model code, and the storage of
+// what the policy keeps. Per (layer, sequence) it holds: the float32 rows of Full-tier tokens only, in blocks of
+// BlockTokens slots (RowBlocks) — or, when the inner store keeps rows itself (a disk tier), in the inner store; Int8 rows
+// + scales of Int8-tier tokens in blocks; one KIVI Int4 chunk per quantized token group. Pages() runs the retention plan
+// (Planners) over the tokens older than the current write, then settles storage to it — an evicted token's row is freed,
+// a demoted token is quantized and its float32 row freed, blocks left empty are returned and mostly-empty ones squeezed —
+// and presents the kept tokens as pages of consecutive positions; Attend() (called by PolicyBackend with the query; PageSelector)
+// applies the read-time selection (quest / msa) at decode and feeds attention mass back to heavy-hitter policies.
+// Full retention is a pass-through: the inner store holds every row and its pages are presented as they are.
+// Invariants: positions stay as cached (RoPE was applied at write); tiers only move down (a rewrite of a position makes
+// it Full again); a page holds consecutive positions (token j of a page sits at StartPosition + j, as the kernels'
+// causal mask, quest/msa block indexing and the attention-mass feedback all assume) and the page list covers the kept
+// tokens in position order; the Int4 positions of a group are a prefix of the group. Owned payload after each Pages():
+// ≤ (kept Full tokens + B − 1) float32 rows and ≤ (Int8 tokens + B − 1) int8 rows per (layer, seq) (RowBlocks.Compact).
+// HeldBytes / AllocatedBytes count the bytes allocated for K/V payload, scales and quest/msa summaries (plus, when the
+// inner store holds the rows, its float32 rows of positions [0, Length)); per-position bookkeeping (tiers, slots, scores)
+// grows with the length on demand and is reported apart (MetadataBytes).
 using System.Runtime.InteropServices;
 using Engine.Kernels;
 
 namespace Engine.Memory.Policies;
 
+/// <summary>Where a <see cref="PolicyKvStore"/> keeps the float32 rows of its Full-tier tokens.</summary>
+public enum PolicyRowStorage
+{
+    /// <summary><see cref="Own"/> over a plain in-RAM <see cref="ContiguousKvStore"/>, <see cref="Inner"/> over any other store.</summary>
+    Auto,
+    /// <summary>In the policy store's own blocks: only Full-tier tokens hold float32 rows, the inner store is not written.</summary>
+    Own,
+    /// <summary>In the inner store (every position, e.g. on a disk tier): rows of evicted / quantized tokens stay there.</summary>
+    Inner,
+}
+
 public sealed unsafe class PolicyKvStore : IKvStore
 {
+    /// <summary>Token slots per owned row block.</summary>
+    public const int DefaultBlockTokens = 16;
+
+    // What holds a position; numbered like KvTier (None = Evicted) so "storage matches the plan" is a byte-wise equality
+    // of the two arrays (Settle and BuildPages skip settled / evicted runs with vectorized span searches).
+    private enum Held : byte { Full = KvTier.Full, Int8 = KvTier.Int8, Int4 = KvTier.Int4, None = KvTier.Evicted }
+
     private readonly IKvStore _inner;
     private readonly State?[,] _state;          // [layer, seq]
-    private readonly List<KvPage> _pages = [];  // pages of the last Pages() call
+    private readonly bool _passThrough;         // Full retention: the inner store holds and presents everything
+    private readonly bool _own;                 // Full rows in this store's blocks (else in the inner store)
+    private readonly long _int4Bytes, _int4V, _int4KPrm, _int4VPrm;   // one Int4 group chunk: K nibbles, V nibbles, K (scale, min), V (scale, min)
     private KvPage[] _pageArray = new KvPage[16];
     private int _pageCount;
     private int _lastLayer = -1, _lastSeq = -1;
@@ -24,68 +52,169 @@ public sealed unsafe class PolicyKvStore : IKvStore
     private readonly PageSelector? _selector;   // quest / msa summaries and selection (null: no selection policy)
     private bool _disposed;
 
-    public PolicyKvStore(IKvStore inner, KvPolicySpec spec)
+    /// <param name="rows">Where Full-tier float32 rows live (see <see cref="PolicyRowStorage"/>).</param>
+    /// <param name="blockTokens">Token slots per owned row block (the allocation and free unit).</param>
+    public PolicyKvStore(IKvStore inner, KvPolicySpec spec, PolicyRowStorage rows = PolicyRowStorage.Auto, int blockTokens = DefaultBlockTokens)
     {
         ArgumentNullException.ThrowIfNull(inner); ArgumentNullException.ThrowIfNull(spec);
         spec.Validate(inner.KvDim);
-        _inner = inner; Spec = spec;
+        if (blockTokens <= 0) throw new ArgumentOutOfRangeException(nameof(blockTokens), $"row block size {blockTokens} must be positive");
+        _inner = inner; Spec = spec; BlockTokens = blockTokens;
         _state = new State?[inner.LayerCount, inner.SequenceCapacity];
+        _passThrough = spec.Retention == RetentionKind.Full;
+        _own = !_passThrough && (rows == PolicyRowStorage.Own || (rows == PolicyRowStorage.Auto && inner.GetType() == typeof(ContiguousKvStore)));
+        RowStorage = _own ? PolicyRowStorage.Own : PolicyRowStorage.Inner;
+        int d = inner.KvDim, g = spec.BlockSize;
+        _int4V = (long)g * d / 2;
+        _int4KPrm = Align64(2L * _int4V);
+        _int4VPrm = _int4KPrm + Align64((long)d * 2 * 4);
+        _int4Bytes = _int4VPrm + (long)g * (d / g) * 2 * 4;
         if (spec.Selection != SelectionKind.None) _selector = new PageSelector(spec, inner.LayerCount, inner.SequenceCapacity, inner.KvDim);
     }
 
     /// <summary>The read-time selection (quest / msa) of this store; null without a selection policy.</summary>
     public PageSelector? Selector => _selector;
 
+    private static long Align64(long x) => (x + 63) & ~63L;
+
     public KvPolicySpec Spec { get; }
     public IKvStore Inner => _inner;
+    /// <summary>Where Full-tier rows live for this store (Own or Inner; Full retention always reads the inner store).</summary>
+    public PolicyRowStorage RowStorage { get; }
+    public int BlockTokens { get; }
     public int LayerCount => _inner.LayerCount;
     public int KvDim => _inner.KvDim;
     public int Capacity => _inner.Capacity;
     public int SequenceCapacity => _inner.SequenceCapacity;
-    public int Length(int layer, int seqId) => _inner.Length(layer, seqId);
 
-    /// <summary>Tokens attention read in the last Attend call (after selection; per KV head, mean over heads).</summary>
+    public int Length(int layer, int seqId)
+    {
+        Check(layer, seqId);
+        return _state[layer, seqId]?.Length ?? 0;
+    }
+
+    /// <summary>Tokens attention read in the last Attend call (after selection).</summary>
     public long LastReadTokens { get; private set; }
 
     private int G => Spec.BlockSize;
 
+    private void Check(int layer, int seqId)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if ((uint)layer >= (uint)LayerCount) throw new ArgumentOutOfRangeException(nameof(layer), $"layer {layer} outside [0, {LayerCount})");
+        if ((uint)seqId >= (uint)SequenceCapacity) throw new ArgumentOutOfRangeException(nameof(seqId), $"sequence {seqId} outside [0, {SequenceCapacity})");
+    }
+
     public void Write(int layer, int seqId, ReadOnlySpan<int> positions, ReadOnlySpan<float> k, ReadOnlySpan<float> v)
     {
-        _inner.Write(layer, seqId, positions, k, v);
-        var st = _state[layer, seqId] ??= new State(Capacity, KvDim, G);
+        Check(layer, seqId);
+        int n = positions.Length;
+        if (k.Length < (long)n * KvDim || v.Length < (long)n * KvDim)
+            throw new ArgumentException($"K/V spans hold {k.Length}/{v.Length} floats, need {n} × {KvDim}");
+        int newLength = _state[layer, seqId]?.Length ?? 0;
+        foreach (int p in positions)
+        {
+            if (p < 0) throw new ArgumentOutOfRangeException(nameof(positions), $"negative KV position {p}");
+            if (p >= Capacity) throw new KvCapacityException(p, Capacity);
+            if (p > newLength) throw new ArgumentException($"KV position {p} leaves a gap after length {newLength} (layer {layer}, sequence {seqId})");
+            newLength = Math.Max(newLength, p + 1);
+        }
+        if (!_own) _inner.Write(layer, seqId, positions, k, v);
+        var st = _state[layer, seqId] ??= new State();
+        Grow(st, newLength);
         int first = int.MaxValue;
         foreach (int p in positions) first = Math.Min(first, p);
-        st.NewFrom = Math.Min(first, _inner.Length(layer, seqId));
         for (int i = 0; i < positions.Length; i++)
         {
             int p = positions[i];
-            st.Tiers[p] = KvTier.Full; st.Mass[p] = 0; st.Snap[p] = 0;
+            StoreFull(st, p, k.Slice(i * KvDim, KvDim), v.Slice(i * KvDim, KvDim));
+            if (p >= st.Length) st.Length = p + 1;
+            st.Tiers[p] = KvTier.Full;
+            if (st.Mass.Length > 0) { st.Mass[p] = 0; st.Snap[p] = 0; }
         }
-        _selector?.Write(layer, seqId, positions, k, _inner.Length(layer, seqId));
+        st.NewFrom = Math.Min(first, st.Length);
+        _selector?.Write(layer, seqId, positions, k, st.Length);           // quest / msa block summaries
+    }
+
+    /// <summary>Makes position p Full with the given rows: overwrites its Full row in place, or frees what held it before
+    /// (an Int8 row; an Int4 group is unpacked to Full rows first) and appends a new row.</summary>
+    private void StoreFull(State st, int p, ReadOnlySpan<float> k, ReadOnlySpan<float> v)
+    {
+        var held = p < st.Length ? st.Stored[p] : Held.None;
+        if (held == Held.Int4) { UnpackInt4(st, p / G); held = st.Stored[p]; }
+        if (held == Held.Int8) { st.Int8Rows!.Remove(st.Slot[p]); held = Held.None; }
+        if (_own)
+        {
+            if (held != Held.Full) st.Slot[p] = (st.Rows ??= new RowBlocks(BlockTokens, KvDim * 4, KvDim * 4)).Append(p);
+            k.CopyTo(new Span<float>(st.Rows!.Row(st.Slot[p], 0), KvDim));
+            v.CopyTo(new Span<float>(st.Rows.Row(st.Slot[p], 1), KvDim));
+        }
+        st.Stored[p] = Held.Full;
+    }
+
+    /// <summary>A write into a quantized group: its Int4 tokens become Full again (rows decoded from the group, or the inner
+    /// store's rows) and the group's chunk is freed; the group is not quantized again.</summary>
+    private void UnpackInt4(State st, int g)
+    {
+        var chunk = Int4Page(st, g, G);
+        int end = Math.Min((g + 1) * G, st.Length);
+        var rk = new float[KvDim]; var rv = new float[KvDim];
+        for (int q = g * G; q < end && st.Stored[q] == Held.Int4; q++)
+        {
+            fixed (float* pk = rk, pv = rv)
+            {
+                KvDecode.Row(chunk, true, q - g * G, pk, KvDim);
+                KvDecode.Row(chunk, false, q - g * G, pv, KvDim);
+            }
+            st.Stored[q] = Held.None;
+            st.Tiers[q] = KvTier.Full;
+            StoreFull(st, q, rk, rv);   // own rows: the decoded values; inner rows: untouched (the originals)
+        }
+        NativeMemory.AlignedFree((void*)st.Int4[g]);
+        st.Int4[g] = 0;
+        st.Int4Chunks--;
+    }
+
+    /// <summary>Grows the per-position arrays (and Int4 chunk table, quest/msa summaries) of st to cover n positions.</summary>
+    private void Grow(State st, int n)
+    {
+        if (st.Tiers.Length < n)
+        {
+            int cap = (int)Math.Min(Capacity, Math.Max(n, Math.Max(64L, 2L * st.Tiers.Length)));
+            int old = st.Stored.Length;
+            Array.Resize(ref st.Tiers, cap);
+            Array.Resize(ref st.Stored, cap);
+            st.Stored.AsSpan(old).Fill(Held.None);
+            Array.Resize(ref st.Slot, cap);
+            if (Spec.NeedsAttentionMass) { Array.Resize(ref st.Mass, cap); Array.Resize(ref st.Snap, cap); }
+            if (Spec.Retention == RetentionKind.Kivi4) Array.Resize(ref st.Int4, (cap + G - 1) / G);
+        }
     }
 
     public ReadOnlySpan<KvPage> Pages(int layer, int seqId)
     {
-        var inner = _inner.Pages(layer, seqId);
-        int len = _inner.Length(layer, seqId);
+        Check(layer, seqId);
         _lastLayer = layer; _lastSeq = seqId;
         var st = _state[layer, seqId];
-        if (st == null || len == 0) { _pageCount = 0; return ReadOnlySpan<KvPage>.Empty; }
+        int len = st?.Length ?? 0;
+        _pageCount = 0;
+        if (st == null || len == 0) return ReadOnlySpan<KvPage>.Empty;
+        var inner = _own ? ReadOnlySpan<KvPage>.Empty : _inner.Pages(layer, seqId);
         foreach (var pg in inner)
             if (pg.Type != KvElementType.F32) throw new NotSupportedException("PolicyKvStore needs a float32 inner store");
-        if (Spec.Retention == RetentionKind.Full)
+        if (_passThrough)
         {
-            // fast path: nothing is evicted or quantized — present the inner pages as they are (O(pages), not O(tokens))
-            _pageCount = 0;
+            // nothing is evicted or quantized — present the inner pages as they are (O(pages), not O(tokens))
             foreach (var pg in inner) Add(pg);
             return new ReadOnlySpan<KvPage>(_pageArray, 0, _pageCount);
         }
         Retain(st, inner, len);
+        Settle(st, inner, len);
         BuildPages(st, inner, len);
         return new ReadOnlySpan<KvPage>(_pageArray, 0, _pageCount);
     }
 
-    /// <summary>Runs the retention plan of the spec over positions [0, len) and materializes new quantized tokens.</summary>
+    /// <summary>Runs the retention plan of the spec over positions [0, len) and materializes new Int4 groups.</summary>
     private void Retain(State st, ReadOnlySpan<KvPage> inner, int len)
     {
         // Tokens written by the current call are always presented (the queries of this call may need them); the plan
@@ -120,38 +249,75 @@ public sealed unsafe class PolicyKvStore : IKvStore
             {
                 tiers = st.Tiers.AsSpan(0, len);
                 int groups = Math.Max(0, len - Spec.RecentFullPrecision) / G;     // complete groups older than the residual window
+                var rowsK = new float[G * KvDim]; var rowsV = new float[G * KvDim];
                 for (int g = st.Int4Groups; g < groups; g++)
                 {
-                    st.EnsureInt4();
                     for (int i = g * G; i < (g + 1) * G; i++) tiers[i] = KvTier.Int4;
-                    // gather the group's float rows and quantize
-                    var rowsK = new float[G * KvDim]; var rowsV = new float[G * KvDim];
-                    for (int i = 0; i < G; i++) CopyRow(inner, g * G + i, rowsK.AsSpan(i * KvDim, KvDim), rowsV.AsSpan(i * KvDim, KvDim));
+                    // gather the group's float rows and quantize into a new chunk; the float rows are then freed
+                    for (int i = 0; i < G; i++) ReadFull(st, inner, g * G + i, rowsK.AsSpan(i * KvDim, KvDim), rowsV.AsSpan(i * KvDim, KvDim));
+                    var chunk = (byte*)NativeMemory.AlignedAlloc((nuint)_int4Bytes, 64);
+                    st.Int4[g] = (nint)chunk; st.Int4Chunks++;
                     fixed (float* pk = rowsK, pv = rowsV)
                     {
-                        KvQuantizer.Int4Keys(pk, KvDim, G, KvDim, G, st.K4 + (long)g * G * KvDim / 2, st.K4p + (long)g * KvDim * 2);
-                        KvQuantizer.Int4Values(pv, KvDim, G, KvDim, G, st.V4 + (long)g * G * KvDim / 2, st.V4p + (long)g * G * (KvDim / G) * 2);
+                        KvQuantizer.Int4Keys(pk, KvDim, G, KvDim, G, chunk, (float*)(chunk + _int4KPrm));
+                        KvQuantizer.Int4Values(pv, KvDim, G, KvDim, G, chunk + _int4V, (float*)(chunk + _int4VPrm));
                     }
+                    for (int i = g * G; i < (g + 1) * G; i++) { DropFull(st, i); st.Stored[i] = Held.Int4; }
                 }
                 st.Int4Groups = Math.Max(st.Int4Groups, groups);
                 break;
             }
         }
-        // quantize every token that has just become Int8
-        if (Spec.Retention is RetentionKind.Arkv or RetentionKind.Int8)
-        for (int i = 0; i < tiers.Length; i++)
-            if (tiers[i] == KvTier.Int8 && !st.HasInt8(i))
+    }
+
+    /// <summary>Brings storage in line with the planned tiers: tokens that became Int8 are quantized (float32 row freed),
+    /// evicted tokens' rows are freed; then empty blocks are returned and sparse ones squeezed.</summary>
+    private void Settle(State st, ReadOnlySpan<KvPage> inner, int len)
+    {
+        float[]? rk = null, rv = null;
+        var plan = MemoryMarshal.Cast<KvTier, byte>(st.Tiers.AsSpan(0, len));
+        var now = MemoryMarshal.Cast<Held, byte>(st.Stored.AsSpan(0, len));
+        for (int i = 0; i < len; i++)
+        {
+            i += plan[i..].CommonPrefixLength(now[i..]);             // skip positions already held as planned
+            if (i >= len) break;
+            var tier = st.Tiers[i];
+            var held = st.Stored[i];
+            if (tier == KvTier.Int8 && held == Held.Full)
             {
-                st.EnsureInt8();
-                var rk = new float[KvDim]; var rv = new float[KvDim];
-                CopyRow(inner, i, rk, rv);
+                rk ??= new float[KvDim]; rv ??= new float[KvDim];
+                ReadFull(st, inner, i, rk, rv);
+                DropFull(st, i);
+                int slot = (st.Int8Rows ??= new RowBlocks(BlockTokens, KvDim, KvDim, KvDim / G * 4, KvDim / G * 4)).Append(i);
                 fixed (float* pk = rk, pv = rv)
                 {
-                    KvQuantizer.Int8(pk, KvDim, 1, KvDim, G, st.K8 + (long)i * KvDim, st.K8s + (long)i * (KvDim / G));
-                    KvQuantizer.Int8(pv, KvDim, 1, KvDim, G, st.V8 + (long)i * KvDim, st.V8s + (long)i * (KvDim / G));
+                    KvQuantizer.Int8(pk, KvDim, 1, KvDim, G, (sbyte*)st.Int8Rows.Row(slot, 0), (float*)st.Int8Rows.Row(slot, 2));
+                    KvQuantizer.Int8(pv, KvDim, 1, KvDim, G, (sbyte*)st.Int8Rows.Row(slot, 1), (float*)st.Int8Rows.Row(slot, 3));
                 }
-                st.MarkInt8(i);
+                st.Slot[i] = slot; st.Stored[i] = Held.Int8;
             }
+            else if (tier == KvTier.Evicted && held == Held.Full) { DropFull(st, i); st.Stored[i] = Held.None; }
+            else if (tier == KvTier.Evicted && held == Held.Int8) { st.Int8Rows!.Remove(st.Slot[i]); st.Stored[i] = Held.None; }
+            else if (!(tier == KvTier.Int4 && held == Held.Int4))
+                throw new InvalidOperationException($"KV policy {Spec.Name}: position {i} planned {tier} but held as {held}");
+        }
+        st.Rows?.Compact(st.Slot);
+        st.Int8Rows?.Compact(st.Slot);
+    }
+
+    /// <summary>The float32 rows of a Full-tier position (own block or inner store).</summary>
+    private void ReadFull(State st, ReadOnlySpan<KvPage> inner, int pos, Span<float> k, Span<float> v)
+    {
+        if (!_own) { CopyRow(inner, pos, k, v); return; }
+        if (st.Stored[pos] != Held.Full) throw new InvalidOperationException($"position {pos} holds no float32 row");
+        new ReadOnlySpan<float>(st.Rows!.Row(st.Slot[pos], 0), KvDim).CopyTo(k);
+        new ReadOnlySpan<float>(st.Rows.Row(st.Slot[pos], 1), KvDim).CopyTo(v);
+    }
+
+    /// <summary>Frees the own float32 row of a Full-held position (inner rows stay in the inner store).</summary>
+    private void DropFull(State st, int pos)
+    {
+        if (_own && st.Stored[pos] == Held.Full) st.Rows!.Remove(st.Slot[pos]);
     }
 
     private void CopyRow(ReadOnlySpan<KvPage> inner, int pos, Span<float> k, Span<float> v)
@@ -167,38 +333,87 @@ public sealed unsafe class PolicyKvStore : IKvStore
         throw new InvalidOperationException($"position {pos} is not in the inner store's pages");
     }
 
-    /// <summary>Runs of equal tier (evicted skipped), split at inner page and (for Int4) group boundaries.</summary>
+    /// <summary>Rows of any kept position, decoded to float32 (false for an evicted one).</summary>
+    private bool ReadRow(State st, ReadOnlySpan<KvPage> inner, int pos, float[] k, float[] v)
+    {
+        switch (st.Stored[pos])
+        {
+            case Held.Full: ReadFull(st, inner, pos, k, v); return true;
+            case Held.Int8:
+            case Held.Int4:
+                var pg = st.Stored[pos] == Held.Int8 ? Int8Page(st, st.Slot[pos], pos, 1) : Int4Page(st, pos / G, G);
+                int j = st.Stored[pos] == Held.Int8 ? 0 : pos % G;
+                fixed (float* pk = k, pv = v) { KvDecode.Row(pg, true, j, pk, KvDim); KvDecode.Row(pg, false, j, pv, KvDim); }
+                return true;
+            default: return false;
+        }
+    }
+
+    private KvPage FullPage(State st, int slot, int pos, int count)
+        => new((nint)st.Rows!.Row(slot, 0), (nint)st.Rows.Row(slot, 1), count, pos, KvDim);
+
+    private KvPage Int8Page(State st, int slot, int pos, int count)
+        => new((nint)st.Int8Rows!.Row(slot, 0), (nint)st.Int8Rows.Row(slot, 1), count, pos, KvDim)
+        {
+            Type = KvElementType.Int8, KScale = (nint)st.Int8Rows.Row(slot, 2), VScale = (nint)st.Int8Rows.Row(slot, 3), GroupSize = G,
+        };
+
+    private KvPage Int4Page(State st, int g, int count)
+    {
+        nint c = st.Int4[g];
+        if (c == 0) throw new InvalidOperationException($"Int4 group {g} is not held");
+        return new KvPage(c, c + (nint)_int4V, count, g * G, KvDim)
+        { Type = KvElementType.Int4, KScale = c + (nint)_int4KPrm, VScale = c + (nint)_int4VPrm, GroupSize = G };
+    }
+
+    /// <summary>Maximal runs of kept positions that are consecutive, of one tier and stored consecutively, in position
+    /// order: own Full / Int8 rows split at block boundaries and where storage order breaks; inner Full rows at the inner
+    /// store's page boundaries; Int4 at group boundaries.</summary>
     private void BuildPages(State st, ReadOnlySpan<KvPage> inner, int len)
     {
         _pageCount = 0;
-        foreach (var pg in inner)
+        int ip = 0, B = BlockTokens;
+        var stored = MemoryMarshal.Cast<Held, byte>(st.Stored.AsSpan(0, len));
+        for (int p = 0; p < len;)
         {
-            int j = 0;
-            while (j < pg.TokenCount)
+            var held = st.Stored[p];
+            int q = p + 1;
+            switch (held)
             {
-                int p0 = pg.StartPosition + j;
-                if (p0 >= len) break;
-                var tier = st.Tiers[p0];
-                int j1 = j + 1;
-                while (j1 < pg.TokenCount && pg.StartPosition + j1 < len && st.Tiers[pg.StartPosition + j1] == tier) j1++;
-                int count = j1 - j;
-                switch (tier)
+                case Held.None:
+                    int next = stored[p..].IndexOfAnyExcept((byte)Held.None);   // skip the evicted run
+                    p = next < 0 ? len : p + next;
+                    continue;
+                case Held.Full when !_own:
+                    while (q < len && st.Stored[q] == Held.Full) q++;
+                    for (int a = p; a < q;)
+                    {
+                        while (ip < inner.Length && inner[ip].StartPosition + inner[ip].TokenCount <= a) ip++;
+                        if (ip == inner.Length || inner[ip].StartPosition > a) throw new InvalidOperationException($"position {a} is not in the inner store's pages");
+                        var pg = inner[ip];
+                        int count = Math.Min(q, pg.StartPosition + pg.TokenCount) - a;
+                        Add(KvPages.Slice(pg, a - pg.StartPosition, count));
+                        a += count;
+                    }
+                    break;
+                case Held.Full:
+                case Held.Int8:
                 {
-                    case KvTier.Full: Add(KvPages.Slice(pg, j, count)); break;
-                    case KvTier.Int8:
-                        Add(new KvPage((nint)(st.K8 + (long)p0 * KvDim), (nint)(st.V8 + (long)p0 * KvDim), count, p0, KvDim)
-                        {
-                            Type = KvElementType.Int8, KScale = (nint)(st.K8s + (long)p0 * (KvDim / G)), VScale = (nint)(st.V8s + (long)p0 * (KvDim / G)), GroupSize = G,
-                        });
-                        break;
-                    case KvTier.Int4:
-                        var whole = new KvPage((nint)st.K4, (nint)st.V4, st.Int4Groups * G, 0, KvDim)
-                        { Type = KvElementType.Int4, KScale = (nint)st.K4p, VScale = (nint)st.V4p, GroupSize = G };
-                        Add(KvPages.Slice(whole, p0, count));
-                        break;
+                    int slot = st.Slot[p], room = B - slot % B;
+                    while (q < len && q - p < room && st.Stored[q] == held && st.Slot[q] == slot + (q - p)) q++;
+                    Add(held == Held.Full ? FullPage(st, slot, p, q - p) : Int8Page(st, slot, p, q - p));
+                    break;
                 }
-                j = j1;
+                case Held.Int4:
+                {
+                    int g = p / G;
+                    if (p != g * G) throw new InvalidOperationException($"Int4 run at position {p} does not start its group");
+                    while (q < len && q < (g + 1) * G && st.Stored[q] == Held.Int4) q++;
+                    Add(Int4Page(st, g, q - p));
+                    break;
+                }
             }
+            p = q;
         }
     }
 
@@ -219,7 +434,7 @@ public sealed unsafe class PolicyKvStore : IKvStore
             || !System.Runtime.CompilerServices.Unsafe.AreSame(ref MemoryMarshal.GetReference(pages), ref _pageArray[0]))
             return false;
         var st = _state[_lastLayer, _lastSeq]!;
-        int len = _inner.Length(_lastLayer, _lastSeq), n = qPositions.Length;
+        int len = Length(_lastLayer, _lastSeq), n = qPositions.Length;
         if (_selector != null && n == 1)
         {
             // read-time selection at decode (PageSelector): per-KV-head block choice + attention (+ mass feedback)
@@ -274,43 +489,92 @@ public sealed unsafe class PolicyKvStore : IKvStore
         return true;
     }
 
-    /// <summary>Bytes the tiered layout holds for (layer, seq): Σ tokens × bytes/token of their tier + block summaries.</summary>
+    /// <summary>Bytes allocated now for (layer, seq): owned K/V payload blocks (float32 rows, int8 rows + scales, Int4
+    /// group chunks) + quest/msa block summaries; when the inner store holds the rows (pass-through, disk tiers), its
+    /// float32 rows of positions [0, Length).</summary>
     public double HeldBytes(int layer, int seqId)
     {
+        Check(layer, seqId);
         var st = _state[layer, seqId];
-        int len = _inner.Length(layer, seqId);
         if (st == null) return 0;
-        double bytes = 0;
-        for (int i = 0; i < len; i++)
-            bytes += st.Tiers[i] switch
-            {
-                KvTier.Full => KvDecode.BytesPerToken(KvElementType.F32, KvDim, G),
-                KvTier.Int8 => KvDecode.BytesPerToken(KvElementType.Int8, KvDim, G),
-                KvTier.Int4 => KvDecode.BytesPerToken(KvElementType.Int4, KvDim, G),
-                _ => 0,
-            };
-        int blocks = (len + G - 1) / G;
-        if (Spec.Selection == SelectionKind.Quest) bytes += blocks * 2.0 * KvDim * 4;
-        if (Spec.Selection == SelectionKind.Msa) bytes += blocks * (double)KvDim * 4;
+        long bytes = (st.Rows?.AllocatedBytes ?? 0) + (st.Int8Rows?.AllocatedBytes ?? 0) + st.Int4Chunks * _int4Bytes
+            + (_selector?.HeldBytes(layer, seqId) ?? 0);
+        if (!_own) bytes += (long)st.Length * 2 * KvDim * sizeof(float);
         return bytes;
+    }
+
+    /// <summary>Σ <see cref="HeldBytes"/> over every layer and sequence.</summary>
+    public long AllocatedBytes
+    {
+        get
+        {
+            long sum = 0;
+            for (int l = 0; l < LayerCount; l++)
+                for (int s = 0; s < SequenceCapacity; s++) sum += (long)HeldBytes(l, s);
+            return sum;
+        }
+    }
+
+    /// <summary>Bytes of per-position bookkeeping (tiers, slots, attention scores, Int4 chunk table), all layers and
+    /// sequences — grown on demand with the length, not counted in <see cref="HeldBytes"/>.</summary>
+    public long MetadataBytes
+    {
+        get
+        {
+            long sum = 0;
+            foreach (var st in _state)
+                if (st != null)
+                    sum += 2L * st.Tiers.Length + 4L * (st.Slot.Length + st.Mass.Length + st.Snap.Length) + 8L * st.Int4.Length;
+            return sum;
+        }
     }
 
     /// <summary>The tiers of (layer, seq) positions [0, Length) (for tests and reports).</summary>
     public KvTier[] Tiers(int layer, int seqId)
     {
+        Check(layer, seqId);
         var st = _state[layer, seqId];
-        return st == null ? [] : st.Tiers.AsSpan(0, _inner.Length(layer, seqId)).ToArray();
+        return st == null ? [] : st.Tiers.AsSpan(0, st.Length).ToArray();
     }
 
     public void Truncate(int seqId, int length)
     {
-        _inner.Truncate(seqId, length);
+        Check(0, seqId);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        if (!_own) _inner.Truncate(seqId, length);
         for (int l = 0; l < LayerCount; l++)
             if (_state[l, seqId] is { } st)
             {
-                _selector?.Truncate(l, seqId, length, length == 0 ? default : _inner.Pages(l, seqId));   // re-summarise the end block
-                if (length == 0) { st.Dispose(); _state[l, seqId] = null; continue; }
-                st.Int4Groups = Math.Min(st.Int4Groups, length / G);
+                if (length == 0) { _selector?.Truncate(l, seqId, 0, ReadOnlySpan<KvPage>.Empty); st.Dispose(); _state[l, seqId] = null; continue; }
+                if (length >= st.Length) continue;
+                for (int p = length; p < st.Length; p++)
+                {
+                    if (st.Stored[p] == Held.Full) DropFull(st, p);
+                    else if (st.Stored[p] == Held.Int8) st.Int8Rows!.Remove(st.Slot[p]);
+                    st.Stored[p] = Held.None; st.Tiers[p] = KvTier.Full;
+                    if (st.Mass.Length > 0) { st.Mass[p] = 0; st.Snap[p] = 0; }
+                }
+                // Int4 groups at or past the new end are freed; a group cut in two keeps its quantized prefix
+                int keep = (length + G - 1) / G;
+                for (int g = keep; g < st.Int4.Length; g++)
+                    if (st.Int4[g] != 0) { NativeMemory.AlignedFree((void*)st.Int4[g]); st.Int4[g] = 0; st.Int4Chunks--; }
+                st.Int4Groups = Math.Min(st.Int4Groups, keep);
+                st.Rows?.Compact(st.Slot);
+                st.Int8Rows?.Compact(st.Slot);
+                st.Length = length;
+                st.NewFrom = Math.Min(st.NewFrom, length);
+                if (_selector == null || length % G == 0) continue;   // a block boundary: no summary changes
+                // re-summarise the block the new end falls in from its remaining rows (kept tokens, decoded; evicted ones are
+                // gone, so unlike the write-time summary they no longer count)
+                var inner = _own ? ReadOnlySpan<KvPage>.Empty : _inner.Pages(l, seqId);
+                var rk = new float[KvDim]; var rv = new float[KvDim];
+                var state = st; var innerArr = inner.ToArray();
+                _selector.Truncate(l, seqId, length, (pos, k) =>
+                {
+                    if (!ReadRow(state, innerArr, pos, rk, rv)) return false;
+                    rk.CopyTo(k);
+                    return true;
+                });
             }
     }
 
@@ -324,44 +588,31 @@ public sealed unsafe class PolicyKvStore : IKvStore
         _inner.Dispose();
     }
 
-    /// <summary>Per-(layer, sequence) policy state. Buffers are indexed by position.</summary>
-    private sealed class State(int capacity, int kvDim, int g) : IDisposable
+    /// <summary>Per-(layer, sequence) policy state. Per-position arrays are indexed by position and grown on demand.</summary>
+    private sealed class State : IDisposable
     {
-        public readonly KvTier[] Tiers = new KvTier[capacity];
-        public readonly float[] Mass = new float[capacity];           // [capacity] accumulated attention mass (Σ KV heads)
-        public readonly float[] Snap = new float[capacity];           // [capacity] SnapKV observation-window score
-        private readonly bool[] _int8 = new bool[capacity];
+        public KvTier[] Tiers = [];                 // [≥ Length] planned tier
+        public Held[] Stored = [];                  // [≥ Length] what holds the position now (None past Length)
+        public int[] Slot = [];                     // [≥ Length] slot id in Rows (Full) or Int8Rows (Int8)
+        public float[] Mass = [];                   // [≥ Length] accumulated attention mass (Σ KV heads); heavy-hitter policies only
+        public float[] Snap = [];                   // [≥ Length] SnapKV observation-window score; heavy-hitter policies only
+        public nint[] Int4 = [];                    // [groups] Int4 chunk of each quantized group (0 = none); kivi4 only
+        public RowBlocks? Rows;                     // own float32 rows of Full tokens: regions K [B, kvDim], V [B, kvDim]
+        public RowBlocks? Int8Rows;                 // int8 rows: K, V [B, kvDim] sbyte; K, V scales [B, kvDim / G] float
+        public int Length;
+        public int Int4Groups;                      // groups [0, Int4Groups) were quantized (kivi4)
+        public int Int4Chunks;                      // chunks held
         public double FullShare = 0.5;
         public bool ShareSet;
-        public int Int4Groups;
-        public int NewFrom;                                            // first position written by the last Write
-        public sbyte* K8, V8; public float* K8s, V8s;                 // [capacity, kvDim] sbyte, [capacity, kvDim / g] scales
-        public byte* K4, V4; public float* K4p, V4p;                  // [capacity, kvDim / 2]; K4p [groups, kvDim, 2], V4p [capacity, kvDim / g, 2]
-
-        public bool HasInt8(int i) => _int8[i];
-        public void MarkInt8(int i) => _int8[i] = true;
-
-        public void EnsureInt8()
-        {
-            if (K8 != null) return;
-            K8 = (sbyte*)Alloc((long)capacity * kvDim); V8 = (sbyte*)Alloc((long)capacity * kvDim);
-            K8s = (float*)Alloc((long)capacity * (kvDim / g) * 4); V8s = (float*)Alloc((long)capacity * (kvDim / g) * 4);
-        }
-
-        public void EnsureInt4()
-        {
-            if (K4 != null) return;
-            K4 = (byte*)Alloc((long)capacity * kvDim / 2); V4 = (byte*)Alloc((long)capacity * kvDim / 2);
-            K4p = (float*)Alloc(((long)capacity / g + 1) * kvDim * 2 * 4); V4p = (float*)Alloc((long)capacity * (kvDim / g) * 2 * 4);
-        }
-
-        private static void* Alloc(long bytes) => NativeMemory.AlignedAlloc((nuint)Math.Max(64, bytes), 64);
+        public int NewFrom;                         // first position written by the last Write
 
         public void Dispose()
         {
-            foreach (var p in new[] { (nint)K8, (nint)V8, (nint)K8s, (nint)V8s, (nint)K4, (nint)V4, (nint)K4p, (nint)V4p })
-                if (p != 0) NativeMemory.AlignedFree((void*)p);
-            K8 = V8 = null; K8s = V8s = K4p = V4p = null; K4 = V4 = null;
+            Rows?.Dispose(); Int8Rows?.Dispose();
+            Rows = Int8Rows = null;
+            for (int g = 0; g < Int4.Length; g++)
+                if (Int4[g] != 0) { NativeMemory.AlignedFree((void*)Int4[g]); Int4[g] = 0; }
+            Int4Chunks = 0;
         }
     }
 }

@@ -1,6 +1,6 @@
 // Owns: the KV-policy quality harness — teacher-forced decoding of a fixed text with a policy store versus the full
-// cache: mean KL(P_full ‖ P_policy) of next-token distributions, top-1 agreement, bytes of KV the policy holds per
-// token (all layers, tiered accounting), decode tokens/s.
+// cache: mean KL(P_full ‖ P_policy) of next-token distributions, top-1 agreement, bytes of KV the policy store has
+// allocated per token (all layers: PolicyKvStore.HeldBytes, real allocations incl. partly used row blocks), decode tokens/s.
 // Protocol: the first `Prefill` tokens run as one batch (prefill; SnapKV/ARKV take their statistics there), then each
 // following token is fed one at a time (teacher forcing) and its logits compared with the full-cache logits at the same
 // step. The budget is a fraction of the current length at every step. Same model, weights and backend for both runs.

@@ -12,8 +12,11 @@ using Engine.Memory.Policies;
 
 namespace Engine.Runtime.Evaluation;
 
-/// <summary>DecodeMs: mean wall time of one decode attention step (Pages + selection + attention) at the full context.</summary>
-public sealed record NeedleResult(string Policy, double Budget, int Context, int Trials, double Retrieved, double Seconds, double DecodeMs);
+/// <summary>DecodeMs: mean wall time of one decode attention step (Pages + selection + attention) at the full context.
+/// PeakHeldBytes: the most K/V bytes the policy store had allocated at any point of a trial (PolicyKvStore.AllocatedBytes,
+/// sampled after every write and every Pages; with --disk it includes the mapped float32 rows).</summary>
+public sealed record NeedleResult(string Policy, double Budget, int Context, int Trials, double Retrieved, double Seconds, double DecodeMs,
+    long PeakHeldBytes = 0);
 
 public static class NeedleEvaluator
 {
@@ -27,6 +30,7 @@ public static class NeedleEvaluator
         const float alpha = 10f;
         int ok = 0;
         double decodeMs = 0;
+        long peak = 0;
         var sw = System.Diagnostics.Stopwatch.StartNew();
         for (int trial = 0; trial < trials; trial++)
         {
@@ -57,8 +61,10 @@ public static class NeedleEvaluator
                     }
                 }
                 store.Write(0, 0, pos.AsSpan(0, n), k.AsSpan(0, n * HeadDim), v.AsSpan(0, n * HeadDim));
+                peak = Math.Max(peak, store.AllocatedBytes);
                 var q = Gaussian(rng, HeadDim, (float)(1 / Math.Sqrt(HeadDim)));
                 pb.Attention(q, [start + n - 1], store.Pages(0, 0), p, o);
+                peak = Math.Max(peak, store.AllocatedBytes);
             }
             // the probe: one decode step at position `context`
             var probeK = new float[HeadDim]; var probeV = new float[HeadDim];
@@ -78,7 +84,7 @@ public static class NeedleEvaluator
             }
             decodeMs += dsw.Elapsed.TotalMilliseconds / steps;
         }
-        return new NeedleResult(spec.Name, spec.Budget, context, trials, ok / (double)trials, sw.Elapsed.TotalSeconds, decodeMs / trials);
+        return new NeedleResult(spec.Name, spec.Budget, context, trials, ok / (double)trials, sw.Elapsed.TotalSeconds, decodeMs / trials, peak);
     }
 
     private static double Normal(Random r) => Math.Sqrt(-2 * Math.Log(1 - r.NextDouble())) * Math.Cos(2 * Math.PI * r.NextDouble());

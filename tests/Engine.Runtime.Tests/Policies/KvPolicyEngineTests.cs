@@ -36,7 +36,9 @@ public class KvPolicyEngineTests
             Assert.That(actual, Is.EqualTo(expected), $"{policy}@{budget}, prompt '{prompt}'");
         }
         var usage = withPolicy.KvPolicyUsage!;
-        Assert.That(usage.HeldBytes, Is.EqualTo(usage.FullBytes), "keeping everything holds every float32 row");
+        // keeping everything holds every float32 row; a policy that owns its rows allocates them in 16-token blocks
+        double slack = policy == "full" ? 0 : withPolicy.Config.BlockCount * (PolicyKvStore.DefaultBlockTokens - 1) * 2.0 * withPolicy.Config.KeyDim * sizeof(float);
+        Assert.That(usage.HeldBytes, Is.InRange(usage.FullBytes, usage.FullBytes + slack));
     }
 
     [Test]
@@ -59,7 +61,9 @@ public class KvPolicyEngineTests
             Assert.That(kv.Tokens, Is.EqualTo(promptTokens + 300 - 1), "every forwarded token is cached (the last sampled one is not forwarded)");
             Assert.That(kv.FullBytes, Is.EqualTo(kv.Tokens * fullPerToken));
             Assert.That(kv.HeldBytes, Is.GreaterThan(0));
-            Assert.That(kv.HeldBytes, Is.LessThanOrEqualTo(budget * kv.FullBytes), $"held {kv.HeldBytesPerToken:F0} B/token of {kv.FullBytesPerToken:F0}");
+            // allocated rows: the budget (rounded up to whole tokens) + at most one partly used 16-token block per layer
+            Assert.That(kv.HeldBytes, Is.LessThanOrEqualTo(Planners.TokenBudget(budget, kv.Tokens) * fullPerToken + c.BlockCount * (PolicyKvStore.DefaultBlockTokens - 1) * 2.0 * c.KeyDim * sizeof(float)),
+                $"held {kv.HeldBytesPerToken:F0} B/token of {kv.FullBytesPerToken:F0}");
         });
     }
 
@@ -89,7 +93,8 @@ public class KvPolicyEngineTests
         {
             Assert.That(ids, Has.Length.EqualTo(300));
             Assert.That(during.Policy, Is.EqualTo("sinks"));
-            Assert.That(during.HeldBytes, Is.LessThanOrEqualTo(0.1 * during.FullBytes));
+            Assert.That(during.HeldBytes, Is.LessThanOrEqualTo(Planners.TokenBudget(0.1, during.Tokens) * during.FullBytesPerToken
+                + engine.Config.BlockCount * (PolicyKvStore.DefaultBlockTokens - 1) * 2.0 * engine.Config.KeyDim * sizeof(float)));
         });
 
         // the next request without a policy runs on the engine's own ("full") again, from a clean cache
