@@ -12,15 +12,7 @@ public class CliCommandTests
 {
     private static (int Code, string Out, string Err) Invoke(Command command, params string[] args) => InvokeWithInput(command, "", args);
 
-    private static (int Code, string Out, string Err) InvokeWithInput(Command command, string stdin, params string[] args)
-    {
-        var root = new RootCommand { command };
-        var (oldOut, oldErr, oldIn) = (Console.Out, Console.Error, Console.In);
-        var (o, e) = (new StringWriter(), new StringWriter());
-        Console.SetOut(o); Console.SetError(e); Console.SetIn(new StringReader(stdin));
-        try { return (root.Parse(args).Invoke(), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(oldOut); Console.SetError(oldErr); Console.SetIn(oldIn); }
-    }
+    private static (int Code, string Out, string Err) InvokeWithInput(Command command, string stdin, params string[] args) => CliInvoker.Invoke(command, args, stdin);
 
     [Test]
     public void ChatAnswersEachLineUntilExit()

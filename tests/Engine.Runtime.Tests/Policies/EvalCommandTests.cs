@@ -9,15 +9,7 @@ namespace Engine.Runtime.Tests.Policies;
 [NonParallelizable]
 public class EvalCommandTests
 {
-    private static (int Code, string Out, string Err) Invoke(params string[] args)
-    {
-        var root = new RootCommand { EvalCommand.Create() };
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        var (o, e) = (new StringWriter(), new StringWriter());
-        Console.SetOut(o); Console.SetError(e);
-        try { return (root.Parse(args).Invoke(), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
-    }
+    private static (int Code, string Out, string Err) Invoke(params string[] args) => CliInvoker.Invoke(EvalCommand.Create(), args);
 
     [Test]
     public void Json_HasDocumentedFields()

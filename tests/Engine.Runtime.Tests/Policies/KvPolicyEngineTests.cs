@@ -121,15 +121,7 @@ public class KvPolicyEngineTests
         Assert.That(new EngineOptions().KvPolicyBudget, Is.EqualTo(0.25));
     }
 
-    private static (int Code, string Out, string Err) Invoke(Command command, params string[] args)
-    {
-        var root = new RootCommand { command };
-        var (oldOut, oldErr, oldIn) = (Console.Out, Console.Error, Console.In);
-        var (o, e) = (new StringWriter(), new StringWriter());
-        Console.SetOut(o); Console.SetError(e); Console.SetIn(new StringReader(""));
-        try { return (root.Parse(args).Invoke(), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(oldOut); Console.SetError(oldErr); Console.SetIn(oldIn); }
-    }
+    private static (int Code, string Out, string Err) Invoke(Command command, params string[] args) => CliInvoker.Invoke(command, args);
 
     [Test]
     public void RunWithFullPolicyPrintsLlamaCppGreedyTextAndPolicyDiagnostics()
