@@ -12,6 +12,7 @@ using Engine.Bench;
 if (args.Contains("--cpu-ab")) { CpuTimeAb.Run(); return; }
 if (args.Contains("--depth")) { SelectionDepthBench.Run(args); return; }
 if (args.Contains("--cpu-ab-paged")) { PagedCpuAb.Run(threads: args.Contains("--threads2") ? 2 : 1); return; }
+if (args.Contains("--cpu-ab-f32walk")) { F32WalkCpuAb.Run(threads: args.Contains("--threads2") ? 2 : 1, contexts: args.Contains("--ctx1k") ? [1024] : args.Contains("--quick") ? [4096] : null); return; }
 if (args.Contains("--cpu-ab-kvtier")) { KvTierCpuAb.Run(threads: args.Contains("--threads2") ? 2 : 1, bits: args.Contains("--bits256") ? 256 : 512, generic: args.Contains("--generic")); return; }
 bool quick = args.Contains("--quick");
 args = args.Where(a => a != "--quick").ToArray();

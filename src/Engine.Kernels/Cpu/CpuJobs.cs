@@ -156,6 +156,11 @@ internal sealed unsafe class AttentionJob : CpuJob
     {
         int heads = P.HeadCount, hd = P.HeadDim, group = P.HeadCount / P.KvHeadCount, qpos = Positions[t];
         float* q = Q + (long)t * heads * hd;
+        if (AttentionRangeF32Walk.Applies(P))
+        {
+            AttentionRangeF32Walk.Run(q, Pages, PageStart, PageCount, lo, hi, qpos, P, scores, bt, max, sum, acc, accStride);
+            return;
+        }
         if (AttentionRange512.Applies(hd))
         {
             AttentionRange512.Run(q, Pages, PageStart, PageCount, lo, hi, qpos, P, scores, bt, max, sum, acc, accStride);
