@@ -5,7 +5,7 @@
 // output (so a request silently run without its policy would fail); a request reusing a finished request's policy
 // sequence id starts clean; a request cancelled midway leaves the others identical; stats show the requests shared
 // forward steps; preemption (tiny pool) restarts a policy request cleanly. Also: KvDiskBytes off the paged path is an
-// ArgumentException, and the router never disposes the paged store it routes to.
+// ArgumentException (the CLI prints one error line), and the router never disposes the paged store it routes to.
 using Engine.Memory.Paged;
 using Engine.Memory.Policies;
 using Engine.Runtime.Sampling;
@@ -194,6 +194,30 @@ public class ServedKvPolicyTests
         // the paged path with a policy takes it
         using var e = InferenceEngine.Load(Model, Options(paged: true) with { KvDiskBytes = 1 << 20 });
         Assert.That(e.KvDiskFile, Is.Not.Null);
+    }
+
+    [Test]
+    public void CliRejectsKvDiskOnARecurrentModelWithOneErrorLine()
+    {
+        var root = new System.CommandLine.RootCommand { Engine.Cli.Commands.RunCommand.Create() };
+        var (oldOut, oldErr, oldIn) = (Console.Out, Console.Error, Console.In);
+        var (o, err) = (new StringWriter(), new StringWriter());
+        Console.SetOut(o); Console.SetError(err); Console.SetIn(new StringReader(""));
+        int code;
+        try
+        {
+            code = root.Parse(["run", "--model", SharedData.Get("models/rwkv/tiny-rwkv-5v2-730K-FP32.bin"), "--prompt", "a",
+                "--max-tokens", "2", "--kv-disk-mb", "1"]).Invoke();
+        }
+        finally { Console.SetOut(oldOut); Console.SetError(oldErr); Console.SetIn(oldIn); }
+        string stderr = err.ToString();
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.EqualTo(1));
+            Assert.That(o.ToString(), Is.Empty);
+            Assert.That(stderr.TrimEnd('\n').Split('\n'), Has.Length.EqualTo(1), stderr);
+            Assert.That(stderr, Does.StartWith("error: ").And.Contain("--kv-disk-mb"));
+        });
     }
 
     [Test]
