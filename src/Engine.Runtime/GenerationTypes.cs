@@ -29,7 +29,8 @@ public sealed record EngineOptions
     public long KvBudgetBytes { get; init; }
     /// <summary>Paged path (transformers): bytes of a KV disk tier — blocks in one memory-mapped file beside the RAM pool
     /// (KvBudgetBytes). When RAM blocks run out the scheduler moves cold full blocks there (attention reads them in place)
-    /// before it preempts anything. 0 = none.</summary>
+    /// before it preempts anything. 0 = none. Any other path (RWKV, Paged = false, a KV store decorator or memory) rejects a
+    /// non-zero value with ArgumentException.</summary>
     public long KvDiskBytes { get; init; }
     /// <summary>Folder for the KV disk tier's file (a fresh file per engine, deleted on Dispose); null = the system temp folder.</summary>
     public string? KvDiskPath { get; init; }
@@ -49,7 +50,7 @@ public sealed record EngineOptions
     public Func<Engine.Memory.IKvStore, Engine.Memory.IKvStore>? KvStoreDecorator { get; init; }
     /// <summary>KV memory policy for this engine (Engine.Memory.Policies spec: "sinks", "h2o", "snapkv", "arkv", "int8", "kivi4",
     /// optionally "+quest"/"+msa", e.g. "arkv+quest"); null = none, "full" = the policy layer keeping everything. Chosen per
-    /// engine (a request may override it: GenerationOptions.KvPolicy); when set, transformers run on the single-sequence path (see KvPolicyWiring). A bad spec throws
+    /// engine (a request may override it: GenerationOptions.KvPolicy); requests run batched in the paged serving loop (prefix caching off there), or on the single-sequence path with Paged = false (see KvPolicyWiring). A bad spec throws
     /// KvPolicyException from Load before any model work.</summary>
     public string? KvPolicy { get; init; }
     /// <summary>Fraction in (0, 1] of the sequence the KV policy may hold/read (float32-token equivalents). Default 0.25.</summary>
@@ -68,7 +69,7 @@ public sealed record GenerationOptions
     /// <summary>Generation stops before the first occurrence of any of these strings (the string itself is not emitted).</summary>
     public IReadOnlyList<string> StopStrings { get; init; } = [];
     /// <summary>KV policy for this request (same syntax as EngineOptions.KvPolicy); null = the engine's. Needs an engine loaded
-    /// with a KvPolicy ("full" keeps everything); switching policy drops the cached prefix. Not on the paged path.</summary>
+    /// with a KvPolicy ("full" keeps everything); single-sequence path: switching policy drops the cached prefix; paged path: requests with different policies batch together.</summary>
     public string? KvPolicy { get; init; }
     /// <summary>Budget fraction for this request's KV policy; null = the engine's KvPolicyBudget.</summary>
     public double? KvPolicyBudget { get; init; }

@@ -1,6 +1,7 @@
-// Owns: per-request KV policy selection (GenerationOptions.KvPolicy / KvPolicyBudget) on the single-sequence path.
+// Owns: per-request KV policy selection (GenerationOptions.KvPolicy / KvPolicyBudget).
 // Rules: only an engine loaded with EngineOptions.KvPolicy (its model runs over a PolicyBackend) and no other KV decorator
-// can switch; a request without a policy uses the engine's. Switching replaces the PolicyKvStore over the same float32
+// can take one; a request without a policy uses the engine's. Paged path: each request simply carries its spec into the
+// serving loop (PolicyKvRouter; requests with different policies batch together). Single-sequence path: switching replaces the PolicyKvStore over the same float32
 // inner store and drops the cached prefix (the kept/quantized layout of the old policy does not carry over); a request
 // with the current policy keeps the prefix. Runs under the generation gate, so no forward sees a half-switched store.
 using Engine.Memory.Policies;
@@ -16,9 +17,10 @@ public sealed partial class InferenceEngine
     private KvPolicySpec? RequestPolicy(GenerationOptions o)
     {
         if (o.KvPolicy == null && o.KvPolicyBudget == null) return null;
-        if (_enginePolicy == null || _policyBackend == null || !ReferenceEquals(_kv, _policyBackend.Store))
+        bool single = _policyBackend?.Store is { } s && ReferenceEquals(_kv, s);
+        if (_enginePolicy == null || !(single || _serving?.HasPolicies == true))
             throw new ArgumentException("a per-request KV policy needs an engine loaded with EngineOptions.KvPolicy (e.g. \"full\") "
-                + "and no other KV store decorator; policies run on the single-sequence path");
+                + "and no other KV store decorator");
         return KvPolicySpec.Parse(o.KvPolicy ?? _enginePolicy.Name, o.KvPolicyBudget ?? _enginePolicy.Budget, _enginePolicy.TokenBudget);
     }
 

@@ -4,6 +4,10 @@
 // concurrent GenerateAsync calls batched every step over a paged KV pool with prefix caching and preemption (see that
 // file); recurrent models (RWKV) are served by the same loop with one recurrent state slot per running request
 // (prefix reuse from the state store's checkpoints); Paged = false or a KvStoreDecorator selects the single-sequence path below.
+// KV policies (EngineOptions.KvPolicy, per request GenerationOptions.KvPolicy) run batched in the serving loop (a
+// PolicyKvRouter over the paged store, see ServingLoop); Paged = false keeps them on the single-sequence path.
+// EngineOptions.KvDiskBytes needs the paged store: set on any other path (RWKV, Paged = false, a KV store decorator such
+// as a memory) it is rejected with ArgumentException, not ignored.
 // Single-sequence path invariants: one generation at a time per engine (requests queue on a semaphore); each generation keeps the cached
 // KV of the longest common prefix with the previous sequence (chat turns) and recomputes the rest; a prompt that cannot fit is rejected (PromptTooLongException) before any model work; cancellation
 // is checked between forward calls (prefill runs in chunks) and leaves the engine usable.
@@ -34,16 +38,32 @@ public sealed partial class InferenceEngine : IDisposable
     private Memory.MemoryStore? _memory;   // the memory opened by Load for EngineOptions.Memory (owned)
     private Engine.Memory.Policies.PolicyBackend? _policyBackend;   // the model's backend when EngineOptions.KvPolicy is set (wraps _backend)
 
-    /// <summary>What the KV policy store (EngineOptions.KvPolicy) holds now for the cached sequence; null without a policy.</summary>
-    public KvPolicyUsage? KvPolicyUsage => _policyBackend?.Store is { } s ? KvPolicyWiring.Usage(s, SeqId) : null;
+    /// <summary>What the KV policy store (EngineOptions.KvPolicy) holds now for the cached sequence; null without a policy.
+    /// On the paged path: what the most recently finished policy request held just before its state was dropped (its
+    /// HeldBytes include the paged blocks' float32 rows, which stay allocated).</summary>
+    public KvPolicyUsage? KvPolicyUsage => _serving?.HasPolicies == true ? _serving.LastPolicyUsage
+        : _policyBackend?.Store is { } s ? KvPolicyWiring.Usage(s, SeqId) : null;
 
     /// <summary>Wraps an already-built model (the engine takes ownership of model and backend). <paramref name="serving"/>
     /// supplies the paged-serving knobs (Paged, MaxConcurrentSequences, KvBudgetBytes, BlockSize, PrefixCaching) and
     /// KvStoreDecorator (which selects the single-sequence path: the decorator wraps its KV store); its
     /// ContextLength/PrefillChunk are ignored in favour of the explicit arguments.</summary>
     public InferenceEngine(ILanguageModel model, IBackend backend, ITextTokenizer? tokenizer, int contextLength = 0, int prefillChunk = 512,
-        EngineOptions? serving = null)
+        EngineOptions? serving = null) : this(model, backend, tokenizer, contextLength, prefillChunk, serving, null)
     {
+    }
+
+    /// <param name="policyBackend">The model's backend when KV policies run in the serving loop (paged path, no decorator).</param>
+    private InferenceEngine(ILanguageModel model, IBackend backend, ITextTokenizer? tokenizer, int contextLength, int prefillChunk,
+        EngineOptions? serving, Engine.Memory.Policies.PolicyBackend? policyBackend)
+    {
+        if (serving?.KvDiskBytes is long disk && disk != 0 && !(serving.Paged && model is TransformerModel && serving.KvStoreDecorator == null))
+        {
+            string why = model is not TransformerModel ? $"{model.Config.Architecture} keeps recurrent states, not KV blocks"
+                : !serving.Paged ? "Paged = false selects the single-sequence path"
+                : "a KV store decorator (a memory, or a KV policy on the single-sequence path) selects the single-sequence path";
+            throw new ArgumentException($"EngineOptions.KvDiskBytes ({disk} bytes, --kv-disk-mb) needs the paged KV store of a transformer engine; {why}");
+        }
         _model = model; _backend = backend; Tokenizer = tokenizer;
         ContextLength = contextLength > 0 ? contextLength : model.Config.ContextLength;
         _kv = model is RwkvModel rm && serving?.KvBudgetBytes > 0
@@ -61,7 +81,7 @@ public sealed partial class InferenceEngine : IDisposable
             long budget = serving.KvBudgetBytes > 0 ? serving.KvBudgetBytes
                 : Math.Max(Math.Min((long)ContextLength * maxSeq * perToken, 2L << 30), (long)(ContextLength + serving.BlockSize) * perToken);
             _serving = new ServingLoop(model, tokenizer, ContextLength, budget, Math.Max(1, serving.BlockSize), maxSeq, _prefillChunk, serving.PrefixCaching,
-                serving.KvDiskBytes, serving.KvDiskPath);
+                serving.KvDiskBytes, serving.KvDiskPath, policyBackend);
         }
         else if (serving.Paged && model is RwkvModel rwkv && serving.KvStoreDecorator == null)
         {
@@ -139,8 +159,11 @@ public sealed partial class InferenceEngine : IDisposable
                 var withMemory = memory.Decorator(options.MemoryTopK);
                 decorator = kv => withMemory(inner?.Invoke(kv) ?? kv);
             }
-            if (policy != null) decorator = KvPolicyWiring.Decorator(policy, model, policyBackend!, decorator);
-            return new InferenceEngine(model, backend, tokenizer, options.ContextLength, options.PrefillChunk, options with { KvStoreDecorator = decorator })
+            // a policy on the paged path runs in the serving loop (PolicyKvRouter); elsewhere it decorates the single-sequence store
+            bool servedPolicy = policy != null && options.Paged && model is TransformerModel && decorator == null;
+            if (policy != null && !servedPolicy) decorator = KvPolicyWiring.Decorator(policy, model, policyBackend!, decorator);
+            return new InferenceEngine(model, backend, tokenizer, options.ContextLength, options.PrefillChunk, options with { KvStoreDecorator = decorator },
+                servedPolicy ? policyBackend : null)
                 { ModelPath = path, _memory = memory, _policyBackend = policyBackend, _enginePolicy = policy };
         }
         catch
@@ -207,7 +230,8 @@ public sealed partial class InferenceEngine : IDisposable
         if (_serving != null)
         {
             if (ids.Length > _serving.BudgetTokens) throw new KvBudgetExceededException(ids.Length, _serving.BudgetTokens);
-            return TrackReuse(_serving.Run(ids, options, atTextStart, cancellationToken));
+            var policy = _serving.HasPolicies ? RequestPolicy(options) ?? _enginePolicy : null;
+            return TrackReuse(_serving.Run(ids, options, atTextStart, cancellationToken, policy));
         }
         return Run(ids, options, atTextStart, cancellationToken);
     }

@@ -2,8 +2,9 @@
 // spec before any model work, build the model over a PolicyBackend (so the policy store sees each attention query), and
 // return the KV-store decorator that wraps the engine's contiguous store in a PolicyKvStore and attaches it to that backend.
 // Rules: the policy is chosen per engine here; a request may override it (GenerationOptions.KvPolicy, see
-// InferenceEngine.KvPolicy.cs) on an engine loaded with one. Policies run on the single-sequence path only — a set KvPolicy selects it, like any KvStoreDecorator (the paged serving loop has no per-engine
-// store to wrap). Transformer models only; not combined with EngineOptions.Memory in this version (clear error).
+// InferenceEngine.KvPolicy.cs) on an engine loaded with one. On the paged path (the default) policy requests run batched in
+// the serving loop (PolicyKvRouter over the paged store, no decorator); with Paged = false the Decorator below wraps the
+// single-sequence store. Transformer models only; not combined with EngineOptions.Memory in this version (clear error).
 // Null or empty KvPolicy = no policy layer at all; "full" = the policy layer with full retention (keeps everything, so the
 // output equals the plain engine's — a check of the wiring).
 using Engine.Kernels;

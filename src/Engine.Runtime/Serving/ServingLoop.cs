@@ -17,10 +17,21 @@
 // exactly one block = one state slot; BlockCount = state slots), prefix caching in the scheduler is off and prefix
 // reuse comes from the state store's checkpoints instead (the executor restores the longest checkpointed prefix on
 // admission; the loop checkpoints each request's state at the end of its prompt).
+// KV policies (EngineOptions.KvPolicy / GenerationOptions.KvPolicy): the model runs over a PolicyKvRouter on the paged
+// store — each step routes every slot either straight to the paged store or through the PolicyKvStore of the request's
+// spec (rows stay in the paged blocks; the policy decides what is presented and read), so policy requests batch with
+// plain ones. A request's policy sequence id (stable across steps, unlike its slot) is taken when it is first scheduled
+// and its state cleared on the loop thread before the next step once it finishes, is cancelled, fails or is preempted
+// (recompute restarts it from position 0). Prefix caching is off in such a loop: a policy request's K/V rows depend on
+// what its policy kept, so its blocks must neither be reused nor reuse others'. The blocks of every token stay allocated
+// (the scheduler's accounting is unchanged): what batching gains here is throughput + per-request read-time selection
+// and retention semantics, not pool memory.
 // Source: vLLM v1 engine core loop (schedule → execute → update), reduced to one in-process CPU executor.
 using System.Diagnostics;
 using System.Threading.Channels;
+using Engine.Memory;
 using Engine.Memory.Paged;
+using Engine.Memory.Policies;
 using Engine.Memory.Recurrent;
 using Engine.Model;
 using Engine.Runtime.Sampling;
@@ -64,15 +75,33 @@ internal sealed class ServingLoop : IDisposable
     private int _lastStepTokens;
     private int _maxRequestsPerStep;
     private volatile TaskCompletionSource? _hold;   // non-null: the loop waits before its next step (Pause)
+    private readonly PolicyKvRouter? _router;           // KV policies: the store the model sees (over _kv); null = plain _kv
+    private readonly Dictionary<long, (KvPolicySpec Spec, int Seq)> _policySeqs = new();   // loop thread: requests holding policy state
+    private readonly Stack<int> _freePolicySeqs = new();                                  // loop thread: free policy sequence ids
+    private volatile KvPolicyUsage? _lastPolicyUsage;
 
     /// <param name="kvDiskBytes">Bytes of the KV disk tier (0 = none).</param>
     /// <param name="kvDiskDirectory">Folder of the disk tier's file (null = the system temp folder).</param>
     public ServingLoop(ILanguageModel model, ITextTokenizer? tokenizer, int contextLength, long kvBudgetBytes, int blockSize,
-        int maxSequences, int maxTokensPerStep, bool prefixCaching, long kvDiskBytes = 0, string? kvDiskDirectory = null)
+        int maxSequences, int maxTokensPerStep, bool prefixCaching, long kvDiskBytes = 0, string? kvDiskDirectory = null,
+        PolicyBackend? policyBackend = null)
         : this(model, tokenizer, contextLength, NewPaged(model, contextLength, kvBudgetBytes, blockSize, maxSequences, kvDiskBytes, kvDiskDirectory), null,
-            maxSequences, maxTokensPerStep, prefixCaching)
+            maxSequences, maxTokensPerStep, prefixCaching && policyBackend == null)
     {
+        if (policyBackend != null)
+        {
+            // the model was built over policyBackend; the router points it at the policy store of each Pages call
+            _router = new PolicyKvRouter(_kv!, policyBackend, maxSequences);
+            for (int i = maxSequences - 1; i >= 0; i--) _freePolicySeqs.Push(i);
+        }
     }
+
+    /// <summary>True when requests may carry KV policies (the loop runs over a PolicyKvRouter).</summary>
+    public bool HasPolicies => _router != null;
+
+    /// <summary>What the policy store held for the most recently finished policy request, just before its state was
+    /// dropped (null before any). HeldBytes include the paged store's float32 rows of its positions (they stay allocated).</summary>
+    public KvPolicyUsage? LastPolicyUsage => _lastPolicyUsage;
 
     /// <summary>A loop for a recurrent model over <paramref name="states"/> (one slot per running request).</summary>
     public ServingLoop(ILanguageModel model, ITextTokenizer? tokenizer, int contextLength, RecurrentStateStore states, int maxTokensPerStep)
@@ -149,12 +178,14 @@ internal sealed class ServingLoop : IDisposable
     public int EvictCachedBlocks() { lock (_lock) return _scheduler.Pool.EvictAllCached(); }
 
     /// <summary>Streams one request through the loop. The prompt was validated by the caller.</summary>
+    /// <param name="policy">The request's KV policy (null = none); needs a loop built with a PolicyBackend.</param>
     public async IAsyncEnumerable<GenerationChunk> Run(int[] prompt, GenerationOptions o, bool atTextStart,
-        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct, KvPolicySpec? policy = null)
     {
         ct.ThrowIfCancellationRequested();
+        if (policy != null && _router == null) throw new ArgumentException("a KV policy request needs a serving loop built with a PolicyBackend");
         var live = new Live(prompt, o, new Sampler(o.Sampling, _model.Config.VocabSize), _tokenizer?.CreateStreamingDecoder(atTextStart),
-            new StopStringMatcher(o.StopStrings), _tokenizer?.EndOfGenerationIds ?? new HashSet<int>());
+            new StopStringMatcher(o.StopStrings), _tokenizer?.EndOfGenerationIds ?? new HashSet<int>()) { Policy = policy };
         // Room for generated tokens: the context holds C positions (C + 1 tokens), the pool BudgetTokens positions.
         int room = Math.Min(_contextLength, BudgetTokens) + 1 - prompt.Length;
         int maxNew = Math.Max(1, Math.Min(o.MaxTokens, room));
@@ -233,6 +264,7 @@ internal sealed class ServingLoop : IDisposable
                 if (plan.IsEmpty) _emptySteps++;
                 if (_recurrent != null)
                     foreach (var id in plan.PreemptedIds.Concat(plan.FinishedIds).Concat(plan.CancelledIds)) _recurrent.Release(id);
+                if (_router != null) ReleasePolicyState(plan.PreemptedIds);
                 lives = new Live?[plan.Requests.Count];
                 for (int i = 0; i < lives.Length; i++) lives[i] = _live.GetValueOrDefault(plan.Requests[i].RequestId);
             }
@@ -285,12 +317,45 @@ internal sealed class ServingLoop : IDisposable
                                 pool.UsedCount, pool.FreeCount + pool.CachedCount),
                         };
                         _scheduler.Forget(live.Id);
+                        if (_router != null && _policySeqs.TryGetValue(live.Id, out var ps))
+                            _lastPolicyUsage = KvPolicyWiring.Usage(_router.StoreFor(ps.Spec), ps.Seq);
                         live.Output.Writer.TryWrite(live.FinalChunk! with { Usage = final });
                         live.Output.Writer.TryComplete();
                     }
                 }
             }
         }
+    }
+
+    /// <summary>Loop thread, under _lock, between steps: drops the policy state of requests that are no longer live
+    /// (finished, cancelled, failed) or were just preempted (they restart from position 0), freeing their policy ids.</summary>
+    private void ReleasePolicyState(IReadOnlyList<long> preempted)
+    {
+        List<long>? done = null;
+        foreach (var id in _policySeqs.Keys)
+            if (!_live.ContainsKey(id) || preempted.Contains(id)) (done ??= new()).Add(id);
+        if (done == null) return;
+        foreach (var id in done)
+        {
+            var (spec, seq) = _policySeqs[id];
+            _router!.Release(spec, seq);
+            _policySeqs.Remove(id);
+            _freePolicySeqs.Push(seq);
+        }
+    }
+
+    /// <summary>Routes slot <paramref name="slot"/> of this step: through the policy store of its request's spec under the
+    /// request's policy sequence id (taken on its first step), or straight to the paged store.</summary>
+    private void RoutePolicy(PolicyKvRouter router, int slot, long requestId, Live? live)
+    {
+        if (!_policySeqs.TryGetValue(requestId, out var ps))
+        {
+            if (live?.Policy is not { } spec) { router.Route(slot, null); return; }
+            if (!_freePolicySeqs.TryPop(out int seq))
+                throw new InvalidOperationException("no free KV policy sequence id (more policy requests than MaxConcurrentSequences hold state)");
+            _policySeqs[requestId] = ps = (spec, seq);
+        }
+        router.Route(slot, ps.Spec, ps.Seq);
     }
 
     /// <summary>Runs one plan: copies, bindings, one forward, sampling. Fills results and the list of requests that end.</summary>
@@ -310,6 +375,7 @@ internal sealed class ServingLoop : IDisposable
         {
             var r = plan.Requests[i];
             kv.Bind(i, r.BlockTable, r.StartPosition);
+            if (_router != null) RoutePolicy(_router, i, r.RequestId, lives[i]);
             for (int t = 0; t < r.TokenCount; t++, at++)
             {
                 tokens[at] = r.TokenIds[t];
@@ -325,7 +391,7 @@ internal sealed class ServingLoop : IDisposable
             }
         }
         if (_logits.Length < logitRows.Count * vocab) _logits = new float[Math.Max(logitRows.Count * vocab, 2 * _logits.Length)];
-        _model.Forward(new ForwardBatch(tokens, positions, seqs), kv, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(logitRows), _logits);
+        _model.Forward(new ForwardBatch(tokens, positions, seqs), (IKvStore?)_router ?? kv, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(logitRows), _logits);
 
         int row = 0;
         for (int i = 0; i < plan.Requests.Count; i++)
@@ -383,6 +449,7 @@ internal sealed class ServingLoop : IDisposable
             foreach (var l in _live.Values) l.Output.Writer.TryComplete(new ObjectDisposedException(nameof(InferenceEngine)));
             _live.Clear();
         }
+        _router?.Dispose();
         _kv?.Dispose();
         _wake.Dispose();
         _stop.Dispose();
@@ -393,6 +460,7 @@ internal sealed class ServingLoop : IDisposable
         StopStringMatcher stops, IReadOnlySet<int> eog)
     {
         public long Id;
+        public KvPolicySpec? Policy;
         public int Room, FirstHit, Computed, Steps, Generated;
         public volatile bool Cancelled;
         public readonly Channel<GenerationChunk> Output = Channel.CreateUnbounded<GenerationChunk>(new UnboundedChannelOptions { SingleReader = true });

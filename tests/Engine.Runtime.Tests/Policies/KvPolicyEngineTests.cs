@@ -2,6 +2,7 @@
 // everything ("full", or sinks at budget 1) leaves greedy output bit-identical to the default (paged) engine and to
 // llama.cpp's greedy text; a small sinks budget over a long generation completes while holding at most its budget of the
 // float32 bytes; bad specs fail at Load with KvPolicyException before any work; the CLI options parse and report.
+// These run on the single-sequence path (Paged = false); ServedKvPolicyTests cover policies batched in the serving loop.
 using System.CommandLine;
 using System.Text.Json;
 using Engine.Cli.Commands;
@@ -27,8 +28,8 @@ public class KvPolicyEngineTests
     public void KeepEverythingPolicyMatchesDefaultEngineExactly(string policy, double budget)
     {
         using var plain = InferenceEngine.Load(Model, new EngineOptions { Threads = 2 });
-        using var withPolicy = InferenceEngine.Load(Model, new EngineOptions { Threads = 2, KvPolicy = policy, KvPolicyBudget = budget });
-        Assert.That(withPolicy.IsPaged, Is.False, "a KV policy runs on the single-sequence path");
+        using var withPolicy = InferenceEngine.Load(Model, new EngineOptions { Threads = 2, KvPolicy = policy, KvPolicyBudget = budget, Paged = false });
+        Assert.That(withPolicy.IsPaged, Is.False, "Paged = false keeps a KV policy on the single-sequence path");
         foreach (string prompt in new[] { "Once upon a time", "Lily" })
         {
             var expected = GenerateIds(plain, prompt, Greedy(200));
@@ -45,7 +46,7 @@ public class KvPolicyEngineTests
     public void SmallSinksBudgetCompletesLongGenerationHoldingLess()
     {
         const double budget = 0.1;
-        using var engine = InferenceEngine.Load(Model, new EngineOptions { Threads = 2, KvPolicy = "sinks", KvPolicyBudget = budget });
+        using var engine = InferenceEngine.Load(Model, new EngineOptions { Threads = 2, KvPolicy = "sinks", KvPolicyBudget = budget, Paged = false });
         var o = Greedy(300, stopAtEos: false);
         var (_, ids, usage) = engine.GenerateTextAsync(engine.GenerateAsync("Once upon a time", o)).GetAwaiter().GetResult();
         var kv = engine.KvPolicyUsage!;
@@ -83,7 +84,7 @@ public class KvPolicyEngineTests
     public void PerRequestPolicySwitchesAndReverts()
     {
         using var plain = InferenceEngine.Load(Model, new EngineOptions { Threads = 2 });
-        using var engine = InferenceEngine.Load(Model, new EngineOptions { Threads = 2, KvPolicy = "full" });
+        using var engine = InferenceEngine.Load(Model, new EngineOptions { Threads = 2, KvPolicy = "full", Paged = false });
         var expected = GenerateIds(plain, "Once upon a time", Greedy(200));
 
         var (_, ids, _) = engine.GenerateTextAsync(engine.GenerateAsync("Once upon a time",
