@@ -123,15 +123,21 @@ internal static class GenerationCommandSupport
         string path = ResolveModel(model);
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
         var sw = System.Diagnostics.Stopwatch.StartNew();
+        // One stream at a time (run / chat): with a KV policy the single-sequence store frees what the policy evicts or
+        // quantizes; the paged serving path batches requests but keeps every block allocated, so it is used only when a
+        // disk tier (paged only) is asked for.
+        bool policy = !string.IsNullOrWhiteSpace(kvPolicy);
+        bool paged = !policy || kvDiskBytes > 0;
         var engine = WithProgress($"loading {Path.GetFileName(path)}…", () =>
             InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, KvBudgetBytes = kvBudgetBytes, KvDiskBytes = kvDiskBytes, Memory = memory,
-                KvPolicy = kvPolicy, KvPolicyBudget = kvPolicyBudget ?? new EngineOptions().KvPolicyBudget, KvPolicyBudgetTokens = kvPolicyBudgetTokens }));
+                KvPolicy = kvPolicy, KvPolicyBudget = kvPolicyBudget ?? new EngineOptions().KvPolicyBudget, KvPolicyBudgetTokens = kvPolicyBudgetTokens, Paged = paged }));
         var c = engine.Config;
         Console.Error.WriteLine($"loaded {Path.GetFileName(path)} ({c.Architecture}, {c.BlockCount} layers, dim {c.EmbeddingLength}, vocab {c.VocabSize}, context {engine.ContextLength}) " +
             $"on {engine.BackendName} in {sw.Elapsed.TotalMilliseconds:F0} ms");
         if (!string.IsNullOrWhiteSpace(kvPolicy))
             Console.Error.WriteLine($"kv policy: {kvPolicy} (budget {kvPolicyBudget ?? new EngineOptions().KvPolicyBudget:G3}"
-                + (kvPolicyBudgetTokens is { } bt ? $", selection reads {bt} tokens/step" : "") + "; single-sequence path)");
+                + (kvPolicyBudgetTokens is { } bt ? $", selection reads {bt} tokens/step" : "")
+                + (paged ? "; paged path with a disk tier: blocks stay allocated)" : "; single-sequence store: evicted / quantized rows are freed)"));
         return engine;
     }
 

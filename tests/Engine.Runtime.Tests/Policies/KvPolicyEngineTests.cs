@@ -141,6 +141,20 @@ public class KvPolicyEngineTests
     }
 
     [Test]
+    public void RunWithSinksPolicy_FreesWhatItEvicts()
+    {
+        // run is one stream: the CLI uses the single-sequence policy store, which holds only the kept rows — about a
+        // quarter of the float32 KV at budget 0.25 (+ one partly used block per layer), not the paged pool's full blocks
+        var (code, _, stderr) = Invoke(RunCommand.Create(), "run", "--model", Model, "--prompt", "Once upon a time",
+            "--temperature", "0", "--max-tokens", "250", "--threads", "2", "--kv-policy", "sinks", "--kv-budget-fraction", "0.25");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var m = System.Text.RegularExpressions.Regex.Match(stderr, @"holds (\d+) bytes/token of (\d+) float32");
+        Assert.That(m.Success, stderr);
+        double held = double.Parse(m.Groups[1].Value), full = double.Parse(m.Groups[2].Value);
+        Assert.That(held / full, Is.InRange(0.2, 0.35), stderr);
+    }
+
+    [Test]
     public void CliParsesPolicyOptionsAndRejectsBadOnes()
     {
         var run = RunCommand.Create();
