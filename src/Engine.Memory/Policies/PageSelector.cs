@@ -26,6 +26,17 @@
 // the group's query heads; when a presented Int8/Int4 page's channel groups straddle heads (hd % GroupSize ≠ 0) the
 // whole call falls back to the shared list. When the budget covers every presented block, one plain attention call
 // reads everything (the same for all heads).
+// Prefill chunks (n > 1 query rows at positions ≥ qMin): the local window is the block before qMin's block and every
+// block from qMin's block on (the chunk's own tokens, read with the kernels' causal mask); sinks as at decode; the
+// budget is charged for the sinks, the block before the chunk and the chunk's first block (exactly decode's charge when
+// n = 1), so a chunk reads ≤ ⌈budget / G⌉·G + (chunk's blocks − 1)·G tokens per KV head, however long the prefix — ingest
+// is linear in length. Chunk score of a block = Σ over the chunk's rows of the decode score, i.e. quest: Σ_rows Σ_heads
+// Σ_c max(q·mn, q·mx), an upper bound of Σ_rows max_{k∈block} q·k (the same one-dot identity: the weights are summed
+// over rows and heads), msa: (Σ_rows Σ_heads q)·mean key. Chosen over the max over rows of each row's bound because it
+// costs O(n·H·hd) to build the weights + O(blocks·hd) to score, not O(blocks·n·hd), and for n = 1 it is decode's score
+// exactly; the cost is dilution: a block only one row of a large chunk needs competes with the sum of the other rows'
+// bounds (that row's later decode step still selects it). A chunk's own super-blocks are skipped at the top level.
+// When the unread prefix fits the budget the chunk runs plain attention over everything (identical to no selection).
 // Top-K is a quickselect (Planners.TopK), not a sort; the chosen blocks are then sorted (K log K, K ≈ budget / G).
 // Sources: Quest (Tang et al., 2024, "Quest: Query-Aware Sparsity for Efficient Long-Context LLM Inference": per-page
 // key min/max, Σ max(q·min, q·max) criticality, fixed token budget, per-head page selection); MSA-style mean-pooled chunk
@@ -59,6 +70,7 @@ public sealed unsafe class PageSelector
     private KvPage[] _pages = new KvPage[16];
     private bool[] _present = [];            // [blocks] some token of the block is presented (retention may evict)
     private float[] _mass = [];
+    private float[] _qHead = [], _oHead = [];  // a chunk's query / output rows of one KV head's group [nq, group, hd]
     private int _lastKvHeads;
 
     public PageSelector(KvPolicySpec spec, int layerCount, int sequenceCapacity, int kvDim)
@@ -219,15 +231,19 @@ public sealed unsafe class PageSelector
 
     private void BuildWeights(ReadOnlySpan<float> q, AttentionParams p)
     {
-        int hd = p.HeadDim, kvh = p.KvHeadCount, group = p.HeadCount / kvh, per = _quest ? 2 * hd : hd;
+        int hd = p.HeadDim, kvh = p.KvHeadCount, group = p.HeadCount / kvh, per = _quest ? 2 * hd : hd, row = p.HeadCount * hd;
+        if (q.Length == 0 || q.Length % row != 0) throw new ArgumentException($"query length {q.Length} is not a whole number of rows of {row}", nameof(q));
+        int rows = q.Length / row;
         if (kvh * hd != _kvDim) throw new ArgumentException($"attention shape {kvh}×{hd} does not match the KV width {_kvDim}");
         Grow(ref _weights, kvh * per);
         var w = _weights.AsSpan(0, kvh * per);
         w.Clear();
+        // a chunk (rows > 1): the weights are summed over its query rows too (see the header: Σ of per-query bounds)
+        for (int r = 0; r < rows; r++)
         for (int h = 0; h < kvh; h++)
             for (int j = h * group; j < (h + 1) * group; j++)
             {
-                var qj = q.Slice(j * hd, hd);
+                var qj = q.Slice(r * row + j * hd, hd);
                 var wh = w.Slice(h * per, per);
                 if (_quest)
                     for (int c = 0; c < hd; c++) { float x = qj[c]; if (x < 0) wh[c] += x; else wh[hd + c] += x; }
@@ -297,11 +313,18 @@ public sealed unsafe class PageSelector
         AttentionParams p, int length, bool allPresent, Span<float> output, float[]? score)
     {
         var s = _sum[layer, seqId] ?? throw new InvalidOperationException($"no summaries for layer {layer}, sequence {seqId}");
-        int g = _g, blocks = (length + g - 1) / g, kvh = p.KvHeadCount, hd = p.HeadDim;
+        int g = _g, blocks = (length + g - 1) / g, kvh = p.KvHeadCount, hd = p.HeadDim, nq = qPositions.Length;
+        if (nq == 0) throw new ArgumentException("attention needs at least one query row", nameof(qPositions));
+        if (q.Length != nq * p.HeadCount * hd)
+            throw new ArgumentException($"query length {q.Length} does not match {nq} rows of {p.HeadCount}×{hd}", nameof(q));
         LastWasPerHead = LastWasTwoLevel = false; _lastKvHeads = 0;
 
-        // always-read blocks: sinks and the local window
+        // always-read blocks: sinks and the local window = [localStart, blocks): decode the last two blocks; a chunk the
+        // block before its first query and every block it occupies (read with the causal mask)
         int sinkBlocks = Math.Min(blocks, (_spec.SinkTokens + g - 1) / g);
+        int qMin = int.MaxValue;
+        foreach (int qp in qPositions) qMin = Math.Min(qMin, qp);
+        int localStart = nq == 1 ? blocks - 2 : Math.Max(0, Math.Min(blocks - 2, qMin / g - 1));
         if (!allPresent)
         {
             Grow(ref _present, blocks);
@@ -311,10 +334,15 @@ public sealed unsafe class PageSelector
                     for (int b = pg.StartPosition / g; b <= (pg.StartPosition + pg.TokenCount - 1) / g && b < blocks; b++) _present[b] = true;
         }
         int need = (Math.Min(_spec.SelectionTokens(length), length) + g - 1) / g;
-        int always = 0, present = 0;
+        int always = 0, present = 0, beyond = 0;   // beyond: chunk blocks past the first two local ones (not charged to the budget)
         for (int b = 0; b < blocks; b++)
-            if (allPresent || _present[b]) { present++; if (IsAlways(b, blocks, sinkBlocks)) always++; }
-        int topK = Math.Min(present - always, Math.Max(1, need - always));
+            if (allPresent || _present[b])
+            {
+                present++;
+                if (IsAlways(b, localStart, sinkBlocks)) always++;
+                if (b >= Math.Max(sinkBlocks, localStart + 2)) beyond++;
+            }
+        int topK = Math.Min(present - always, Math.Max(1, need - (always - beyond)));
         if (topK >= present - always)
         {
             // every presented block is read: plain attention (the same for every head)
@@ -342,7 +370,7 @@ public sealed unsafe class PageSelector
                     {
                         float* row = rows + (long)b * _w;
                         float inv = 1f / Math.Min(g, length - b * g);
-                        bool skip = !(allPresent || _present[b]) || IsAlways(b, blocks, sinkBlocks);
+                        bool skip = !(allPresent || _present[b]) || IsAlways(b, localStart, sinkBlocks);
                         for (int h = 0; h < kvh; h++) sc[h * blocks + b] = skip ? float.NaN : Score(row, w, h, hd, inv);
                     }
                     if (!perHead)
@@ -352,7 +380,7 @@ public sealed unsafe class PageSelector
                 for (int l = 0; l < lists; l++)
                 {
                     int n = Planners.TopK(_scores.AsSpan(l * blocks, blocks), _chosen.AsSpan(0, topK), _topScratch);
-                    Finish(l, cap, n, blocks, sinkBlocks, allPresent, _chosen);
+                    Finish(l, cap, n, blocks, localStart, sinkBlocks, allPresent, _chosen);
                 }
             }
             else
@@ -365,7 +393,8 @@ public sealed unsafe class PageSelector
                     for (int sb = 0; sb < supers; sb++)
                     {
                         float* row = sup + (long)sb * _sw;
-                        for (int h = 0; h < kvh; h++) sc[h * supers + sb] = ScoreSuper(row, sw, h, hd);
+                        bool local = nq > 1 && sb * SuperBlocks >= localStart;   // a chunk's own super-blocks: read anyway
+                        for (int h = 0; h < kvh; h++) sc[h * supers + sb] = local ? float.NaN : ScoreSuper(row, sw, h, hd);
                     }
                     if (!perHead)
                         for (int h = 1; h < kvh; h++)
@@ -380,7 +409,7 @@ public sealed unsafe class PageSelector
                         for (int b = _superChosen[i] * SuperBlocks; b < Math.Min(blocks, (_superChosen[i] + 1) * SuperBlocks); b++)
                         {
                             _cand[nc] = b;
-                            if (!(allPresent || _present[b]) || IsAlways(b, blocks, sinkBlocks)) _candScores[nc++] = float.NaN;
+                            if (!(allPresent || _present[b]) || IsAlways(b, localStart, sinkBlocks)) _candScores[nc++] = float.NaN;
                             else
                             {
                                 float* row = rows + (long)b * _w;
@@ -392,7 +421,7 @@ public sealed unsafe class PageSelector
                         }
                     int n = Planners.TopK(_candScores.AsSpan(0, nc), _chosen.AsSpan(0, topK), _topScratch);
                     for (int i = 0; i < n; i++) _chosen[i] = _cand[_chosen[i]];
-                    Finish(l, cap, n, blocks, sinkBlocks, allPresent, _chosen);
+                    Finish(l, cap, n, blocks, localStart, sinkBlocks, allPresent, _chosen);
                 }
             }
         }
@@ -426,23 +455,36 @@ public sealed unsafe class PageSelector
         _pageStart[lists] = count;
 
         long read = 0;
-        int group = p.HeadCount / kvh, rowQ = group * hd;
+        int group = p.HeadCount / kvh, rowQ = group * hd, rowAll = p.HeadCount * hd;
+        if (perHead && nq > 1) { Grow(ref _qHead, nq * rowQ); Grow(ref _oHead, nq * rowQ); }
         for (int l = 0; l < lists; l++)
         {
             var lp = _pages.AsSpan(_pageStart[l], _pageStart[l + 1] - _pageStart[l]);
             long total = 0;
             foreach (var pg in lp) total += pg.TokenCount;
             read += total;
-            var ql = perHead ? q.Slice(l * rowQ, rowQ) : q;
-            var ol = perHead ? output.Slice(l * rowQ, rowQ) : output;
+            ReadOnlySpan<float> ql = q;
+            Span<float> ol = output;
+            if (perHead && nq == 1) { ql = q.Slice(l * rowQ, rowQ); ol = output.Slice(l * rowQ, rowQ); }
+            else if (perHead)
+            {
+                // a chunk: gather KV head l's query heads of every row ([nq, group, hd]), scatter the output back below
+                for (int r = 0; r < nq; r++) q.Slice(r * rowAll + l * rowQ, rowQ).CopyTo(_qHead.AsSpan(r * rowQ, rowQ));
+                ql = _qHead.AsSpan(0, nq * rowQ); ol = _oHead.AsSpan(0, nq * rowQ);
+            }
             var pl = perHead ? new AttentionParams(group, 1, hd, p.Scale) : p;
-            if (score == null) { backend.Attention(ql, qPositions, lp, pl, ol); continue; }
-            int heads = pl.KvHeadCount;
-            Grow(ref _mass, (int)(heads * total));
-            var mass = _mass.AsSpan(0, (int)(heads * total));
-            mass.Clear();
-            backend.Attention(ql, qPositions, lp, pl, ol, mass);
-            Fold(lp, mass, heads, total, score);
+            if (score == null) backend.Attention(ql, qPositions, lp, pl, ol);
+            else
+            {
+                int heads = pl.KvHeadCount;
+                Grow(ref _mass, (int)(heads * total));
+                var mass = _mass.AsSpan(0, (int)(heads * total));
+                mass.Clear();
+                backend.Attention(ql, qPositions, lp, pl, ol, mass);
+                Fold(lp, mass, heads, total, score);
+            }
+            if (perHead && nq > 1)
+                for (int r = 0; r < nq; r++) _oHead.AsSpan(r * rowQ, rowQ).CopyTo(output.Slice(r * rowAll + l * rowQ, rowQ));
         }
         return perHead ? (read + kvh - 1) / kvh : read;
     }
@@ -476,17 +518,17 @@ public sealed unsafe class PageSelector
     }
 
     /// <summary>List l = the n chosen blocks plus the always-read ones, sorted.</summary>
-    private void Finish(int l, int cap, int n, int blocks, int sinkBlocks, bool allPresent, int[] chosen)
+    private void Finish(int l, int cap, int n, int blocks, int localStart, int sinkBlocks, bool allPresent, int[] chosen)
     {
         var dst = _selected.AsSpan(l * cap, cap);
         chosen.AsSpan(0, n).CopyTo(dst);
         for (int b = 0; b < sinkBlocks; b++) if (allPresent || _present[b]) dst[n++] = b;
-        for (int b = Math.Max(sinkBlocks, blocks - 2); b < blocks; b++) if (allPresent || _present[b]) dst[n++] = b;
+        for (int b = Math.Max(sinkBlocks, localStart); b < blocks; b++) if (allPresent || _present[b]) dst[n++] = b;
         dst[..n].Sort();
         _selCount[l] = n;
     }
 
-    private static bool IsAlways(int b, int blocks, int sinkBlocks) => b < sinkBlocks || b >= blocks - 2;
+    private static bool IsAlways(int b, int localStart, int sinkBlocks) => b < sinkBlocks || b >= localStart;
 
     /// <summary>Whether every page's tier can be viewed one KV head at a time (quantized tiers need channel groups that do
     /// not straddle heads; Int4 needs whole bytes per head).</summary>

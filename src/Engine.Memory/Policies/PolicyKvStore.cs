@@ -5,7 +5,9 @@
 // (Planners) over the tokens older than the current write, then settles storage to it — an evicted token's row is freed,
 // a demoted token is quantized and its float32 row freed, blocks left empty are returned and mostly-empty ones squeezed —
 // and presents the kept tokens as pages of consecutive positions; Attend() (called by PolicyBackend with the query; PageSelector)
-// applies the read-time selection (quest / msa) at decode and feeds attention mass back to heavy-hitter policies.
+// applies the read-time selection (quest / msa) at decode and to prefill chunks (n > 1 queries, when the retention does not
+// need attention mass; the chunk then reads sinks + the selected blocks + its own blocks, so ingest is linear in length)
+// and feeds attention mass back to heavy-hitter policies.
 // Full retention is a pass-through: the inner store holds every row and its pages are presented as they are.
 // Invariants: positions stay as cached (RoPE was applied at write); tiers only move down (a rewrite of a position makes
 // it Full again); a page holds consecutive positions (token j of a page sits at StartPosition + j, as the kernels'
@@ -435,9 +437,10 @@ public sealed unsafe class PolicyKvStore : IKvStore
             return false;
         var st = _state[_lastLayer, _lastSeq]!;
         int len = Length(_lastLayer, _lastSeq), n = qPositions.Length;
-        if (_selector != null && n == 1)
+        if (_selector != null && (n == 1 || !Spec.NeedsAttentionMass))
         {
-            // read-time selection at decode (PageSelector): per-KV-head block choice + attention (+ mass feedback)
+            // read-time selection at decode and for prefill chunks (PageSelector): per-KV-head block choice + attention
+            // (+ mass feedback at decode; a mass policy's prefill keeps the full path below: SnapKV's observation window)
             float[]? feedback = null;
             if (Spec.NeedsAttentionMass)
             {
