@@ -107,17 +107,7 @@ public static unsafe class AttentionRange512
         }
         int count = c0;
 
-        for (int h = 0; h < heads; h++)
-        {
-            float* a = acc + (long)h * accStride;
-            new Span<float>(a, hd).Clear();
-            if (count == 0) { max[h] = float.NegativeInfinity; sum[h] = 0; continue; }
-            float* sh = scores + (long)h * bt;
-            float m = Simd.Reduce(new IdentityOp(), new MaxOp(), sh, count, float.NegativeInfinity);
-            max[h] = m;
-            Simd.Map(new ExpSubOp(m), sh, sh, count);
-            sum[h] = Simd.Reduce(new IdentityOp(), new AddOp(), sh, count, 0f);
-        }
+        ExpScores(scores, bt, heads, count, hd, max, sum, acc, accStride);
         if (count == 0) return;
 
         // Σ p·V per head with register accumulators.
@@ -218,5 +208,23 @@ public static unsafe class AttentionRange512
         }
         a0.Store(acc); a1.Store(acc + 16); a2.Store(acc + 32); a3.Store(acc + 48);
         a4.Store(acc + 64); a5.Store(acc + 80); a6.Store(acc + 96); a7.Store(acc + 112);
+    }
+
+    /// <summary>Per head h: max[h] = max of its scores [0, count), the scores become exp(s − max), sum[h] = their sum, and
+    /// the head's accumulator row (acc + h·accStride, hd floats) is zeroed (count 0: max −∞, sum 0). Shared by the F32,
+    /// F32-walk and quantized-tier attention paths. scores: [heads, bt].</summary>
+    internal static void ExpScores(float* scores, int bt, int heads, int count, int hd, float* max, float* sum, float* acc, int accStride)
+    {
+        for (int h = 0; h < heads; h++)
+        {
+            float* a = acc + (long)h * accStride;
+            new Span<float>(a, hd).Clear();
+            if (count == 0) { max[h] = float.NegativeInfinity; sum[h] = 0; continue; }
+            float* sh = scores + (long)h * bt;
+            float m = Simd.Reduce(new IdentityOp(), new MaxOp(), sh, count, float.NegativeInfinity);
+            max[h] = m;
+            Simd.Map(new ExpSubOp(m), sh, sh, count);
+            sum[h] = Simd.Reduce(new IdentityOp(), new AddOp(), sh, count, 0f);
+        }
     }
 }

@@ -145,17 +145,7 @@ public static unsafe class AttentionRangeQuant
         }
         int count = c0;
 
-        for (int h = 0; h < heads; h++)
-        {
-            float* ah = acc + (long)h * accStride;
-            new Span<float>(ah, hd).Clear();
-            if (count == 0) { max[h] = float.NegativeInfinity; sum[h] = 0; continue; }
-            float* sh = scores + (long)h * bt;
-            float mx = Simd.Reduce(new IdentityOp(), new MaxOp(), sh, count, float.NegativeInfinity);
-            max[h] = mx;
-            Simd.Map(new ExpSubOp(mx), sh, sh, count);
-            sum[h] = Simd.Reduce(new IdentityOp(), new AddOp(), sh, count, 0f);
-        }
+        AttentionRange512.ExpScores(scores, bt, heads, count, hd, max, sum, acc, accStride);
         if (count == 0) return;
 
         // Σ p·V per head.
