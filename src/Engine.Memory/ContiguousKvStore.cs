@@ -6,6 +6,7 @@
 // overriding RowBuffer / ReleaseStorage (the disk tier is Disk.TieredKvStore; MappedKvStore is one of its configurations).
 using System.Runtime.InteropServices;
 using Engine.Kernels;
+using Engine.Tensors;
 
 namespace Engine.Memory;
 
@@ -97,8 +98,8 @@ public unsafe class ContiguousKvStore : IKvStore
         if (_k[layer, seqId] == null)
         {
             nuint bytes = (nuint)((long)Capacity * KvDim * sizeof(float));
-            _k[layer, seqId] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
-            _v[layer, seqId] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+            _k[layer, seqId] = (float*)HugePageMemory.Allocate(bytes);
+            _v[layer, seqId] = (float*)HugePageMemory.Allocate(bytes);
         }
         return which == 0 ? _k[layer, seqId] : _v[layer, seqId];
     }
@@ -109,8 +110,8 @@ public unsafe class ContiguousKvStore : IKvStore
         for (int l = 0; l < LayerCount; l++)
             for (int s = 0; s < SequenceCapacity; s++)
             {
-                if (_k[l, s] != null) NativeMemory.AlignedFree(_k[l, s]);
-                if (_v[l, s] != null) NativeMemory.AlignedFree(_v[l, s]);
+                HugePageMemory.Free(_k[l, s]);
+                HugePageMemory.Free(_v[l, s]);
                 _k[l, s] = null; _v[l, s] = null;
             }
     }

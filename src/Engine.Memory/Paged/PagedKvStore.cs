@@ -20,6 +20,7 @@
 // Source: vLLM PagedAttention (Kwon et al. 2023) block layout, reduced to the page list our attention kernel takes.
 using System.Runtime.InteropServices;
 using Engine.Kernels;
+using Engine.Tensors;
 using Engine.Memory.Disk;
 
 namespace Engine.Memory.Paged;
@@ -76,8 +77,8 @@ public sealed unsafe class PagedKvStore : IKvStore
         }
         for (int l = 0; l < layerCount; l++)
         {
-            _k[l] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
-            _v[l] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+            _k[l] = (float*)HugePageMemory.Allocate(bytes);
+            _v[l] = (float*)HugePageMemory.Allocate(bytes);
         }
         _tables = new List<int>[sequenceCapacity];
         _pages = new KvPage[sequenceCapacity][];
@@ -305,8 +306,8 @@ public sealed unsafe class PagedKvStore : IKvStore
         _disposed = true;
         for (int l = 0; l < LayerCount; l++)
         {
-            NativeMemory.AlignedFree(_k[l]);
-            NativeMemory.AlignedFree(_v[l]);
+            HugePageMemory.Free(_k[l]);
+            HugePageMemory.Free(_v[l]);
             _k[l] = null; _v[l] = null; _diskK[l] = null; _diskV[l] = null;
         }
         _disk?.Dispose();
