@@ -68,40 +68,7 @@ public static unsafe class AttentionRange512
                 float* qh = q + (long)h * hd;
                 float* k = (float*)pg.K + (long)j0 * pg.RowStride + (long)(h / group) * hd;
                 float* sc = scores + (long)h * bt + c0;
-                int n = j1 - j0;
-                if (hv == 4)
-                {
-                    var q0 = Vector512.Load(qh); var q1 = Vector512.Load(qh + 16);
-                    var q2 = Vector512.Load(qh + 32); var q3 = Vector512.Load(qh + 48);
-                    int j = 0, rs = pg.RowStride;
-                    var vscale = Vector128.Create(scale);
-                    for (; j <= n - 4; j += 4, k += 4 * rs)
-                    {
-                        // four tokens' products, then one transpose-reduce for their four sums
-                        var a0 = Dot64(q0, q1, q2, q3, k);
-                        var a1 = Dot64(q0, q1, q2, q3, k + rs);
-                        var a2 = Dot64(q0, q1, q2, q3, k + 2 * rs);
-                        var a3 = Dot64(q0, q1, q2, q3, k + 3 * rs);
-                        (Reduce4(a0, a1, a2, a3) * vscale).Store(sc + j);
-                    }
-                    for (; j < n; j++, k += rs) sc[j] = Vector512.Sum(Dot64(q0, q1, q2, q3, k)) * scale;
-                }
-                else
-                {
-                    for (int j = 0; j < n; j++, k += pg.RowStride)
-                    {
-                        var a = Vector512.Load(qh) * Vector512.Load(k);
-                        var b = Vector512<float>.Zero;
-                        int v = 1;
-                        for (; v + 1 < hv; v += 2)
-                        {
-                            a = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 16 * v), Vector512.Load(k + 16 * v), a);
-                            b = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 16 * v + 16), Vector512.Load(k + 16 * v + 16), b);
-                        }
-                        if (v < hv) a = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 16 * v), Vector512.Load(k + 16 * v), a);
-                        sc[j] = Vector512.Sum(a + b) * scale;
-                    }
-                }
+                ScoreRows(qh, k, pg.RowStride, j1 - j0, hv, scale, sc);
             }
             c0 += j1 - j0;
         }
@@ -133,10 +100,7 @@ public static unsafe class AttentionRange512
                 float* v = (float*)pg.V + (long)j0 * pg.RowStride + (long)(h / group) * hd;
                 float* pr = scores + (long)h * bt + c0;
                 float* a = acc + (long)h * accStride;
-                if (hv == 4) Accumulate4(pr, v, pg.RowStride, n, a);
-                else if (hv == 8) Accumulate8(pr, v, pg.RowStride, n, a);
-                else
-                    for (int j = 0; j < n; j++) Simd.Axpy(pr[j], v + (long)j * pg.RowStride, a, hd);
+                AccumulateRows(pr, v, pg.RowStride, n, hd, a);
             }
             c0 += n;
         }
@@ -145,7 +109,7 @@ public static unsafe class AttentionRange512
     /// <summary>Prefetch (into all cache levels) the <paramref name="hd"/>-float segment at <paramref name="p"/> of
     /// <paramref name="rows"/> rows <paramref name="stride"/> floats apart. Only a hint: never faults, changes no result.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PrefetchSegment(float* p, int stride, int rows, int hd)
+    internal static void PrefetchSegment(float* p, int stride, int rows, int hd)
     {
         for (int r = 0; r < rows; r++, p += stride)
             for (int f = 0; f < hd; f += 16) Sse.Prefetch0(p + f);
@@ -226,5 +190,53 @@ public static unsafe class AttentionRange512
             Simd.Map(new ExpSubOp(m), sh, sh, count);
             sum[h] = Simd.Reduce(new IdentityOp(), new AddOp(), sh, count, 0f);
         }
+    }
+
+    /// <summary>sc[j] = scale · (q · k_j) for the n rows k_j = k + j·rs (hd = 16·hv floats each): four rows at a time
+    /// with one transpose-reduce for hd 64, two accumulators per row otherwise. Shared by the F32 walks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void ScoreRows(float* qh, float* k, int rs, int n, int hv, float scale, float* sc)
+    {
+        if (hv == 4)
+        {
+            var q0 = Vector512.Load(qh); var q1 = Vector512.Load(qh + 16);
+            var q2 = Vector512.Load(qh + 32); var q3 = Vector512.Load(qh + 48);
+            var vscale = Vector128.Create(scale);
+            int j = 0;
+            for (; j <= n - 4; j += 4, k += 4 * rs)
+            {
+                // four tokens' products, then one transpose-reduce for their four sums
+                var a0 = Dot64(q0, q1, q2, q3, k);
+                var a1 = Dot64(q0, q1, q2, q3, k + rs);
+                var a2 = Dot64(q0, q1, q2, q3, k + 2 * rs);
+                var a3 = Dot64(q0, q1, q2, q3, k + 3 * rs);
+                (Reduce4(a0, a1, a2, a3) * vscale).Store(sc + j);
+            }
+            for (; j < n; j++, k += rs) sc[j] = Vector512.Sum(Dot64(q0, q1, q2, q3, k)) * scale;
+            return;
+        }
+        for (int j = 0; j < n; j++, k += rs)
+        {
+            var a = Vector512.Load(qh) * Vector512.Load(k);
+            var b = Vector512<float>.Zero;
+            int v = 1;
+            for (; v + 1 < hv; v += 2)
+            {
+                a = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 16 * v), Vector512.Load(k + 16 * v), a);
+                b = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 16 * v + 16), Vector512.Load(k + 16 * v + 16), b);
+            }
+            if (v < hv) a = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 16 * v), Vector512.Load(k + 16 * v), a);
+            sc[j] = Vector512.Sum(a + b) * scale;
+        }
+    }
+
+    /// <summary>acc[c] += Σ_j p[j] · v[j·rs + c] for j &lt; n, c &lt; hd: register accumulators for hd 64 / 128, Axpy otherwise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void AccumulateRows(float* p, float* v, int rs, int n, int hd, float* acc)
+    {
+        if (hd == 64) Accumulate4(p, v, rs, n, acc);
+        else if (hd == 128) Accumulate8(p, v, rs, n, acc);
+        else
+            for (int j = 0; j < n; j++) Simd.Axpy(p[j], v + (long)j * rs, acc, hd);
     }
 }

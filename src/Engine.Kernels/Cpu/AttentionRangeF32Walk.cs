@@ -65,45 +65,13 @@ public static unsafe class AttentionRangeF32Walk
                 NextChunk(pages, pageStart, pageCount, pi, a + m, j1, lo, hi, qpos, chunk, key: true, out float* nk, out int nRows, out int nStride);
                 for (int kh = 0; kh < kvHeads; kh++)
                 {
-                    if (prefetch && nRows > 0) PrefetchSegment(nk + (long)kh * hd, nStride, nRows, hd);
+                    if (prefetch && nRows > 0) AttentionRange512.PrefetchSegment(nk + (long)kh * hd, nStride, nRows, hd);
                     float* kBase = (float*)pg.K + (long)a * rs + (long)kh * hd;
                     for (int h = kh * group; h < (kh + 1) * group; h++)
                     {
                         float* qh = q + (long)h * hd;
                         float* sc = scores + (long)h * bt + c0 + (a - j0);
-                        float* k = kBase;
-                        if (hv == 4)
-                        {
-                            var q0 = Vector512.Load(qh); var q1 = Vector512.Load(qh + 16);
-                            var q2 = Vector512.Load(qh + 32); var q3 = Vector512.Load(qh + 48);
-                            var vscale = Vector128.Create(scale);
-                            int j = 0;
-                            for (; j <= m - 4; j += 4, k += 4 * rs)
-                            {
-                                var a0 = AttentionRange512.Dot64(q0, q1, q2, q3, k);
-                                var a1 = AttentionRange512.Dot64(q0, q1, q2, q3, k + rs);
-                                var a2 = AttentionRange512.Dot64(q0, q1, q2, q3, k + 2 * rs);
-                                var a3 = AttentionRange512.Dot64(q0, q1, q2, q3, k + 3 * rs);
-                                (AttentionRange512.Reduce4(a0, a1, a2, a3) * vscale).Store(sc + j);
-                            }
-                            for (; j < m; j++, k += rs) sc[j] = Vector512.Sum(AttentionRange512.Dot64(q0, q1, q2, q3, k)) * scale;
-                        }
-                        else
-                        {
-                            for (int j = 0; j < m; j++, k += rs)
-                            {
-                                var x = Vector512.Load(qh) * Vector512.Load(k);
-                                var y = Vector512<float>.Zero;
-                                int v = 1;
-                                for (; v + 1 < hv; v += 2)
-                                {
-                                    x = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 16 * v), Vector512.Load(k + 16 * v), x);
-                                    y = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 16 * v + 16), Vector512.Load(k + 16 * v + 16), y);
-                                }
-                                if (v < hv) x = Vector512.FusedMultiplyAdd(Vector512.Load(qh + 16 * v), Vector512.Load(k + 16 * v), x);
-                                sc[j] = Vector512.Sum(x + y) * scale;
-                            }
-                        }
+                        AttentionRange512.ScoreRows(qh, kBase, rs, m, hv, scale, sc);
                     }
                 }
             }
@@ -129,16 +97,13 @@ public static unsafe class AttentionRangeF32Walk
                 NextChunk(pages, pageStart, pageCount, pi, a + m, j1, lo, hi, qpos, chunk, key: false, out float* nv, out int nRows, out int nStride);
                 for (int kh = 0; kh < kvHeads; kh++)
                 {
-                    if (prefetch && nRows > 0) PrefetchSegment(nv + (long)kh * hd, nStride, nRows, hd);
+                    if (prefetch && nRows > 0) AttentionRange512.PrefetchSegment(nv + (long)kh * hd, nStride, nRows, hd);
                     float* v = (float*)pg.V + (long)a * rs + (long)kh * hd;
                     for (int h = kh * group; h < (kh + 1) * group; h++)
                     {
                         float* pr = scores + (long)h * bt + c0 + (a - j0);
                         float* ah = acc + (long)h * accStride;
-                        if (hv == 4) AttentionRange512.Accumulate4(pr, v, rs, m, ah);
-                        else if (hv == 8) AttentionRange512.Accumulate8(pr, v, rs, m, ah);
-                        else
-                            for (int j = 0; j < m; j++) Simd.Axpy(pr[j], v + (long)j * rs, ah, hd);
+                        AttentionRange512.AccumulateRows(pr, v, rs, m, hd, ah);
                     }
                 }
             }
@@ -165,14 +130,5 @@ public static unsafe class AttentionRangeF32Walk
         int n1 = Math.Min(Math.Min(np.TokenCount, hi - pageStart[pi + 1]), qpos - np.StartPosition + 1);
         if (n1 <= n0) return;
         rows = (float*)(key ? np.K : np.V) + (long)n0 * np.RowStride; count = Math.Min(chunk, n1 - n0); stride = np.RowStride;
-    }
-
-    /// <summary>Prefetch hint (all cache levels) of the <paramref name="hd"/>-float segment at <paramref name="p"/> in
-    /// <paramref name="rows"/> rows <paramref name="stride"/> floats apart. Never faults, changes no result.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PrefetchSegment(float* p, int stride, int rows, int hd)
-    {
-        for (int r = 0; r < rows; r++, p += stride)
-            for (int f = 0; f < hd; f += 16) Sse.Prefetch0(p + f);
     }
 }
