@@ -51,6 +51,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
     private int _pageCount;
     private int _lastLayer = -1, _lastSeq = -1;
     private float[] _massBuf = [];
+    private float[] _pooledBuf = [];             // SnapKV pooled scores, reused across Pages() calls
     private readonly PageSelector? _selector;   // quest / msa summaries and selection (null: no selection policy)
     private bool _disposed;
 
@@ -177,7 +178,8 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
             case RetentionKind.H2O: Planners.HeavyHitters(tiers, st.Mass.AsSpan(0, tiers.Length), budget); break;
             case RetentionKind.SnapKV:
             {
-                var pooled = new float[tiers.Length];
+                if (_pooledBuf.Length < tiers.Length) _pooledBuf = new float[Math.Max(tiers.Length, 2 * _pooledBuf.Length)];
+                var pooled = _pooledBuf.AsSpan(0, tiers.Length);
                 Planners.MaxPool(st.Snap.AsSpan(0, tiers.Length), Spec.SnapPool, pooled);
                 Planners.HeavyHitters(tiers, pooled, budget);
                 break;
