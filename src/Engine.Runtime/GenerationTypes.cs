@@ -17,8 +17,9 @@ public sealed record EngineOptions
     /// <summary>Largest number of prompt tokens per forward call during prefill (bounds scratch memory, lets cancellation in).</summary>
     public int PrefillChunk { get; init; } = 512;
 
-    /// <summary>Transformer models: serve concurrent requests with continuous batching over a paged KV pool (true), or
-    /// one request at a time over a contiguous KV cache (false; recurrent models always use that path).</summary>
+    /// <summary>Serve concurrent requests with continuous batching (true: a paged KV pool for transformers, one state slot
+    /// per request for recurrent models), or one request at a time over a contiguous KV cache / one state (false). Both
+    /// run in the same step loop.</summary>
     public bool Paged { get; init; } = true;
     /// <summary>Most sequences running (holding KV blocks) at once; more requests wait in the queue.</summary>
     public int MaxConcurrentSequences { get; init; } = 16;
@@ -50,7 +51,10 @@ public sealed record EngineOptions
     public Func<Engine.Memory.IKvStore, Engine.Memory.IKvStore>? KvStoreDecorator { get; init; }
     /// <summary>KV memory policy for this engine (Engine.Memory.Policies spec: "sinks", "h2o", "snapkv", "arkv", "int8", "kivi4",
     /// optionally "+quest"/"+msa", e.g. "arkv+quest"); null = none, "full" = the policy layer keeping everything. Chosen per
-    /// engine (a request may override it: GenerationOptions.KvPolicy); requests run batched in the paged serving loop (prefix caching off there), or on the single-sequence path with Paged = false (see KvPolicyWiring). A bad spec throws
+    /// engine (a request may override it: GenerationOptions.KvPolicy). The runtime picks the store: requests run batched on the
+    /// paged executor (rows stay in the pool's blocks; prefix caching off there), unless the engine runs one sequence at a
+    /// time (MaxConcurrentSequences = 1 without a disk tier, or Paged = false): then the single-sequence policy store, which
+    /// frees what the policy evicts or quantizes (see KvPolicyWiring). A bad spec throws
     /// KvPolicyException from Load before any model work.</summary>
     public string? KvPolicy { get; init; }
     /// <summary>Fraction in (0, 1] of the sequence the KV policy may hold/read (float32-token equivalents). Default 0.25.</summary>

@@ -34,7 +34,7 @@ internal static class GenerationCommandSupport
 
     public static Option<string?> KvBudgetOption() => new("--kv-budget")
     {
-        Description = "KV memory budget of the paged engine (bytes, or with K/M/G suffix, e.g. 512M). Default: context × 16 sequences, ≤ 2 GiB.",
+        Description = "KV memory budget of the paged engine (bytes, or with K/M/G suffix, e.g. 512M). Default: one full context (run/chat run one stream).",
     };
 
     /// <summary>`--kv-disk-mb N`: a KV disk tier of N MiB for the paged engine (EngineOptions.KvDiskBytes).</summary>
@@ -88,11 +88,11 @@ internal static class GenerationCommandSupport
         return result;
     }
 
-    /// <summary>`--kv-policy SPEC`: a KV memory policy for the engine (per engine; runs on the single-sequence path).</summary>
+    /// <summary>`--kv-policy SPEC`: a KV memory policy for the engine (per engine; the runtime picks the store).</summary>
     public static Option<string?> KvPolicyOption() => new("--kv-policy")
     {
         Description = "KV memory policy: full, sinks, h2o, snapkv, arkv, int8, kivi4, optionally +quest or +msa (e.g. arkv+quest). "
-            + "Runs on the single-sequence path. Default: none.",
+            + "The runtime picks the store: one stream (run/chat) uses the single-sequence policy store, which frees evicted rows. Default: none.",
     };
 
     /// <summary>`--kv-budget-fraction F`: the policy's budget, a fraction of the sequence in (0, 1].</summary>
@@ -123,21 +123,18 @@ internal static class GenerationCommandSupport
         string path = ResolveModel(model);
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        // One stream at a time (run / chat): with a KV policy the single-sequence store frees what the policy evicts or
-        // quantizes; the paged serving path batches requests but keeps every block allocated, so it is used only when a
-        // disk tier (paged only) is asked for.
-        bool policy = !string.IsNullOrWhiteSpace(kvPolicy);
-        bool paged = !policy || kvDiskBytes > 0;
+        // run / chat are one stream: the CLI says so (MaxConcurrentSequences = 1) and the runtime picks the store (with a KV
+        // policy and no disk tier: the single-sequence policy store, which frees what the policy evicts or quantizes).
         var engine = WithProgress($"loading {Path.GetFileName(path)}…", () =>
             InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, KvBudgetBytes = kvBudgetBytes, KvDiskBytes = kvDiskBytes, Memory = memory,
-                KvPolicy = kvPolicy, KvPolicyBudget = kvPolicyBudget ?? new EngineOptions().KvPolicyBudget, KvPolicyBudgetTokens = kvPolicyBudgetTokens, Paged = paged }));
+                KvPolicy = kvPolicy, KvPolicyBudget = kvPolicyBudget ?? new EngineOptions().KvPolicyBudget, KvPolicyBudgetTokens = kvPolicyBudgetTokens, MaxConcurrentSequences = 1 }));
         var c = engine.Config;
         Console.Error.WriteLine($"loaded {Path.GetFileName(path)} ({c.Architecture}, {c.BlockCount} layers, dim {c.EmbeddingLength}, vocab {c.VocabSize}, context {engine.ContextLength}) " +
             $"on {engine.BackendName} in {sw.Elapsed.TotalMilliseconds:F0} ms");
         if (!string.IsNullOrWhiteSpace(kvPolicy))
             Console.Error.WriteLine($"kv policy: {kvPolicy} (budget {kvPolicyBudget ?? new EngineOptions().KvPolicyBudget:G3}"
                 + (kvPolicyBudgetTokens is { } bt ? $", selection reads {bt} tokens/step" : "")
-                + (paged ? "; paged path with a disk tier: blocks stay allocated)" : "; single-sequence store: evicted / quantized rows are freed)"));
+                + (engine.IsPaged ? "; paged path with a disk tier: blocks stay allocated)" : "; single-sequence store: evicted / quantized rows are freed)"));
         return engine;
     }
 

@@ -107,7 +107,10 @@ public class ServedKvPolicyTests
         var o = Greedy with { MaxTokens = 60, KvPolicy = "h2o", KvPolicyBudget = 0.4 };
         var expectedA = await Solo(a, o);
         var expectedB = await Solo(b, o);
-        using var e = InferenceEngine.Load(Model, Options(paged: true, maxSequences: 1));   // one policy sequence id
+        // two policy sequence ids handed out last-in-first-out: each request (one at a time) reuses id 0 of the one before
+        // (MaxConcurrentSequences = 1 would make the runtime pick the single-sequence policy store instead)
+        using var e = InferenceEngine.Load(Model, Options(paged: true, maxSequences: 2));
+        Assert.That(e.IsPaged, Is.True);
         Assert.Multiple(async () =>
         {
             Assert.That(await Ids(e, a, o), Is.EqualTo(expectedA));
@@ -179,6 +182,19 @@ public class ServedKvPolicyTests
         Assert.That(got[3], Is.EqualTo(await Solo(prompts[3], For(3, 70))), "the request without a policy");
         Assert.That(s.BlocksInUse, Is.Zero);
         e.ValidateKvPool();
+    }
+
+    [Test]
+    public void TheRuntimePicksTheStoreFromTheEnginesShape()
+    {
+        // one sequence at a time, no disk tier: the single-sequence policy store (frees evicted rows); concurrent requests
+        // or a disk tier: the paged executor. The caller (the CLI) states the shape, it does not pick the path.
+        using (var one = InferenceEngine.Load(Model, Options(paged: true, maxSequences: 1))) Assert.That(one.IsPaged, Is.False);
+        using (var many = InferenceEngine.Load(Model, Options(paged: true, maxSequences: 2))) Assert.That(many.IsPaged, Is.True);
+        using (var disk = InferenceEngine.Load(Model, Options(paged: true, maxSequences: 1) with { KvDiskBytes = 1 << 20 }))
+            Assert.That(disk.IsPaged, Is.True);
+        using (var plain = InferenceEngine.Load(Model, new EngineOptions { Threads = 2, MaxConcurrentSequences = 1 }))
+            Assert.That(plain.IsPaged, Is.True, "without a policy the paged pool serves one sequence too");
     }
 
     [Test]
