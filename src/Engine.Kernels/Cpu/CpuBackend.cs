@@ -16,6 +16,12 @@ public sealed unsafe class CpuBackend : IBackend
 {
     /// <summary>Element-wise ops below this many elements run on the caller only.</summary>
     private const int ParallelElements = 1 << 15;
+    /// <summary>Multiply-adds below which a matmul runs on the caller alone: waking and joining workers costs more than
+    /// ~256K multiply-adds (≈ 20–40 µs on one core), and far more on a shared machine where a descheduled worker holds
+    /// the barrier. Small models batched over many rows (16 sequences of stories260K) lived in that regime.</summary>
+    private const long InlineMultiplyAdds = 1 << 18;
+    /// <summary>Activation floats per chunk when quantizing matmul inputs (rows below this run on the caller).</summary>
+    private const int QuantizeChunkFloats = 1 << 16;
 
     private readonly CpuThreadPool _pool;
     private readonly Scratch _scratch;
@@ -65,12 +71,12 @@ public sealed unsafe class CpuBackend : IBackend
                 var q = _quantize;
                 q.X = px; q.Cols = j.Cols; q.Type = w.Type; q.ActBytes = QuantDot.ActivationBytes(w.Type, j.Cols);
                 q.Qx = QxBuffer((long)n * q.ActBytes);
-                _pool.Run(q, n, 1);
+                _pool.Run(q, n, Math.Max(1, QuantizeChunkFloats / Math.Max(1, j.Cols)));
                 j.Qx = q.Qx; j.ActBytes = q.ActBytes;
                 chunkRowBytes = w.RowBytes;
             }
-            // tiny products (< 32K multiply-adds) run on the caller: waking workers would cost more than the work
-            int chunk = (long)n * j.Rows * j.Cols < (1 << 15) ? j.Rows : MatMulJob.ChunkRows(j.Rows, chunkRowBytes, n, ThreadCount);
+            // small products run on the caller: waking workers would cost more than the work
+            int chunk = (long)n * j.Rows * j.Cols < InlineMultiplyAdds ? j.Rows : MatMulJob.ChunkRows(j.Rows, chunkRowBytes, n, ThreadCount);
             _pool.Run(j, j.Rows, chunk);
             j.X = j.Y = null; j.W = null; j.Qx = null; _quantize.X = null;
         }
