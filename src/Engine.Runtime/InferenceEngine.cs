@@ -57,6 +57,7 @@ public sealed partial class InferenceEngine : IDisposable
     private InferenceEngine(ILanguageModel model, IBackend backend, ITextTokenizer? tokenizer, int contextLength, int prefillChunk,
         EngineOptions? serving, Engine.Memory.Policies.PolicyBackend? policyBackend)
     {
+        serving?.Validate();   // OptionsValidation (Load already ran it; this covers callers of the public constructor)
         if (serving?.KvDiskBytes is long disk && disk != 0 && !(serving.Paged && model is TransformerModel && serving.KvStoreDecorator == null))
         {
             string why = model is not TransformerModel ? $"{model.Config.Architecture} keeps recurrent states, not KV blocks"
@@ -139,6 +140,7 @@ public sealed partial class InferenceEngine : IDisposable
     public static InferenceEngine Load(string path, EngineOptions? options = null, Func<ModelFile, ITextTokenizer?>? tokenizerFactory = null)
     {
         options ??= new EngineOptions();
+        options.Validate();   // every field, before the file is opened (OptionsValidation)
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}", path);
         var policy = KvPolicyWiring.Parse(options);   // a bad --kv-policy fails here, before the file is opened
         var file = ModelFiles.Open(path, options.TokenizerPath);
@@ -224,8 +226,8 @@ public sealed partial class InferenceEngine : IDisposable
         if (ids.Length >= ContextLength) throw new PromptTooLongException(ids.Length, ContextLength);
         foreach (int id in ids)
             if ((uint)id >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(promptIds), $"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})");
-        if (options.MaxTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxTokens must be ≥ 0");
-        _ = new Sampler(options.Sampling, Config.VocabSize);   // validates sampling options eagerly
+        options.Validate();   // OptionsValidation: every field, eagerly
+        _ = new Sampler(options.Sampling, Config.VocabSize);
         _ = RequestPolicy(options);   // validates a per-request KV policy eagerly
         if (_serving != null)
         {

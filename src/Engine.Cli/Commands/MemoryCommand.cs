@@ -14,7 +14,7 @@ namespace Engine.Cli.Commands;
 
 public static class MemoryCommand
 {
-    private static Option<string?> DirOption() => new("--memory-dir") { Description = "Folder holding memories (default $ENGINE_MEMORY_DIR or ~/.cache/engine/memories)." };
+    private static Option<string?> DirOption() => GenerationCommandSupport.MemoryDirOption();
 
     public static Command Create()
     {

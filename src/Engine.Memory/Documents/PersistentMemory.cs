@@ -21,7 +21,7 @@ public sealed record MemoryIdentity(string Architecture, int BlockCount, int Emb
 }
 
 /// <summary>A memory folder that is corrupt, of another format, or of another model.</summary>
-public sealed class MemoryFormatException(string path, string problem) : Exception($"{path}: {problem}")
+public sealed class MemoryFormatException(string path, string problem) : Exception(Engine.Tensors.ErrorText.Clean($"{path}: {problem}"))
 {
     public string MemoryPath { get; } = path;
     public string Problem { get; } = problem;
