@@ -145,6 +145,7 @@ public sealed partial class InferenceEngine : IDisposable
         var policy = KvPolicyWiring.Parse(options);   // a bad --kv-policy fails here, before the file is opened
         var file = ModelFiles.Open(path, options.TokenizerPath);
         IBackend? backend = null;
+        Memory.MemoryStore? memory = null;
         try
         {
             backend = Backends.Create(options.Backend, options.Threads);
@@ -152,11 +153,10 @@ public sealed partial class InferenceEngine : IDisposable
             var model = ModelLoader.LoadAny(file, (IBackend?)policyBackend ?? backend, ownsFile: true);
             var tokenizer = (tokenizerFactory ?? DefaultTokenizer)(file);
             var decorator = options.KvStoreDecorator;
-            Memory.MemoryStore? memory = null;
             if (options.Memory != null)
             {
                 memory = Memory.MemoryStore.Open(options.MemoryDirectory ?? Memory.MemoryStore.DefaultRoot, options.Memory,
-                    Memory.MemoryStore.Identify(file, model.Config));
+                    Memory.MemoryStore.Identify(file, model.Config), writable: false);
                 var inner = decorator;
                 var withMemory = memory.Decorator(options.MemoryTopK);
                 decorator = kv => withMemory(inner?.Invoke(kv) ?? kv);
@@ -170,6 +170,7 @@ public sealed partial class InferenceEngine : IDisposable
         }
         catch
         {
+            memory?.Dispose();   // releases the memory's lock too
             backend?.Dispose();
             file.Dispose();
             throw;

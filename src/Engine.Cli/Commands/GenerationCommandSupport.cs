@@ -140,6 +140,7 @@ internal static class GenerationCommandSupport
         bool policy = !string.IsNullOrWhiteSpace(kvPolicy);
         bool paged = !policy || kvDiskBytes > 0;
         WarnThreads(threads);
+        if (memory != null) Engine.Memory.Documents.MemoryLock.OnWait = line => Console.Error.WriteLine(line);
         var engine = WithProgress($"loading {Path.GetFileName(path)}…", () =>
             InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, KvBudgetBytes = kvBudgetBytes, KvDiskBytes = kvDiskBytes, Memory = memory, MemoryDirectory = memoryDir,
                 KvPolicy = kvPolicy, KvPolicyBudget = kvPolicyBudget ?? new EngineOptions().KvPolicyBudget, KvPolicyBudgetTokens = kvPolicyBudgetTokens, Paged = paged }));
