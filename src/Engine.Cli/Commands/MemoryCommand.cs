@@ -70,6 +70,7 @@ public static class MemoryCommand
                         report?.Invoke(d.Name, d.Tokens.Length);
                     }
                 }
+                Console.Error.WriteLine($"memory '{mem.Name}': adding {docs.Count} documents, {total} tokens…");
                 if (Console.IsErrorRedirected) Ingest(null);
                 else
                     err.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())

@@ -61,6 +61,7 @@ public sealed unsafe class PersistentMemory : IDisposable
     private readonly MemoryLock _lock;
     private long _generation;
     private string? _routingFile;
+    private int _committedSegments;   // kv segment files the committed manifest needs; later ones are removed on Dispose
 
     private PersistentMemory(string folder, MemoryIdentity identity, int layerCount, int kvDim, int chunkSize, IEnumerable<int>? used,
         MemoryPlacement placement, MemoryLock memoryLock)
@@ -68,8 +69,11 @@ public sealed unsafe class PersistentMemory : IDisposable
         Folder = folder; Identity = identity; LayerCount = layerCount; KvDim = kvDim; ChunkSize = chunkSize; Placement = placement;
         _lock = memoryLock;
         _chunkLayout = KvPageLayout.Of(KvElementType.F32, chunkSize, kvDim);
-        _disk = new DiskKvFile(Path.Combine(folder, "kv"), _chunkLayout.TotalBytes, 0, used);
+        // segments of about 4 MiB: every segment's blocks are reserved on creation (no sparse files), so keep them small
+        _disk = new DiskKvFile(Path.Combine(folder, "kv"), _chunkLayout.TotalBytes, SlotsPerSegment(_chunkLayout.TotalBytes), used);
     }
+
+    private static int SlotsPerSegment(long slotBytes) => (int)Math.Clamp((4L << 20) / ((slotBytes + 63) / 64 * 64), 1, 1 << 20);
 
     public string Folder { get; }
     public MemoryIdentity Identity { get; }
@@ -160,6 +164,7 @@ public sealed unsafe class PersistentMemory : IDisposable
         PersistentMemory m;
         try { m = new PersistentMemory(folder, h.Identity!, h.LayerCount, h.KvDim, h.ChunkSize, used, h.Placement, held); }
         catch (InvalidDataException e) { throw new MemoryFormatException(folder, e.Message); }
+        m._committedSegments = m.SegmentsInUse();
         try
         {
             m._generation = h.Generation;
@@ -386,7 +391,10 @@ public sealed unsafe class PersistentMemory : IDisposable
         _routingFile = routingFile;
         foreach (int s in _freeAfterSave) _disk.Free(s);
         _freeAfterSave.Clear();
+        _committedSegments = SegmentsInUse();
     }
+
+    private int SegmentsInUse() => _disk.Used.Any() ? _disk.Used.Max() / _disk.SlotsPerSegment + 1 : 0;
 
     /// <summary>Writes a temp file, fsyncs it, then renames it over <paramref name="path"/> (no temp file is left on failure).</summary>
     private static void WriteDurable(string path, byte[] bytes)
@@ -410,9 +418,13 @@ public sealed unsafe class PersistentMemory : IDisposable
         try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
+    /// <summary>Closes the files and releases the lock. A writer first removes segment files that only uncommitted
+    /// (failed or cancelled) additions used, so nothing half-written stays behind.</summary>
     public void Dispose()
     {
         _disk.Dispose();
+        if (Writable)
+            for (int n = _committedSegments; File.Exists(_disk.SegmentPath(n)); n++) TryDelete(_disk.SegmentPath(n));
         _lock.Dispose();
     }
 
