@@ -68,7 +68,7 @@ public sealed class ModelFile : IDisposable
 public sealed class ModelFormatException : Exception
 {
     public ModelFormatException(string file, long offset, string problem, Exception? inner = null)
-        : base(offset >= 0 ? $"{file}: at offset {offset}: {problem}" : $"{file}: {problem}", inner)
+        : base(Engine.Tensors.ErrorText.Clean(offset >= 0 ? $"{file}: at offset {offset}: {problem}" : $"{file}: {problem}"), inner)
     {
         FilePath = file; Offset = offset; Problem = problem;
     }

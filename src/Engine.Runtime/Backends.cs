@@ -15,5 +15,9 @@ public static class Backends
         _ => throw new ArgumentException($"unknown backend '{name}' (known: {string.Join(", ", Names)})", nameof(name)),
     };
 
-    private static IBackend CreateCpu(int threads) => new CpuBackend(threads);
+    // more threads than cores only slow a compute-bound engine (the issue-13 probe: 1000 threads, first token 50×
+    // slower), so the API caps them at the core count; negative values are refused by OptionsValidation first.
+    private static IBackend CreateCpu(int threads) => threads < 0
+        ? throw new ArgumentException($"threads = {threads} is out of range; allowed: 0 (all cores) .. {OptionsValidation.MaxThreads}")
+        : new CpuBackend(OptionsValidation.EffectiveThreads(threads));
 }

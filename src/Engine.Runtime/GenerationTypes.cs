@@ -8,9 +8,10 @@ public sealed record EngineOptions
 {
     /// <summary>"cpu" (SIMD, multi-threaded) or "reference" (scalar, exact; slow).</summary>
     public string Backend { get; init; } = "cpu";
-    /// <summary>Worker threads for the CPU backend; ≤ 0 = all cores.</summary>
+    /// <summary>Worker threads for the CPU backend: 0 = all cores; more than the cores = the cores; negative → ArgumentException.
+    /// Every field is checked by OptionsValidation.Validate (Load, the constructor).</summary>
     public int Threads { get; init; }
-    /// <summary>KV capacity in tokens; ≤ 0 = the model's trained context length.</summary>
+    /// <summary>KV capacity in tokens; 0 = the model's trained context length (negative → ArgumentException).</summary>
     public int ContextLength { get; init; }
     /// <summary>Optional separate tokenizer file (llama2.c tokenizer .bin or a GGUF with tokenizer metadata).</summary>
     public string? TokenizerPath { get; init; }

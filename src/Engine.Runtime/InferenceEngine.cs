@@ -53,6 +53,7 @@ public sealed partial class InferenceEngine : IDisposable
         EngineOptions? serving, Engine.Memory.Policies.PolicyBackend? policyBackend, Engine.Memory.Policies.KvPolicySpec? enginePolicy)
     {
         serving ??= new EngineOptions();
+        serving.Validate();   // OptionsValidation (Load already ran it; this covers callers of the public constructor)
         bool decorated = serving.KvStoreDecorator != null;
         if (serving.KvDiskBytes is long disk && disk != 0 && !(serving.Paged && model is TransformerModel && !decorated))
         {
@@ -144,10 +145,12 @@ public sealed partial class InferenceEngine : IDisposable
     public static InferenceEngine Load(string path, EngineOptions? options = null, Func<ModelFile, ITextTokenizer?>? tokenizerFactory = null)
     {
         options ??= new EngineOptions();
+        options.Validate();   // every field, before the file is opened (OptionsValidation)
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}", path);
         var policy = KvPolicyWiring.Parse(options);   // a bad --kv-policy fails here, before the file is opened
         var file = ModelFiles.Open(path, options.TokenizerPath);
         IBackend? backend = null;
+        Memory.MemoryStore? memory = null;
         try
         {
             backend = Backends.Create(options.Backend, options.Threads);
@@ -155,11 +158,10 @@ public sealed partial class InferenceEngine : IDisposable
             var model = ModelLoader.LoadAny(file, (IBackend?)policyBackend ?? backend, ownsFile: true);
             var tokenizer = (tokenizerFactory ?? DefaultTokenizer)(file);
             var decorator = options.KvStoreDecorator;
-            Memory.MemoryStore? memory = null;
             if (options.Memory != null)
             {
                 memory = Memory.MemoryStore.Open(options.MemoryDirectory ?? Memory.MemoryStore.DefaultRoot, options.Memory,
-                    Memory.MemoryStore.Identify(file, model.Config));
+                    Memory.MemoryStore.Identify(file, model.Config), writable: false);
                 var inner = decorator;
                 var withMemory = memory.Decorator(options.MemoryTopK);
                 decorator = kv => withMemory(inner?.Invoke(kv) ?? kv);
@@ -177,6 +179,7 @@ public sealed partial class InferenceEngine : IDisposable
         }
         catch
         {
+            memory?.Dispose();   // releases the memory's lock too
             backend?.Dispose();
             file.Dispose();
             throw;
@@ -233,8 +236,8 @@ public sealed partial class InferenceEngine : IDisposable
         if (ids.Length >= ContextLength) throw new PromptTooLongException(ids.Length, ContextLength);
         foreach (int id in ids)
             if ((uint)id >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(promptIds), $"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})");
-        if (options.MaxTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxTokens must be ≥ 0");
-        _ = new Sampler(options.Sampling, Config.VocabSize);   // validates sampling options eagerly
+        options.Validate();   // OptionsValidation: every field, eagerly
+        _ = new Sampler(options.Sampling, Config.VocabSize);
         _ = RequestPolicy(options);   // validates a per-request KV policy eagerly
         if (ids.Length > _serving.BudgetTokens) throw new KvBudgetExceededException(ids.Length, _serving.BudgetTokens);
         var policy = _enginePolicy != null ? RequestPolicy(options) ?? _enginePolicy : null;

@@ -66,7 +66,8 @@ public static class BenchCommand
                                 Repetitions = pr.GetValue(reps), Threads = th, Backend = pr.GetValue(backend)!, Profile = pr.GetValue(profile),
                                 RandomKvFill = pr.GetValue(randomKv),
                             };
-                            var rs = ModelBenchmark.Run(f, o, Log);
+                            if (th > Environment.ProcessorCount) GenerationCommandSupport.WarnThreads(th);
+                            var rs = ModelBenchmark.Run(f, o, Log, ct);
                             foreach (var r in rs.Where(r => r.Profile != null)) PrintProfile(r);
                             results.AddRange(rs);
                         }
@@ -75,7 +76,7 @@ public static class BenchCommand
                     foreach (int th in Ints.Parse(pr.GetValue(threads)!, "--threads"))
                         foreach (int n in Ints.Parse(pr.GetValue(gen)!, "-n"))
                             parallelResults.AddRange(ParallelBenchmark.Run(f, parallelCounts, n, repetitions: Math.Min(pr.GetValue(reps), 3),
-                                threads: th, backend: pr.GetValue(backend)!, log: Log));
+                                threads: th, backend: pr.GetValue(backend)!, log: Log, cancellationToken: ct));
             if (pr.GetValue(json))
             {
                 if (parallelCounts == null) Console.Out.WriteLine(ModelBenchmark.ToJson(results));

@@ -38,7 +38,7 @@ public static class BenchParallelCommand
                 : GenerationCommandSupport.ResolveModel(pr.GetValue(model));
             var counts = pr.GetValue(parallel)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(s => int.TryParse(s, out int v) ? v : throw new ArgumentException($"--parallel: '{s}' is not a number")).ToArray();
-            var rows = ParallelBenchmark.Run(path, counts, pr.GetValue(gen), pr.GetValue(prompt), pr.GetValue(reps), pr.GetValue(threads), log: Log,
+            var rows = ParallelBenchmark.Run(path, counts, pr.GetValue(gen), pr.GetValue(prompt), pr.GetValue(reps), pr.GetValue(threads), log: Log, cancellationToken: ct,
                 kvBudgetBytes: GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)));
             var extra = new Dictionary<string, object>();
             if (pr.GetValue(attention) is int ctx and > 0)

@@ -26,22 +26,26 @@ public static class ChatCommand
         var kvPolicy = GenerationCommandSupport.KvPolicyOption();
         var kvPolicyBudget = GenerationCommandSupport.KvPolicyBudgetOption();
         var kvPolicyBudgetTokens = GenerationCommandSupport.KvPolicyBudgetTokensOption();
+        var memory = new Option<string?>("--memory") { Description = "Attend over the top-k chunks of this persistent memory (engine memory add; folder --memory-dir)." };
+        var memoryDir = GenerationCommandSupport.MemoryDirOption();
         var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = the model's).", DefaultValueFactory = _ => 0 };
 
         var cmd = new Command("chat", "Interactive chat on stdin/stdout with the model's chat template.")
         {
-            model, system, maxTokens, temperature, topK, topP, minP, seed, threads, backend, ctx, tokenizer, kvBudget, kvDisk, kvPolicy, kvPolicyBudget, kvPolicyBudgetTokens,
+            model, system, maxTokens, temperature, topK, topP, minP, seed, threads, backend, ctx, tokenizer, kvBudget, kvDisk, kvPolicy, kvPolicyBudget, kvPolicyBudgetTokens, memory, memoryDir,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(async () =>
         {
-            using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx), pr.GetValue(tokenizer),
-                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), kvPolicy: pr.GetValue(kvPolicy), kvPolicyBudget: pr.GetValue(kvPolicyBudget), kvPolicyBudgetTokens: pr.GetValue(kvPolicyBudgetTokens), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)));
             var options = new GenerationOptions
             {
                 MaxTokens = pr.GetValue(maxTokens),
                 Sampling = GenerationCommandSupport.Sampling(pr.GetValue(temperature), pr.GetValue(topK), pr.GetValue(topP),
                     pr.GetValue(minP), 1f, pr.GetValue(seed)),
             };
+            options.Validate();   // a bad sampling value fails before the model is loaded
+            using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx), pr.GetValue(tokenizer),
+                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), memory: pr.GetValue(memory), kvPolicy: pr.GetValue(kvPolicy), kvPolicyBudget: pr.GetValue(kvPolicyBudget), kvPolicyBudgetTokens: pr.GetValue(kvPolicyBudgetTokens), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)),
+                memoryDir: pr.GetValue(memoryDir));
             var history = new List<ChatMessage>();
             if (pr.GetValue(system) is { Length: > 0 } sys) history.Add(new ChatMessage("system", sys));
             int baseCount = history.Count;
@@ -69,7 +73,7 @@ public static class ChatCommand
                 catch (PromptTooLongException e)
                 {
                     history.RemoveAt(history.Count - 1);
-                    Console.Error.WriteLine($"error: {e.Message}; use /reset");
+                    Console.Error.WriteLine($"error: {Engine.Tensors.ErrorText.Clean(e.Message)}; use /reset");
                     continue;
                 }
                 history.Add(new ChatMessage("assistant", reply.ToString().Trim()));

@@ -46,7 +46,7 @@ public static class ConvertCommand
         catch (Exception e) when (e is ModelFormatException or IOException or UnauthorizedAccessException or ArgumentException)
         {
             try { File.Delete(tmp); } catch (IOException) { }
-            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"error: {Engine.Tensors.ErrorText.Clean(e.Message)}");
             return 1;
         }
     }

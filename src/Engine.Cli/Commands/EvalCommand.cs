@@ -26,7 +26,7 @@ public static class EvalCommand
         var context = new Option<int>("--context") { Description = "Needle test context length in tokens.", DefaultValueFactory = _ => 16384 };
         var disk = new Option<bool>("--disk") { Description = "Needle test: keep K/V rows in a memory-mapped file (disk tier)." };
         var trials = new Option<int>("--trials") { Description = "Needle trials (needle depths spread over the context).", DefaultValueFactory = _ => 5 };
-        var budgetTokens = GenerationCommandSupport.KvPolicyBudgetTokensOption();
+        var budgetTokens = GenerationCommandSupport.KvPolicyBudgetTokensOption("--policy");
         var backend = GenerationCommandSupport.BackendOption();
         var threads = GenerationCommandSupport.ThreadsOption();
         var cmd = new Command("eval", "Compare KV memory policies with the full cache (quality, memory, speed), or run the needle test.")
@@ -35,6 +35,7 @@ public static class EvalCommand
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(() =>
         {
+            GenerationCommandSupport.WarnThreads(pr.GetValue(threads));
             var budgets = pr.GetValue(budget)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(b => double.TryParse(b, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) ? x : throw new ArgumentException($"--budget: '{b}' is not a number"))
                 .ToArray();

@@ -24,7 +24,17 @@ internal static class GenerationCommandSupport
         Description = "Separate tokenizer (llama2.c tokenizer .bin, tokenizer.json, or a GGUF with tokenizer metadata); default: the model's own.",
     };
 
-    public static Option<int> ThreadsOption() => new("--threads", "-t") { Description = "CPU threads (0 = all cores).", DefaultValueFactory = _ => 0 };
+    public static Option<int> ThreadsOption() => new("--threads", "-t") { Description = "CPU threads (0 = all cores; more than the cores = the cores).", DefaultValueFactory = _ => 0 };
+
+    /// <summary>`--memory-dir D`: the folder holding persistent memories (run, chat, memory add/ls/rm).</summary>
+    public static Option<string?> MemoryDirOption() => new("--memory-dir") { Description = "Folder holding memories (default $ENGINE_MEMORY_DIR or ~/.cache/engine/memories)." };
+
+    /// <summary>Warns on stderr when --threads asks for more threads than cores (the backend starts only the cores).</summary>
+    public static void WarnThreads(int threads)
+    {
+        if (threads > Environment.ProcessorCount)
+            Console.Error.WriteLine($"warning: --threads {threads} is more than the {Environment.ProcessorCount} cores; using {Environment.ProcessorCount}");
+    }
 
     public static Option<string> BackendOption() => new("--backend")
     {
@@ -103,9 +113,9 @@ internal static class GenerationCommandSupport
     };
 
     /// <summary>`--kv-budget-tokens N`: a selection policy's (quest, msa) fixed read budget in tokens per step.</summary>
-    public static Option<int?> KvPolicyBudgetTokensOption() => new("--kv-budget-tokens")
+    public static Option<int?> KvPolicyBudgetTokensOption(string policyOption = "--kv-policy") => new("--kv-budget-tokens")
     {
-        Description = "With --kv-policy ...+quest/msa: tokens read per decode step and KV head, whatever the context length "
+        Description = $"With {policyOption} ...+quest/msa: tokens read per decode step and KV head, whatever the context length "
             + "(overrides --kv-budget-fraction for selection; retention keeps the fraction). Must be > 0.",
     };
 
@@ -118,19 +128,25 @@ internal static class GenerationCommandSupport
     }
 
     public static InferenceEngine LoadEngine(string? model, string backend, int threads, int contextLength = 0, string? tokenizer = null, long kvBudgetBytes = 0,
-        string? memory = null, string? kvPolicy = null, double? kvPolicyBudget = null, int? kvPolicyBudgetTokens = null, long kvDiskBytes = 0)
+        string? memory = null, string? kvPolicy = null, double? kvPolicyBudget = null, int? kvPolicyBudgetTokens = null, long kvDiskBytes = 0,
+        string? memoryDir = null)
     {
         string path = ResolveModel(model);
         if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
         var sw = System.Diagnostics.Stopwatch.StartNew();
         // run / chat are one stream: the CLI says so (MaxConcurrentSequences = 1) and the runtime picks the store (with a KV
         // policy and no disk tier: the single-sequence policy store, which frees what the policy evicts or quantizes).
+        WarnThreads(threads);
+        if (memory != null) Engine.Memory.Documents.MemoryLock.OnWait = line => Console.Error.WriteLine(line);
         var engine = WithProgress($"loading {Path.GetFileName(path)}…", () =>
-            InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, KvBudgetBytes = kvBudgetBytes, KvDiskBytes = kvDiskBytes, Memory = memory,
+            InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, KvBudgetBytes = kvBudgetBytes, KvDiskBytes = kvDiskBytes, Memory = memory, MemoryDirectory = memoryDir,
                 KvPolicy = kvPolicy, KvPolicyBudget = kvPolicyBudget ?? new EngineOptions().KvPolicyBudget, KvPolicyBudgetTokens = kvPolicyBudgetTokens, MaxConcurrentSequences = 1 }));
         var c = engine.Config;
         Console.Error.WriteLine($"loaded {Path.GetFileName(path)} ({c.Architecture}, {c.BlockCount} layers, dim {c.EmbeddingLength}, vocab {c.VocabSize}, context {engine.ContextLength}) " +
             $"on {engine.BackendName} in {sw.Elapsed.TotalMilliseconds:F0} ms");
+        if (engine.ContextLength > c.ContextLength && c.ContextLength > 0)
+            Console.Error.WriteLine($"warning: --ctx-size {engine.ContextLength} is beyond the {c.ContextLength} tokens the model was trained on; "
+                + "output past that point is usually garbage");
         if (!string.IsNullOrWhiteSpace(kvPolicy))
             Console.Error.WriteLine($"kv policy: {kvPolicy} (budget {kvPolicyBudget ?? new EngineOptions().KvPolicyBudget:G3}"
                 + (kvPolicyBudgetTokens is { } bt ? $", selection reads {bt} tokens/step" : "")
@@ -149,9 +165,10 @@ internal static class GenerationCommandSupport
         catch (OperationCanceledException) { Console.Error.WriteLine("cancelled"); return 130; }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or ModelFormatException or ArgumentException
                                       or InvalidOperationException or NotSupportedException or IOException or FormatException
-                                      or Engine.Memory.Documents.MemoryFormatException)
+                                      or Engine.Memory.Documents.MemoryFormatException or UnauthorizedAccessException
+                                      or InsufficientMemoryException)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"error: {Engine.Tensors.ErrorText.Clean(e.Message)}");
             return 1;
         }
     }

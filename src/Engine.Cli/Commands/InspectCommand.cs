@@ -45,7 +45,7 @@ public static class InspectCommand
         }
         catch (Exception e) when (e is ModelFormatException or IOException or UnauthorizedAccessException or JsonException)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"error: {Engine.Tensors.ErrorText.Clean(e.Message)}");
             return 1;
         }
     }

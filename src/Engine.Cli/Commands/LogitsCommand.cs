@@ -27,6 +27,8 @@ public static class LogitsCommand
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(() =>
         {
             int[] ids = ParseIds(pr.GetValue(tokens)!);
+            string outPath = pr.GetValue(output)!;
+            if (Directory.Exists(outPath)) throw new ArgumentException($"--out {Engine.Tensors.ErrorText.Quote(outPath)} is a directory; give a file path");
             string path = pr.GetValue(model)!;
             if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
             using var file = ModelFiles.Open(path);
@@ -49,7 +51,14 @@ public static class LogitsCommand
                     m.Forward(ForwardBatch.ForSequence(ids.AsSpan(t, 1), t), kv, logits.AsSpan(t * vocab, vocab), allLogits: false);
                 }
             if (!BitConverter.IsLittleEndian) throw new NotSupportedException("big-endian hosts are not supported");
-            File.WriteAllBytes(pr.GetValue(output)!, MemoryMarshal.AsBytes(logits.AsSpan()).ToArray());
+            // a temp file beside the target, then a rename: a failed or cancelled write leaves no partial file
+            string tmp = outPath + $".tmp{Environment.ProcessId}";
+            try
+            {
+                File.WriteAllBytes(tmp, MemoryMarshal.AsBytes(logits.AsSpan()).ToArray());
+                File.Move(tmp, outPath, overwrite: true);
+            }
+            finally { if (File.Exists(tmp)) File.Delete(tmp); }
             Console.Error.WriteLine($"wrote {ids.Length} × {vocab} logits to {pr.GetValue(output)} ({(pr.GetValue(decode) ? "decode" : "batch")}, {be.Name}, {sw.Elapsed.TotalMilliseconds:F0} ms)");
             return Task.FromResult(0);
         }));

@@ -7,6 +7,7 @@ using Engine.Formats;
 using Engine.Kernels;
 using Engine.Model;
 using Engine.Runtime;
+using Engine.Memory.Documents;
 using Engine.Runtime.Memory;
 using Spectre.Console;
 
@@ -14,10 +15,11 @@ namespace Engine.Cli.Commands;
 
 public static class MemoryCommand
 {
-    private static Option<string?> DirOption() => new("--memory-dir") { Description = "Folder holding memories (default $ENGINE_MEMORY_DIR or ~/.cache/engine/memories)." };
+    private static Option<string?> DirOption() => GenerationCommandSupport.MemoryDirOption();
 
     public static Command Create()
     {
+        MemoryLock.OnWait = line => Console.Error.WriteLine(line);   // "waiting for memory X: another process is …"
         var cmd = new Command("memory", "Persistent memory documents: add, list, remove.");
         cmd.Subcommands.Add(Add());
         cmd.Subcommands.Add(List());
@@ -45,31 +47,50 @@ public static class MemoryCommand
             using var m = ModelLoader.Load(file, backend);
             var tok = TokenizerAdapter.FromModelFile(file) ?? throw new InvalidOperationException($"{path} has no tokenizer metadata");
             var root = pr.GetValue(dir) ?? MemoryStore.DefaultRoot;
-            using var mem = MemoryStore.OpenOrCreate(root, pr.GetValue(name)!, MemoryStore.Identify(file, m.Config), m.Config, pr.GetValue(chunk));
-            var docs = paths.Select(f => (Name: Path.GetFileName(f), Tokens: tok.Encode(File.ReadAllText(f), addSpecial: true, parseSpecial: false))).ToList();
-            long total = docs.Sum(d => (long)d.Tokens.Length);
-            var sw = System.Diagnostics.Stopwatch.StartNew();
-            var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-            void Ingest(Action<string, int>? report)
+            var mem = MemoryStore.OpenOrCreate(root, pr.GetValue(name)!, MemoryStore.Identify(file, m.Config), m.Config, pr.GetValue(chunk),
+                cancellationToken: ct);
+            bool committed = false;
+            try
             {
+                foreach (var bad in mem.Memory.CorruptDocuments)
+                    Console.Error.WriteLine($"warning: memory '{mem.Name}': document {Engine.Tensors.ErrorText.Quote(bad)} is corrupt; engine memory rm it and add it again");
+                var docs = paths.Select(f => (Name: Path.GetFileName(f), Tokens: tok.Encode(File.ReadAllText(f), addSpecial: true, parseSpecial: false))).ToList();
                 foreach (var d in docs)
+                    if (mem.List().Any(x => x.Name == d.Name))
+                        throw new ArgumentException($"memory {Engine.Tensors.ErrorText.Quote(mem.Name)} already holds a document named {Engine.Tensors.ErrorText.Quote(d.Name)} (engine memory rm it first)");
+                long total = docs.Sum(d => (long)d.Tokens.Length);
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+                void Ingest(Action<string, int>? report)
                 {
-                    ct.ThrowIfCancellationRequested();
-                    mem.Add(m, d.Name, d.Tokens, report == null ? null : new Progress<int>(n => report(d.Name, n)));
-                    report?.Invoke(d.Name, d.Tokens.Length);
-                }
-            }
-            if (Console.IsErrorRedirected) Ingest(null);
-            else
-                err.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-                    .Start(ctx =>
+                    foreach (var d in docs)
                     {
-                        var tasks = docs.ToDictionary(d => d.Name, d => ctx.AddTask(d.Name, maxValue: d.Tokens.Length));
-                        Ingest((doc, n) => tasks[doc].Value = n);
-                    });
-            mem.Save();
-            Console.Error.WriteLine($"memory '{mem.Name}': added {docs.Count} documents, {total} tokens in {sw.Elapsed.TotalSeconds:F2} s " +
-                $"({total / Math.Max(1e-9, sw.Elapsed.TotalSeconds):F0} tok/s); {mem.List().Count} documents, {mem.Memory.DiskBytes / 1024.0:F0} KiB on disk");
+                        ct.ThrowIfCancellationRequested();
+                        mem.Add(m, d.Name, d.Tokens, report == null ? null : new Progress<int>(n => report(d.Name, n)), cancellationToken: ct);
+                        report?.Invoke(d.Name, d.Tokens.Length);
+                    }
+                }
+                Console.Error.WriteLine($"memory '{mem.Name}': adding {docs.Count} documents, {total} tokens…");
+                if (Console.IsErrorRedirected) Ingest(null);
+                else
+                    err.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                        .Start(ctx =>
+                        {
+                            var tasks = docs.ToDictionary(d => d.Name, d => ctx.AddTask(d.Name, maxValue: d.Tokens.Length));
+                            Ingest((doc, n) => tasks[doc].Value = n);
+                        });
+                ct.ThrowIfCancellationRequested();
+                mem.Save();   // the commit: all files of this add, or none
+                committed = true;
+                Console.Error.WriteLine($"memory '{mem.Name}': added {docs.Count} documents, {total} tokens in {sw.Elapsed.TotalSeconds:F2} s " +
+                    $"({total / Math.Max(1e-9, sw.Elapsed.TotalSeconds):F0} tok/s); {mem.List().Count} documents, {mem.Memory.DiskBytes / 1024.0:F0} KiB on disk");
+            }
+            finally
+            {
+                // a failed or cancelled add leaves the memory as it was; one it created is removed again
+                if (!committed && mem.Created) MemoryStore.DeleteCreated(mem, root);
+                else mem.Dispose();
+            }
             return Task.FromResult(0);
         }));
         return cmd;
@@ -85,7 +106,7 @@ public static class MemoryCommand
             var root = pr.GetValue(dir) ?? MemoryStore.DefaultRoot;
             if (pr.GetValue(name) is { } n)
             {
-                using var mem = MemoryStore.Open(root, n, expected: null);
+                using var mem = MemoryStore.Open(root, n, expected: null, writable: false);
                 Console.Error.WriteLine($"memory '{n}': model {mem.Memory.Identity}, chunk {mem.Memory.ChunkSize} tokens, {mem.Memory.DiskBytes / 1024.0:F0} KiB on disk");
                 foreach (var d in mem.List()) Console.WriteLine($"{d.Name}\t{d.TokenCount} tokens\t{d.ChunkCount} chunks");
             }

@@ -27,22 +27,25 @@ public static class RunCommand
         var kvPolicyBudget = GenerationCommandSupport.KvPolicyBudgetOption();
         var kvPolicyBudgetTokens = GenerationCommandSupport.KvPolicyBudgetTokensOption();
         var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = the model's).", DefaultValueFactory = _ => 0 };
-        var memory = new Option<string?>("--memory") { Description = "Attend over the top-k chunks of this persistent memory (engine memory add; folder $ENGINE_MEMORY_DIR or ~/.cache/engine/memories)." };
+        var memory = new Option<string?>("--memory") { Description = "Attend over the top-k chunks of this persistent memory (engine memory add; folder --memory-dir)." };
+        var memoryDir = GenerationCommandSupport.MemoryDirOption();
 
         var cmd = new Command("run", "Generate text from a prompt; only the generated text goes to stdout.")
         {
-            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, threads, backend, ctx, tokenizer, kvBudget, kvDisk, memory, kvPolicy, kvPolicyBudget, kvPolicyBudgetTokens,
+            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, threads, backend, ctx, tokenizer, kvBudget, kvDisk, memory, memoryDir, kvPolicy, kvPolicyBudget, kvPolicyBudgetTokens,
         };
         cmd.SetAction((pr, ct) => GenerationCommandSupport.Guard(async () =>
         {
-            using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx), pr.GetValue(tokenizer),
-                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), pr.GetValue(memory), pr.GetValue(kvPolicy), pr.GetValue(kvPolicyBudget), pr.GetValue(kvPolicyBudgetTokens), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)));
             var options = new GenerationOptions
             {
                 MaxTokens = pr.GetValue(maxTokens),
                 Sampling = GenerationCommandSupport.Sampling(pr.GetValue(temperature), pr.GetValue(topK), pr.GetValue(topP),
                     pr.GetValue(minP), pr.GetValue(repeat), pr.GetValue(seed)),
             };
+            options.Validate();   // a bad sampling value fails before the model is loaded
+            using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx), pr.GetValue(tokenizer),
+                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), pr.GetValue(memory), pr.GetValue(kvPolicy), pr.GetValue(kvPolicyBudget), pr.GetValue(kvPolicyBudgetTokens), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)),
+                memoryDir: pr.GetValue(memoryDir));
             var stdout = Console.Out;
             await foreach (var chunk in engine.GenerateAsync(pr.GetValue(prompt) ?? "", options, ct))
             {

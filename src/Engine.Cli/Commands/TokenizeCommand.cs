@@ -48,7 +48,7 @@ public static class TokenizeCommand
             }
             catch (Exception e) when (e is ModelFormatException or IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
             {
-                return Fail(e.Message);
+                return Fail(Engine.Tensors.ErrorText.Clean(e.Message));
             }
         });
         return command;

@@ -97,10 +97,10 @@ public static unsafe class GgufReader
         {
             long keyAt = c.Position;
             string key = c.GgufString($"metadata key #{i}");
-            if (metadata.ContainsKey(key)) throw c.Error($"duplicate metadata key '{key}'", keyAt);
+            if (metadata.ContainsKey(key)) throw c.Error($"duplicate metadata key {ErrorText.Quote(key)}", keyAt);
             long typeAt = c.Position;
-            uint type = c.U32($"type of '{key}'");
-            if (!GgufValueTypes.IsDefined(type)) throw c.Error($"metadata '{key}' has unknown value type {type}", typeAt);
+            uint type = c.U32($"type of {ErrorText.Quote(key)}");
+            if (!GgufValueTypes.IsDefined(type)) throw c.Error($"metadata {ErrorText.Quote(key)} has unknown value type {type}", typeAt);
             metadata.Add(key, ReadValue(c, (GgufValueType)type, key, 0));
         }
 
@@ -119,38 +119,38 @@ public static unsafe class GgufReader
         {
             long infoAt = c.Position;
             string name = c.GgufString($"name of tensor #{i}");
-            if (!names.Add(name)) throw c.Error($"duplicate tensor name '{name}'", infoAt);
+            if (!names.Add(name)) throw c.Error($"duplicate tensor name {ErrorText.Quote(name)}", infoAt);
             long dimsAt = c.Position;
-            uint nDims = c.U32($"n_dims of '{name}'");
-            if (nDims is 0 or > MaxDims) throw c.Error($"tensor '{name}' has {nDims} dimensions (allowed 1..{MaxDims})", dimsAt);
+            uint nDims = c.U32($"n_dims of {ErrorText.Quote(name)}");
+            if (nDims is 0 or > MaxDims) throw c.Error($"tensor {ErrorText.Quote(name)} has {nDims} dimensions (allowed 1..{MaxDims})", dimsAt);
             var shape = new long[nDims];
             long elements = 1;
             for (int d = 0; d < nDims; d++)
             {
                 long dimAt = c.Position;
-                ulong ne = c.U64($"dimension {d} of '{name}'");
-                if (ne > long.MaxValue) throw c.Error($"tensor '{name}' dimension {d} = {ne} is too large", dimAt);
+                ulong ne = c.U64($"dimension {d} of {ErrorText.Quote(name)}");
+                if (ne > long.MaxValue) throw c.Error($"tensor {ErrorText.Quote(name)} dimension {d} = {ne} is too large", dimAt);
                 shape[d] = (long)ne;
                 if (ne != 0 && elements > long.MaxValue / (long)ne)
-                    throw c.Error($"tensor '{name}' element count overflows (shape [{string.Join(", ", shape[..(d + 1)])}])", dimAt);
+                    throw c.Error($"tensor {ErrorText.Quote(name)} element count overflows (shape [{string.Join(", ", shape[..(d + 1)])}])", dimAt);
                 elements *= (long)ne;
             }
             long typeAt = c.Position;
-            uint typeId = c.U32($"type of '{name}'");
-            if (!DTypeInfo.IsKnown(typeId)) throw c.Error($"tensor '{name}' has unknown type id {typeId}", typeAt);
+            uint typeId = c.U32($"type of {ErrorText.Quote(name)}");
+            if (!DTypeInfo.IsKnown(typeId)) throw c.Error($"tensor {ErrorText.Quote(name)} has unknown type id {typeId}", typeAt);
             var type = (DType)typeId;
             int blockSize = type.BlockSize();
             if (shape[0] % blockSize != 0)
-                throw c.Error($"tensor '{name}' row length {shape[0]} is not a multiple of the {type} block size {blockSize}", dimsAt);
+                throw c.Error($"tensor {ErrorText.Quote(name)} row length {shape[0]} is not a multiple of the {type} block size {blockSize}", dimsAt);
             long blocks = elements / blockSize;
             if (blocks > long.MaxValue / type.BytesPerBlock())
-                throw c.Error($"tensor '{name}' byte size overflows", dimsAt);
+                throw c.Error($"tensor {ErrorText.Quote(name)} byte size overflows", dimsAt);
             long bytes = blocks * type.BytesPerBlock();
             long offsetAt = c.Position;
-            ulong offset = c.U64($"data offset of '{name}'");
-            if (offset > long.MaxValue) throw c.Error($"tensor '{name}' data offset {offset} is too large", offsetAt);
+            ulong offset = c.U64($"data offset of {ErrorText.Quote(name)}");
+            if (offset > long.MaxValue) throw c.Error($"tensor {ErrorText.Quote(name)} data offset {offset} is too large", offsetAt);
             if (offset % alignment != 0)
-                throw c.Error($"tensor '{name}' data offset {offset} is not a multiple of the alignment {alignment}", offsetAt);
+                throw c.Error($"tensor {ErrorText.Quote(name)} data offset {offset} is not a multiple of the alignment {alignment}", offsetAt);
             infos[i] = (name, type, shape, bytes, (long)offset, offsetAt);
         }
         long tensorInfoEnd = c.Position;
@@ -166,7 +166,7 @@ public static unsafe class GgufReader
             {
                 var t = infos[i];
                 if (t.Offset > dataLength || t.Bytes > dataLength - t.Offset)
-                    throw c.Error($"tensor '{t.Name}' data [{dataOffset + t.Offset}, +{t.Bytes}) runs past the end of the {length}-byte file", t.At);
+                    throw c.Error($"tensor {ErrorText.Quote(t.Name)} data [{dataOffset + t.Offset}, +{t.Bytes}) runs past the end of the {length}-byte file", t.At);
                 tensors[i] = new TensorView(t.Name, t.Type, t.Shape, (nint)(basePointer + dataOffset + t.Offset), t.Bytes);
             }
             // Overlapping tensor data means a corrupt tensor table.
@@ -176,7 +176,7 @@ public static unsafe class GgufReader
                 var prev = infos[order[k - 1]];
                 var cur = infos[order[k]];
                 if (prev.Offset + prev.Bytes > cur.Offset)
-                    throw c.Error($"tensor '{cur.Name}' data overlaps tensor '{prev.Name}'", cur.At);
+                    throw c.Error($"tensor {ErrorText.Quote(cur.Name)} data overlaps tensor {ErrorText.Quote(prev.Name)}", cur.At);
             }
         }
 
@@ -202,22 +202,22 @@ public static unsafe class GgufReader
         GgufValueType.Int64 => c.I64(key),
         GgufValueType.Float64 => c.F64(key),
         GgufValueType.Array => ReadArray(c, key, depth),
-        _ => throw c.Error($"metadata '{key}' has unknown value type {(uint)type}"),
+        _ => throw c.Error($"metadata {ErrorText.Quote(key)} has unknown value type {(uint)type}"),
     };
 
     private static Array ReadArray(ByteCursor c, string key, int depth)
     {
         long at = c.Position;
-        if (depth >= MaxArrayDepth) throw c.Error($"metadata '{key}' nests arrays deeper than {MaxArrayDepth}", at);
-        uint elemId = c.U32($"element type of '{key}'");
-        if (!GgufValueTypes.IsDefined(elemId)) throw c.Error($"array '{key}' has unknown element type {elemId}", at);
+        if (depth >= MaxArrayDepth) throw c.Error($"metadata {ErrorText.Quote(key)} nests arrays deeper than {MaxArrayDepth}", at);
+        uint elemId = c.U32($"element type of {ErrorText.Quote(key)}");
+        if (!GgufValueTypes.IsDefined(elemId)) throw c.Error($"array {ErrorText.Quote(key)} has unknown element type {elemId}", at);
         var elem = (GgufValueType)elemId;
         long countAt = c.Position;
-        ulong count = c.U64($"length of array '{key}'");
+        ulong count = c.U64($"length of array {ErrorText.Quote(key)}");
         int min = GgufValueTypes.MinEncodedSize(elem);
         if (count > (ulong)(c.Remaining / min))
-            throw c.Error($"array '{key}' claims {count} {elem} elements but only {c.Remaining} bytes remain", countAt);
-        if (count > int.MaxValue) throw c.Error($"array '{key}' has {count} elements, more than supported", countAt);
+            throw c.Error($"array {ErrorText.Quote(key)} claims {count} {elem} elements but only {c.Remaining} bytes remain", countAt);
+        if (count > int.MaxValue) throw c.Error($"array {ErrorText.Quote(key)} has {count} elements, more than supported", countAt);
         int n = (int)count;
         switch (elem)
         {
@@ -256,7 +256,7 @@ public static unsafe class GgufReader
     private static T[] Fixed<T>(ByteCursor c, int n, string key) where T : unmanaged
     {
         long bytes = (long)n * sizeof(T);
-        c.Require(bytes, $"array '{key}'");
+        c.Require(bytes, $"array {ErrorText.Quote(key)}");
         var a = new T[n];
         new ReadOnlySpan<T>(c.Base + c.Position, n).CopyTo(a); // little-endian host (x86-64/arm64) = file order
         c.Position += bytes;

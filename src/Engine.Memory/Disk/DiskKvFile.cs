@@ -3,7 +3,8 @@
 // so the bytes held on disk do not count against RAM).
 // Invariants: a slot's address never moves while the file is open (new capacity comes as a new segment file, old
 // mappings stay valid); Allocate never returns a slot in use; Free'd slots are reused lowest first; all slots of a
-// segment are SlotBytes long and 64-byte aligned. Files are created sparse (SetLength), so unused capacity costs nothing.
+// segment are SlotBytes long and 64-byte aligned. Segment files are created with their blocks reserved (MappedRegion),
+// so a full disk fails at Allocate/EnsureCapacity with an IOException instead of a fault on first touch.
 // Each segment is one MappedRegion (the disk tier's single mmap primitive).
 
 namespace Engine.Memory.Disk;
@@ -67,7 +68,7 @@ public sealed unsafe class DiskKvFile : IDisposable
     /// <summary>Bytes of data held on disk (used slots × slot size).</summary>
     public long UsedBytes => _used.Count * SlotBytes;
 
-    /// <summary>Logical size of the segment files (sparse: unused slots are not allocated on disk).</summary>
+    /// <summary>Size of the segment files (their blocks are reserved on creation).</summary>
     public long FileBytes => _segments.Count * SegmentBytes;
 
     /// <summary>The slots in use, ascending.</summary>
@@ -75,7 +76,7 @@ public sealed unsafe class DiskKvFile : IDisposable
 
     public string SegmentPath(int n) => $"{PathPrefix}.{n}.bin";
 
-    /// <summary>Creates segment files (sparse) until at least <paramref name="slots"/> slots exist, so the files are
+    /// <summary>Creates segment files until at least <paramref name="slots"/> slots exist, so the files are
     /// there up front (e.g. a store that wants its whole file at construction, as one segment).</summary>
     public void EnsureCapacity(int slots)
     {

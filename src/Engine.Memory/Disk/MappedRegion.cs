@@ -1,8 +1,11 @@
 // Owns: one writable, memory-mapped file of a fixed size — the disk tier's storage primitive, shared by every disk-backed
-// KV store (PagedKvStore's disk blocks, DiskKvFile's segments, MappedKvStore's rows): creation (sparse where the OS
-// supports it: SetLength, untouched pages cost no disk), a stable base pointer, flush, and deletion of a file it owns.
+// KV store (PagedKvStore's disk blocks, DiskKvFile's segments, MappedKvStore's rows): creation with every block reserved
+// up front (FileStreamOptions.PreallocationSize = fallocate(2) on Linux: a full disk fails here with a clear IOException,
+// not later as a SIGBUS when a page of a sparse mapping is first touched), a stable base pointer, flush, and deletion of
+// a file it owns.
 // Invariants: Base addresses Bytes writable bytes until Dispose and never moves; a region created as temporary (or with
-// deleteOnDispose) removes its file on Dispose; an existing file is reopened only with its exact expected size.
+// deleteOnDispose) removes its file on Dispose; a creation that fails removes the file it started; an existing file is
+// reopened only with its exact expected size.
 using System.IO.MemoryMappedFiles;
 
 namespace Engine.Memory.Disk;
@@ -30,8 +33,24 @@ public sealed unsafe class MappedRegion : IDisposable
         {
             var dir = System.IO.Path.GetDirectoryName(Path);
             if (dir != null) Directory.CreateDirectory(dir);
-            using var fs = new FileStream(Path, FileMode.Create, FileAccess.ReadWrite, FileShare.Read);
-            fs.SetLength(bytes);
+            try
+            {
+                using var fs = new FileStream(Path, new FileStreamOptions
+                {
+                    Mode = FileMode.Create, Access = FileAccess.ReadWrite, Share = FileShare.Read, PreallocationSize = bytes,
+                });
+                fs.SetLength(bytes);
+            }
+            catch (IOException e)
+            {
+                TryDelete();
+                throw new IOException($"KV disk tier: cannot reserve {bytes / 1048576.0:F1} MiB for {Path}: {e.Message} "
+                    + "(free disk space, choose another folder, or a smaller disk tier)", e);
+            }
+            catch (UnauthorizedAccessException e)
+            {
+                throw new IOException($"KV disk tier: cannot create {Path}: {e.Message}", e);
+            }
         }
         else
         {
@@ -47,7 +66,7 @@ public sealed unsafe class MappedRegion : IDisposable
         catch
         {
             _map?.Dispose();
-            if (create && _deleteOnDispose) TryDelete();
+            if (create) TryDelete();   // a file this region created and could not map
             throw;
         }
         byte* p = null;

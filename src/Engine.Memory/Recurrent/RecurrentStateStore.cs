@@ -10,7 +10,10 @@
 //   - Memory-tier checkpoint bytes are reserved in the MemoryBudget (shared with other consumers, e.g. KV blocks);
 //     when a new checkpoint does not fit, the least recently used ones move to the disk file (if configured) or are
 //     dropped. Live sequence states are reserved in the budget too (fixed StateBytes each while the sequence exists).
-//   - Disk-tier checkpoints are reloaded transparently (bit-exact) when restored.
+//   - Disk-tier checkpoints are reloaded transparently (bit-exact) when restored; each disk copy carries an XxHash64
+//     checked on reload (a changed or damaged file → InvalidDataException naming the checkpoint, never a wrong state).
+//     A disk write that fails (full disk) is rolled back (the file is cut to its previous length); evicting then drops
+//     the checkpoint instead (it is a cache), an explicit Offload rethrows. The disk file is deleted on Dispose.
 // Implements IKvStore so a recurrent model fits the runtime's ILanguageModel.Forward(batch, IKvStore, ...) unchanged:
 // Write / Pages are not supported (no attention K/V); Truncate rewinds to a checkpoint at exactly that length.
 using System.Runtime.InteropServices;
@@ -54,6 +57,7 @@ public sealed class RecurrentCheckpoint
     internal ulong Hash { get; }
     internal float[]? Data;          // [StateFloats] when in memory
     internal long DiskOffset = -1;   // byte offset in the disk file when a disk copy exists
+    internal ulong DiskSum;          // XxHash64 of the disk copy
     internal long LastUse;
     public bool InMemory => Data != null;
     public bool OnDisk => DiskOffset >= 0;
@@ -278,7 +282,11 @@ public sealed class RecurrentStateStore : IKvStore
 
     public void Dispose()
     {
-        _disk?.Dispose();
+        if (_disk != null)
+        {
+            _disk.Dispose();
+            try { File.Delete(Options.DiskPath!); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
         _disk = null;
         foreach (var cp in _all) if (cp.InMemory) { cp.Data = null; _budget.Release(StateBytes); }
         for (int s = 0; s < SequenceCapacity; s++) if (_reserved[s]) { _budget.Release(StateBytes); _reserved[s] = false; }
@@ -312,8 +320,13 @@ public sealed class RecurrentStateStore : IKvStore
             RecurrentCheckpoint? lru = null;
             foreach (var cp in _all) if (cp.InMemory && (lru == null || cp.LastUse < lru.LastUse)) lru = cp;
             if (lru == null) return;
-            if (Options.DiskPath != null) Offload(lru);
-            else
+            bool offloaded = false;
+            if (Options.DiskPath != null)
+            {
+                try { Offload(lru); offloaded = true; }
+                catch (IOException) { }   // disk full or failing: drop it like a store without a disk tier
+            }
+            if (!offloaded)
             {
                 lru.Data = null;
                 _budget.Release(StateBytes);
@@ -330,7 +343,14 @@ public sealed class RecurrentStateStore : IKvStore
         if (!cp.OnDisk || _disk == null) throw new InvalidOperationException("checkpoint has neither a memory nor a disk copy");
         var data = new float[StateFloats];
         _disk.Position = cp.DiskOffset;
-        _disk.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan()));
+        try { _disk.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan())); }
+        catch (EndOfStreamException)
+        {
+            throw new InvalidDataException($"recurrent-state checkpoint ({cp.Length} tokens) at byte {cp.DiskOffset} of {Options.DiskPath}: the file was cut short");
+        }
+        if (System.IO.Hashing.XxHash64.HashToUInt64(MemoryMarshal.AsBytes(data.AsSpan())) != cp.DiskSum)
+            throw new InvalidDataException($"recurrent-state checkpoint ({cp.Length} tokens) at byte {cp.DiskOffset} of {Options.DiskPath}: "
+                + "the disk copy does not match its checksum (the file was changed or damaged)");
         Stats.Reloaded++;
         MakeRoom();
         if (_budget.TryReserve(StateBytes)) cp.Data = data; // back in the memory tier (the disk copy stays valid)
@@ -339,11 +359,21 @@ public sealed class RecurrentStateStore : IKvStore
 
     private void WriteToDisk(RecurrentCheckpoint cp, float[] data)
     {
-        _disk ??= new FileStream(Options.DiskPath!, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16);
+        _disk ??= new FileStream(Options.DiskPath!, FileMode.Create, FileAccess.ReadWrite, FileShare.Read, 1 << 16);
         long at = _disk.Length;
-        _disk.Position = at;
-        _disk.Write(MemoryMarshal.AsBytes(data.AsSpan()));
-        _disk.Flush();
+        var bytes = MemoryMarshal.AsBytes(data.AsSpan());
+        try
+        {
+            _disk.Position = at;
+            _disk.Write(bytes);
+            _disk.Flush();
+        }
+        catch (IOException e)
+        {
+            try { _disk.SetLength(at); } catch (IOException) { }
+            throw new IOException($"recurrent-state disk tier {Options.DiskPath}: could not write a {bytes.Length}-byte checkpoint ({e.Message})", e);
+        }
+        cp.DiskSum = System.IO.Hashing.XxHash64.HashToUInt64(bytes);
         cp.DiskOffset = at;
     }
 

@@ -1,7 +1,8 @@
 // Owns: llama-bench-style end-to-end speed measurement of a model file: pp<P> (one forward of P prompt tokens as one
 // batch, tokens/s) and tg<N> (N single-token decode forwards, tokens/s) at context depths D (D tokens pre-filled into
 // the KV store first, not timed), mean ± sample standard deviation over R repetitions, plus the process's memory.
-// Invariants: the KV store holds maxDepth + P + N positions; each depth is pre-filled once and every repetition starts
+// Invariants: the KV store holds max(maxDepth + P + N, the warm-up's tokens) positions (checked against the machine's
+// memory first); each depth is pre-filled once and every repetition starts
 // from exactly D cached tokens (the store is truncated back to D); a short warm-up (a small batch and a few decodes,
 // twice, so the JIT's tiered compilation has promoted the hot kernels) runs before any timed work. Token ids are
 // uniformly random (seeded) — speed does not depend on them. Only the last token's logits are computed for pp, as in
@@ -41,7 +42,10 @@ public sealed record BenchOptions
         if (PromptTokens < 0 || GenTokens < 0) throw new ArgumentException("-p and -n must be ≥ 0");
         if (PromptTokens == 0 && GenTokens == 0) throw new ArgumentException("nothing to measure: -p and -n are both 0");
         if (Repetitions < 1) throw new ArgumentException("-r must be ≥ 1");
-        if (Depths.Count == 0 || Depths.Any(d => d < 0)) throw new ArgumentException("-d must list depths ≥ 0");
+        if (Depths.Count == 0 || Depths.Any(d => d < 0 || d > OptionsValidation.MaxContextLength))
+            throw new ArgumentException($"-d must list depths in 0 .. {OptionsValidation.MaxContextLength}");
+        if (Threads < 0 || Threads > OptionsValidation.MaxThreads)
+            throw new ArgumentException($"--threads = {Threads} is out of range; allowed: 0 (all cores) .. {OptionsValidation.MaxThreads}");
     }
 }
 
@@ -79,7 +83,7 @@ public static class ModelBenchmark
         JsonSerializer.Serialize(results.ToArray(), new JsonSerializerOptions { WriteIndented = true });
 
     /// <summary>Loads <paramref name="path"/> and runs every (depth × {pp, tg}) test. <paramref name="log"/> gets progress lines.</summary>
-    public static IReadOnlyList<BenchResult> Run(string path, BenchOptions options, Action<string>? log = null)
+    public static IReadOnlyList<BenchResult> Run(string path, BenchOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
         if (!System.IO.File.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
@@ -96,7 +100,14 @@ public static class ModelBenchmark
         log?.Invoke($"loaded {Path.GetFileName(path)} ({label} {type}, {fileBytes / 1e6:F0} MB) in {sw.Elapsed.TotalMilliseconds:F0} ms; {ProcessMemory.Read()}");
 
         int maxDepth = options.Depths.Max();
-        int capacity = maxDepth + options.PromptTokens + options.GenTokens;
+        int warmPrompt = Math.Min(32, Math.Max(1, options.PromptTokens)), warmDecode = 4;
+        int capacity = Math.Max(maxDepth + options.PromptTokens + options.GenTokens, warmPrompt + warmDecode);
+        if (c.ContextLength > 0 && maxDepth + options.PromptTokens + options.GenTokens > c.ContextLength)
+            log?.Invoke($"warning: depth {maxDepth} + {options.PromptTokens} + {options.GenTokens} tokens is beyond the {c.ContextLength} tokens the model was trained on");
+        if (maxDepth >= 16384 && !options.RandomKvFill)
+            log?.Invoke($"warning: pre-filling {maxDepth} tokens runs the model over all of them first (can take minutes; Ctrl-C stops, --random-kv fills them fast)");
+        if (model is TransformerModel)
+            OptionsValidation.CheckMemoryBudget("KV store for -d + -p + -n", null, (long)capacity * 2 * c.BlockCount * c.KeyDim * sizeof(float));
         using var kv = model.CreateKvStore(capacity);
         var logits = new float[c.VocabSize];
         var rng = new Random(options.Seed);
@@ -106,9 +117,10 @@ public static class ModelBenchmark
         for (int round = 0; round < 2; round++)
         {
             kv.Clear(0);
-            model.Forward(ForwardBatch.ForSequence(Tokens(Math.Min(32, Math.Max(1, options.PromptTokens))), 0), kv, logits, false);
+            cancellationToken.ThrowIfCancellationRequested();
+            model.Forward(ForwardBatch.ForSequence(Tokens(warmPrompt), 0), kv, logits, false);
             int at = kv.Length(0, 0);
-            for (int i = 0; i < 4; i++) model.Forward(ForwardBatch.ForSequence(Tokens(1), at + i), kv, logits, false);
+            for (int i = 0; i < warmDecode; i++) model.Forward(ForwardBatch.ForSequence(Tokens(1), at + i), kv, logits, false);
             Thread.Sleep(200);
         }
 
@@ -126,7 +138,10 @@ public static class ModelBenchmark
             {
                 var fill = Stopwatch.StartNew();
                 for (int pos = 0; pos < depth; pos += 512)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
                     model.Forward(ForwardBatch.ForSequence(Tokens(Math.Min(512, depth - pos)), pos), kv, logits, false);
+                }
                 log?.Invoke($"pre-filled {depth} tokens in {fill.Elapsed.TotalSeconds:F1} s");
             }
             if (options.PromptTokens > 0)
@@ -139,7 +154,10 @@ public static class ModelBenchmark
                 {
                     var ids = Tokens(options.GenTokens);
                     for (int i = 0; i < ids.Length; i++)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
                         model.Forward(ForwardBatch.ForSequence(ids.AsSpan(i, 1), depth + i), kv, logits, false);
+                    }
                 }));
         }
         return results;
@@ -150,6 +168,7 @@ public static class ModelBenchmark
             profiler?.Reset();
             for (int r = 0; r < samples.Length; r++)
             {
+                cancellationToken.ThrowIfCancellationRequested();
                 kv.Truncate(0, depth);
                 long t0 = Stopwatch.GetTimestamp();
                 body();

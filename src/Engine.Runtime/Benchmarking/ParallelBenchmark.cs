@@ -45,7 +45,7 @@ public static class ParallelBenchmark
     /// <paramref name="kvDiskBytes"/> &gt; 0, have cold blocks offloaded to a disk tier).</summary>
     public static IReadOnlyList<ParallelBenchResult> Run(string path, IReadOnlyList<int> parallel, int genTokens, int promptTokens = 16,
         int repetitions = 2, int threads = 0, string backend = "cpu", int seed = 42, Action<string>? log = null,
-        long kvBudgetBytes = 0, long kvDiskBytes = 0)
+        long kvBudgetBytes = 0, long kvDiskBytes = 0, CancellationToken cancellationToken = default)
     {
         if (parallel.Count == 0 || parallel.Any(p => p < 1)) throw new ArgumentException("--parallel needs counts ≥ 1");
         if (genTokens < 1 || promptTokens < 1 || repetitions < 1) throw new ArgumentException("-n, the prompt length and -r must be ≥ 1");
@@ -58,10 +58,11 @@ public static class ParallelBenchmark
             double ttft = 0;
             for (int rep = -1; rep < repetitions; rep++)   // rep -1: warm-up
             {
+                cancellationToken.ThrowIfCancellationRequested();
                 var prompts = Enumerable.Range(0, p).Select(_ => RandomTokens(rng, promptTokens, engine.Config.VocabSize)).ToArray();
                 var options = new GenerationOptions { MaxTokens = rep < 0 ? Math.Min(genTokens, 4) : genTokens, Sampling = SamplingOptions.Greedy, StopAtEndOfGeneration = false };
                 var sw = Stopwatch.StartNew();
-                var usages = Task.WhenAll(prompts.Select(pr => Task.Run(async () => (await engine.GenerateTextAsync(engine.GenerateAsync(pr, options))).Usage)))
+                var usages = Task.WhenAll(prompts.Select(pr => Task.Run(async () => (await engine.GenerateTextAsync(engine.GenerateAsync(pr, options, cancellationToken))).Usage)))
                     .GetAwaiter().GetResult();
                 double seconds = sw.Elapsed.TotalSeconds;
                 int generated = usages.Sum(u => u.GeneratedTokens);

@@ -4,7 +4,8 @@
 // context are cut into context-sized segments, each restarting at 0; with MemoryPlacement.BeforePrompt, the default,
 // the stored keys are then re-rotated to sit at −n .. −1, before the prompt), and the store decorator a generation uses.
 // Invariants: a memory is only opened for a model whose identity (architecture, shape, SHA-256 of the tensor table and
-// of each tensor's first 4 KiB) matches its header; Add leaves the memory unchanged when it fails.
+// of each tensor's first 4 KiB) matches its header; Add leaves the memory unchanged when it fails; a writer holds the
+// memory's exclusive lock from open to Dispose (a second writer waits, see MemoryLock), a reader a shared one.
 using System.Security.Cryptography;
 using System.Text;
 using Engine.Formats;
@@ -17,9 +18,11 @@ namespace Engine.Runtime.Memory;
 /// <summary>A named persistent memory of documents for one model.</summary>
 public sealed class MemoryStore : IDisposable
 {
-    private MemoryStore(string name, PersistentMemory memory) { Name = name; Memory = memory; }
+    private MemoryStore(string name, PersistentMemory memory, bool created = false) { Name = name; Memory = memory; Created = created; }
 
     public string Name { get; }
+    /// <summary>True when OpenOrCreate created the memory (the caller may delete it again if its first Add fails).</summary>
+    public bool Created { get; }
     public PersistentMemory Memory { get; }
 
     /// <summary>Default root: $ENGINE_MEMORY_DIR, else ~/.cache/engine/memories.</summary>
@@ -53,32 +56,49 @@ public sealed class MemoryStore : IDisposable
             config.HeadDim, config.VocabSize, Convert.ToHexStringLower(sha.GetHashAndReset()));
     }
 
-    /// <summary>Opens memory <paramref name="name"/> under <paramref name="root"/>, creating it when absent and a config is given.</summary>
+    /// <summary>Opens memory <paramref name="name"/> under <paramref name="root"/> for writing, creating it when absent
+    /// (decided under the memory's write lock; waits up to <paramref name="lockTimeout"/> for another writer).</summary>
     public static MemoryStore OpenOrCreate(string root, string name, MemoryIdentity identity, ModelConfig config, int chunkSize = 32,
-        MemoryPlacement placement = MemoryPlacement.BeforePrompt)
+        MemoryPlacement placement = MemoryPlacement.BeforePrompt, TimeSpan? lockTimeout = null, CancellationToken cancellationToken = default)
     {
         var folder = FolderOf(root, name);
-        return File.Exists(Path.Combine(folder, "header.json"))
-            ? new MemoryStore(name, PersistentMemory.Open(folder, identity))
-            : new MemoryStore(name, PersistentMemory.Create(folder, identity, config.BlockCount, config.KeyDim, chunkSize, placement));
+        var m = PersistentMemory.OpenOrCreate(folder, identity, config.BlockCount, config.KeyDim, chunkSize, placement, out bool created, lockTimeout, cancellationToken);
+        return new MemoryStore(name, m, created);
     }
 
-    /// <summary>Opens an existing memory; <paramref name="expected"/> null skips the model check (listing, removing).</summary>
-    public static MemoryStore Open(string root, string name, MemoryIdentity? expected)
+    /// <summary>Opens an existing memory, for writing (exclusive lock) unless <paramref name="writable"/> is false (shared
+    /// lock: what a generation needs); <paramref name="expected"/> null skips the model check (listing, removing).</summary>
+    public static MemoryStore Open(string root, string name, MemoryIdentity? expected, bool writable = true, TimeSpan? lockTimeout = null)
     {
         var folder = FolderOf(root, name);
         if (!File.Exists(Path.Combine(folder, "header.json")))
-            throw new MemoryFormatException(folder, $"no memory named '{name}' under {root}");
-        return new MemoryStore(name, PersistentMemory.Open(folder, expected));
+            throw new MemoryFormatException(folder, $"no memory named {Engine.Tensors.ErrorText.Quote(name)} under {root}");
+        return new MemoryStore(name, PersistentMemory.Open(folder, expected, writable, lockTimeout));
     }
 
-    /// <summary>Deletes a whole memory folder; false when absent.</summary>
-    public static bool Delete(string root, string name)
+    /// <summary>Deletes a whole memory folder (under its write lock); false when absent.</summary>
+    public static bool Delete(string root, string name, TimeSpan? lockTimeout = null)
     {
         var folder = FolderOf(root, name);
         if (!File.Exists(Path.Combine(folder, "header.json"))) return false;
-        Directory.Delete(folder, recursive: true);
+        using (MemoryLock.Acquire(folder, exclusive: true, lockTimeout))
+        {
+            if (!File.Exists(Path.Combine(folder, "header.json"))) return false;
+            File.Delete(Path.Combine(folder, "header.json"));   // first: from here on the folder is no memory
+            foreach (var f in Directory.GetFiles(folder)) if (Path.GetFileName(f) != "lock") File.Delete(f);
+        }
+        try { Directory.Delete(folder, recursive: true); } catch (IOException) { }
         return true;
+    }
+
+    /// <summary>Deletes a memory this process created and holds (its first Add failed or was cancelled): no partial
+    /// memory is left behind.</summary>
+    public static void DeleteCreated(MemoryStore store, string root)
+    {
+        if (!store.Created) throw new InvalidOperationException("only a memory this store created can be deleted this way");
+        var folder = FolderOf(root, store.Name);
+        store.Dispose();
+        try { Directory.Delete(folder, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
     public IReadOnlyList<MemoryDocumentInfo> List() => Memory.Documents;
@@ -91,13 +111,15 @@ public sealed class MemoryStore : IDisposable
     /// Computes the K/V of <paramref name="tokens"/> with <paramref name="model"/> (positions from 0, segments of at most
     /// the model's context) and adds them as document <paramref name="document"/>. progress receives tokens done.
     /// </summary>
-    public void Add(ILanguageModel model, string document, ReadOnlySpan<int> tokens, IProgress<int>? progress = null, int prefillChunk = 256)
+    public void Add(ILanguageModel model, string document, ReadOnlySpan<int> tokens, IProgress<int>? progress = null, int prefillChunk = 256,
+        CancellationToken cancellationToken = default)
     {
         if (tokens.Length == 0) throw new ArgumentException($"document '{document}' has no tokens");
         var c = model.Config;
         if (c.BlockCount != Memory.LayerCount || c.KeyDim != Memory.KvDim)
             throw new ArgumentException($"model shape [{c.BlockCount}, {c.KeyDim}] differs from the memory's [{Memory.LayerCount}, {Memory.KvDim}]");
-        if (Memory.Documents.Any(d => d.Name == document)) throw new ArgumentException($"memory '{Name}' already holds a document named '{document}'");
+        if (Memory.Documents.Any(d => d.Name == document))
+            throw new ArgumentException($"memory {Engine.Tensors.ErrorText.Quote(Name)} already holds a document named {Engine.Tensors.ErrorText.Quote(document)}");
         int segment = Math.Max(1, c.ContextLength);
         var logits = new float[c.VocabSize];
         int done = 0;
@@ -109,6 +131,7 @@ public sealed class MemoryStore : IDisposable
                 using var kv = model.CreateKvStore(len);
                 for (int p = 0; p < len; p += prefillChunk)
                 {
+                    cancellationToken.ThrowIfCancellationRequested();
                     int n = Math.Min(prefillChunk, len - p);
                     model.Forward(ForwardBatch.ForSequence(tokens.Slice(s0 + p, n), p), kv, logits, allLogits: false);
                     done += n;
