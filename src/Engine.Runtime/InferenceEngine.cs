@@ -225,6 +225,7 @@ public sealed partial class InferenceEngine : IDisposable
         foreach (int id in ids)
             if ((uint)id >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(promptIds), $"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})");
         if (options.MaxTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxTokens must be ≥ 0");
+        if (options.LogProbs is < 0 or > LogProbs.MaxTop) throw new ArgumentOutOfRangeException(nameof(options), $"LogProbs must be null or 0..{LogProbs.MaxTop}");
         _ = new Sampler(options.Sampling, Config.VocabSize);   // validates sampling options eagerly
         _ = RequestPolicy(options);   // validates a per-request KV policy eagerly
         if (_serving != null)
@@ -299,6 +300,7 @@ public sealed partial class InferenceEngine : IDisposable
             int generated = 0, position = prompt.Length;
             FinishReason finish = FinishReason.Length;
             var pendingIds = new List<int>();
+            var pendingLogProbs = o.LogProbs is null ? null : new List<TokenLogProb>();
 
             while (true)
             {
@@ -310,11 +312,13 @@ public sealed partial class InferenceEngine : IDisposable
                 generated++;
                 history.Add(id);
                 pendingIds.Add(id);
+                pendingLogProbs?.Add(LogProbs.Compute(_logits, id, o.LogProbs!.Value));
                 string text = stops.Push(decoder?.Push(id) ?? "");
                 if (text.Length > 0 || decoder == null || stops.Stopped)
                 {
-                    yield return new GenerationChunk(text, pendingIds.ToArray());
+                    yield return new GenerationChunk(text, pendingIds.ToArray()) { LogProbs = pendingLogProbs?.ToArray() };
                     pendingIds.Clear();
+                    pendingLogProbs?.Clear();
                 }
                 if (stops.Stopped) { finish = FinishReason.StopString; break; }
                 if (generated >= o.MaxTokens) { finish = FinishReason.Length; break; }
@@ -328,7 +332,7 @@ public sealed partial class InferenceEngine : IDisposable
             var usage = new GenerationUsage(prompt.Length, generated, firstToken, total,
                 prefillTime.TotalSeconds > 0 ? (prompt.Length - reuse) / prefillTime.TotalSeconds : 0,
                 generated > 1 && decodeSeconds > 0 ? (generated - 1) / decodeSeconds : 0, finish, reuse);
-            yield return new GenerationChunk(tail, pendingIds.ToArray(), usage);
+            yield return new GenerationChunk(tail, pendingIds.ToArray(), usage) { LogProbs = pendingLogProbs?.ToArray() };
         }
         finally
         {
