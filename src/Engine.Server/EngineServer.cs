@@ -34,7 +34,7 @@ public sealed class EngineServer
 
     /// <summary>The model id clients name: ServerOptions.ModelId, else the model file's name without extension.</summary>
     public static string ModelIdOf(InferenceEngine engine, ServerOptions options) =>
-        options.ModelId ?? (engine.ModelPath is { } p ? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(p)) : engine.Config.Architecture);
+        options.ModelId ?? (engine.ModelPath is { } p ? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(p)) : "model");
 
     private static void Map(WebApplication app, InferenceEngine engine, ServerOptions options)
     {
