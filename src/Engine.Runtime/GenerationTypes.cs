@@ -82,6 +82,9 @@ public sealed record GenerationOptions
     public bool StopAtEndOfGeneration { get; init; } = true;
     /// <summary>Prepend BOS to a text prompt (the tokenizer's convention when null).</summary>
     public bool AddBos { get; init; } = true;
+    /// <summary>null = no log-probabilities; k in 0..20: every generated token's chunk carries its log-probability and the k
+    /// most likely alternatives (GenerationChunk.LogProbs; see Sampling.LogProbs).</summary>
+    public int? LogProbs { get; init; }
 }
 
 public enum FinishReason { Stop, Length, StopString, ContextFull }
@@ -112,7 +115,11 @@ public sealed class KvBudgetExceededException : ArgumentException
 }
 
 /// <summary>A streamed piece: text (complete UTF-8) and the token ids that produced it; the last chunk carries Usage.</summary>
-public sealed record GenerationChunk(string Text, IReadOnlyList<int> TokenIds, GenerationUsage? Usage = null);
+public sealed record GenerationChunk(string Text, IReadOnlyList<int> TokenIds, GenerationUsage? Usage = null)
+{
+    /// <summary>With GenerationOptions.LogProbs: one entry per id of TokenIds (same order); else null.</summary>
+    public IReadOnlyList<TokenLogProb>? LogProbs { get; init; }
+}
 
 /// <summary>A prompt that does not fit in the context (thrown before any work).</summary>
 public sealed class PromptTooLongException : ArgumentException

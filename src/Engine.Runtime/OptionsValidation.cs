@@ -49,6 +49,7 @@ public static class OptionsValidation
         Range("GenerationOptions.MaxTokens", "--max-tokens", o.MaxTokens, 0, int.MaxValue);
         if (o.StopStrings == null || o.StopStrings.Any(string.IsNullOrEmpty))
             throw Bad("GenerationOptions.StopStrings", null, "(null or empty string)", "non-empty strings");
+        if (o.LogProbs is int lp) Range("GenerationOptions.LogProbs", "top_logprobs", lp, 0, Engine.Runtime.Sampling.LogProbs.MaxTop, "null = off");
         (o.Sampling ?? throw Bad("GenerationOptions.Sampling", null, "null", "a SamplingOptions")).Validate();
     }
 

@@ -71,19 +71,22 @@ internal static class GenerationCommandSupport
         return (long)(v * mult);
     }
 
-    /// <summary>The model path given, or the bundled default model (repository models/ folder, or next to the executable).</summary>
+    /// <summary>The model path given, or the bundled default model: first beside the executable (AppContext.BaseDirectory/models,
+    /// where the build and the .NET tool put it), then the repository's models/ folder above it.</summary>
     public static string ResolveModel(string? given)
     {
         if (!string.IsNullOrEmpty(given)) return given;
-        var candidates = new List<string>();
+        var candidates = new List<string>
+        {
+            Path.Combine(AppContext.BaseDirectory, DefaultModelRelative),
+            Path.Combine(AppContext.BaseDirectory, Path.GetFileName(DefaultModelRelative)),
+        };
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
             if (File.Exists(Path.Combine(dir.FullName, "Engine.sln")))
             {
                 candidates.Add(Path.Combine(dir.FullName, DefaultModelRelative));
                 break;
             }
-        candidates.Add(Path.Combine(AppContext.BaseDirectory, DefaultModelRelative));
-        candidates.Add(Path.Combine(AppContext.BaseDirectory, Path.GetFileName(DefaultModelRelative)));
         foreach (var c in candidates) if (File.Exists(c)) return c;
         throw new FileNotFoundException($"no --model given and the default model {DefaultModelRelative} was not found (looked in: {string.Join(", ", candidates)})");
     }

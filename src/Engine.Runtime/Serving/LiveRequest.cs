@@ -22,6 +22,7 @@ internal sealed class LiveRequest(int[] prompt, GenerationOptions o, Sampler sam
     public GenerationChunk? FinalChunk;
     private readonly List<int> _history = new(prompt);
     private readonly List<int> _pending = new();
+    private readonly List<TokenLogProb>? _pendingLogProbs = o.LogProbs is null ? null : new();
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private TimeSpan _firstToken;
 
@@ -39,10 +40,11 @@ internal sealed class LiveRequest(int[] prompt, GenerationOptions o, Sampler sam
         Generated++;
         _history.Add(id);
         _pending.Add(id);
+        _pendingLogProbs?.Add(LogProbs.Compute(logits, id, o.LogProbs!.Value));
         string text = stops.Push(decoder?.Push(id) ?? "");
         if (text.Length > 0 || decoder == null || stops.Stopped)
         {
-            Output.Writer.TryWrite(new GenerationChunk(text, _pending.ToArray()));
+            Output.Writer.TryWrite(new GenerationChunk(text, _pending.ToArray()) { LogProbs = TakeLogProbs() });
             _pending.Clear();
         }
         if (stops.Stopped) return (id, End(FinishReason.StopString));
@@ -61,8 +63,16 @@ internal sealed class LiveRequest(int[] prompt, GenerationOptions o, Sampler sam
         var usage = new GenerationUsage(prompt.Length, Generated, _firstToken, total,
             _firstToken.TotalSeconds > 0 ? promptComputed / _firstToken.TotalSeconds : 0,
             Generated > 1 && decodeSeconds > 0 ? (Generated - 1) / decodeSeconds : 0, finish, FirstHit);
-        FinalChunk = new GenerationChunk(tail, _pending.ToArray());
+        FinalChunk = new GenerationChunk(tail, _pending.ToArray()) { LogProbs = TakeLogProbs() };
         _pending.Clear();
         return usage;
+    }
+
+    private TokenLogProb[]? TakeLogProbs()
+    {
+        if (_pendingLogProbs == null) return null;
+        var a = _pendingLogProbs.ToArray();
+        _pendingLogProbs.Clear();
+        return a;
     }
 }
