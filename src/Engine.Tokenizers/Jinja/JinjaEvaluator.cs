@@ -288,6 +288,7 @@ internal sealed partial class JinjaEvaluator
     {
         NameExpr n => n.Name,
         GetAttrExpr a => Describe(a.Target) + "." + a.Name,
+        LiteralExpr l => JinjaValues.TypeName(l.Value),
         _ => "expression",
     };
 

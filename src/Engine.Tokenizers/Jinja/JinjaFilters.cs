@@ -72,13 +72,13 @@ internal sealed partial class JinjaEvaluator
             case "items":
                 return v switch
                 {
-                    JinjaDict d => new JinjaList(d.Select(p => (object?)new JinjaList { p.Key, p.Value } )),
+                    JinjaDict d => new JinjaList(d.Select(p => (object?)new JinjaList { p.Key, p.Value }.AsTuple())),
                     JinjaUndefined => new JinjaList(),
                     _ => throw new InvalidOperationException($"items filter needs a mapping, got {JinjaValues.TypeName(v)}"),
                 };
             case "dictsort":
                 if (v is not JinjaDict dd) throw new InvalidOperationException($"dictsort needs a mapping, got {JinjaValues.TypeName(v)}");
-                return new JinjaList(dd.OrderBy(p => p.Key, StringComparer.OrdinalIgnoreCase).Select(p => (object?)new JinjaList { p.Key, p.Value }));
+                return new JinjaList(dd.OrderBy(p => p.Key, StringComparer.OrdinalIgnoreCase).Select(p => (object?)new JinjaList { p.Key, p.Value }.AsTuple()));
             case "string": return Str(v);
             case "safe": return v;
             case "int":
@@ -109,7 +109,7 @@ internal sealed partial class JinjaEvaluator
                 double x = JinjaValues.ToDouble(v), f = Math.Pow(10, precision);
                 return method switch
                 {
-                    "common" => Math.Round(x * f, MidpointRounding.AwayFromZero) / f,
+                    "common" => precision is >= 0 and <= 15 ? Math.Round(x, precision, MidpointRounding.ToEven) : Math.Round(x * f, MidpointRounding.ToEven) / f,  // Python's round(): half to even
                     "floor" => Math.Floor(x * f) / f,
                     "ceil" => Math.Ceiling(x * f) / f,
                     _ => throw new InvalidOperationException("round method must be 'common', 'ceil' or 'floor'"),

@@ -59,7 +59,7 @@ internal static class JinjaMethods
 
     public static JinjaCallable? DictMethod(JinjaDict d, string name) => name switch
     {
-        "items" => M(name, (_, _) => new JinjaList(d.Select(p => (object?)new JinjaList { p.Key, p.Value }))),
+        "items" => M(name, (_, _) => new JinjaList(d.Select(p => (object?)new JinjaList { p.Key, p.Value }.AsTuple()))),
         "keys" => M(name, (_, _) => new JinjaList(d.Keys)),
         "values" => M(name, (_, _) => new JinjaList(d.Values)),
         "get" => M(name, (a, k) => Arg(a, k, 0, "key") is string key && d.TryGetValue(key, out var v) ? v : Arg(a, k, 1, "default")),
@@ -89,6 +89,8 @@ internal static class JinjaMethods
         "count" => M(name, (a, k) => (long)l.Count(y => JinjaValues.Equal(Arg(a, k, 0, "value"), y))),
         _ => null,
     };
+
+    internal static JinjaList AsTuple(this JinjaList l) => new(l) { IsTuple = true };
 
     internal static long ToLong(object? v) => v switch
     {

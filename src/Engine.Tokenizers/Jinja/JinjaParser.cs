@@ -62,7 +62,7 @@ internal sealed class JinjaParser
             {
                 case TokenKind.Eof:
                     endTag = null;
-                    if (ends.Length > 0) throw Error($"missing '{{% {ends[0]} %}}' before the end of the template", t);
+                    if (ends.Length > 0) throw Error($"missing '{{% {ends[^1]} %}}' before the end of the template", t);
                     return nodes;
                 case TokenKind.Text:
                     Next();
