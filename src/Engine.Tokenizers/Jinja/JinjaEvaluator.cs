@@ -3,8 +3,9 @@
 // is why templates use namespace()); if/elif/else do not create one. Attribute access `a.b` tries the object's
 // attribute/method first and then the key, `a[b]` the key first (Jinja2's getattr/getitem order); a miss is
 // Undefined (printed as "", falsy; further attribute access stays Undefined).
-// Invariants: every runtime failure is a JinjaException with the failing node's line/column; macro recursion and
-// range() sizes are bounded, so no template can overflow the stack or exhaust memory through them.
+// Invariants: every runtime failure is a JinjaException with the failing node's line/column; macro recursion,
+// nesting depth, range() sizes, total loop iterations and output size are bounded, so no template can overflow the
+// stack, run for minutes or exhaust memory.
 using System.Text;
 
 namespace Engine.Tokenizers.Jinja;
@@ -25,12 +26,37 @@ internal sealed class Scope(Scope? parent)
     public void Set(string name, object? value) => _vars[name] = value;
 }
 
+/// <summary>The `loop` variable of one for-loop iteration; its attributes are computed on access.</summary>
+internal sealed class JinjaLoop(List<object?> items, int index)
+{
+    public object? Get(string name) => name switch
+    {
+        "index" => (long)index + 1,
+        "index0" => (long)index,
+        "revindex" => (long)(items.Count - index),
+        "revindex0" => (long)(items.Count - index - 1),
+        "first" => index == 0,
+        "last" => index == items.Count - 1,
+        "length" => (long)items.Count,
+        "depth" => 1L,
+        "depth0" => 0L,
+        "previtem" => index > 0 ? items[index - 1] : new JinjaUndefined("loop.previtem"),
+        "nextitem" => index + 1 < items.Count ? items[index + 1] : new JinjaUndefined("loop.nextitem"),
+        "cycle" => new JinjaCallable("loop.cycle", (args, _) =>
+            args.Count == 0 ? throw new InvalidOperationException("loop.cycle() needs at least one value") : args[index % args.Count]),
+        _ => new JinjaUndefined("loop." + name),
+    };
+}
+
 internal sealed partial class JinjaEvaluator
 {
     private enum Flow { Normal, Break, Continue }
 
     private const int MaxMacroDepth = 200;
+    private const long MaxIterations = 1_000_000;
+    private const int MaxOutputChars = 64 << 20;
     private int _macroDepth;
+    private long _iterations;
     private readonly Func<DateTime> _clock;
 
     public JinjaEvaluator(Func<DateTime> clock) { _clock = clock; }
@@ -59,6 +85,8 @@ internal sealed partial class JinjaEvaluator
 
     private Flow ExecOne(Node node, Scope scope, StringBuilder sb)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
+        if (sb.Length > MaxOutputChars) throw new JinjaException($"the template's output exceeds {MaxOutputChars} characters", node.Line, node.Column);
         switch (node)
         {
             case TextNode t: sb.Append(t.Text); return Flow.Normal;
@@ -112,18 +140,11 @@ internal sealed partial class JinjaEvaluator
         }
         for (int i = 0; i < items.Count; i++)
         {
+            if (++_iterations > MaxIterations)
+                throw new JinjaException($"the template ran more than {MaxIterations} loop iterations", f.Line, f.Column);
             var inner = new Scope(scope);
             Bind(f, inner, items[i]);
-            var loop = new JinjaDict
-            {
-                ["index"] = (long)i + 1, ["index0"] = (long)i, ["revindex"] = (long)(items.Count - i), ["revindex0"] = (long)(items.Count - i - 1),
-                ["first"] = i == 0, ["last"] = i == items.Count - 1, ["length"] = (long)items.Count, ["depth"] = 1L, ["depth0"] = 0L,
-                ["previtem"] = i > 0 ? items[i - 1] : new JinjaUndefined("loop.previtem"),
-                ["nextitem"] = i + 1 < items.Count ? items[i + 1] : new JinjaUndefined("loop.nextitem"),
-            };
-            int index = i;
-            loop["cycle"] = new JinjaCallable("loop.cycle", (args, _) =>
-                args.Count == 0 ? throw new InvalidOperationException("loop.cycle() needs at least one value") : args[index % args.Count]);
+            var loop = new JinjaLoop(items, i);
             inner.Set("loop", loop);
             if (Exec(f.Body, inner, sb) == Flow.Break) break;
         }
@@ -204,6 +225,7 @@ internal sealed partial class JinjaEvaluator
 
     private object? EvalCore(Expr e, Scope scope)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         switch (e)
         {
             case LiteralExpr l: return l.Value;
@@ -298,6 +320,7 @@ internal sealed partial class JinjaEvaluator
         {
             case JinjaNamespace ns:
                 return ns.Attributes.TryGetValue(name, out var nv) ? nv : new JinjaUndefined(name);
+            case JinjaLoop loop: return loop.Get(name);
             case JinjaDict d:
                 if (JinjaMethods.DictMethod(d, name) is { } dm) return dm;
                 return d.TryGetValue(name, out var dv) ? dv : new JinjaUndefined(name);
@@ -315,6 +338,7 @@ internal sealed partial class JinjaEvaluator
                 if (key is string k) return d.TryGetValue(k, out var v) ? v : (object?)JinjaMethods.DictMethod(d, k) ?? new JinjaUndefined(k);
                 return new JinjaUndefined(JinjaValues.Repr(key));
             case JinjaNamespace ns when key is string k2: return GetAttr(ns, k2);
+            case JinjaLoop loop when key is string k3: return loop.Get(k3);
             case JinjaList l when key is long or bool:
             {
                 long i = (long)JinjaValues.ToDouble(key);

@@ -8,7 +8,7 @@ namespace Engine.Tokenizers.Jinja;
 
 internal sealed partial class JinjaEvaluator
 {
-    private const long MaxRange = 1_000_000;
+    private const long MaxRange = 100_000;
 
     private IEnumerable<(string, object?)> Globals()
     {

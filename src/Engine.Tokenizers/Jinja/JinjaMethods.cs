@@ -37,7 +37,7 @@ internal static class JinjaMethods
         "rstrip" => M(name, (a, k) => StrArg(a, k, 0, "chars", name) is { } c ? s.TrimEnd(c.ToCharArray()) : s.TrimEnd()),
         "split" => M(name, (a, k) => Split(s, StrArg(a, k, 0, "sep", name), ToLong(Arg(a, k, 1, "maxsplit", -1L)), fromRight: false)),
         "rsplit" => M(name, (a, k) => Split(s, StrArg(a, k, 0, "sep", name), ToLong(Arg(a, k, 1, "maxsplit", -1L)), fromRight: true)),
-        "splitlines" => M(name, (_, _) => new JinjaList(s.Split('\n').Select(x => (object?)x.TrimEnd('\r')).Take(s.EndsWith('\n') ? s.Split('\n').Length - 1 : int.MaxValue))),
+        "splitlines" => M(name, (_, _) => SplitLines(s)),
         "startswith" => M(name, (a, k) => Affix(s, Arg(a, k, 0, "prefix"), start: true)),
         "endswith" => M(name, (a, k) => Affix(s, Arg(a, k, 0, "suffix"), start: false)),
         "upper" => M(name, (_, _) => s.ToUpperInvariant()),
@@ -99,6 +99,22 @@ internal static class JinjaMethods
         double d when d == Math.Floor(d) => (long)d,
         _ => throw new InvalidOperationException($"expected an integer, got {JinjaValues.TypeName(v)}"),
     };
+
+    /// <summary>Python str.splitlines(): breaks at \n, \r\n and \r; no empty last part for a trailing break.</summary>
+    private static JinjaList SplitLines(string s)
+    {
+        var parts = new JinjaList();
+        int start = 0;
+        for (int i = 0; i < s.Length; i++)
+        {
+            if (s[i] is not ('\n' or '\r')) continue;
+            parts.Add(s[start..i]);
+            if (s[i] == '\r' && i + 1 < s.Length && s[i + 1] == '\n') i++;
+            start = i + 1;
+        }
+        if (start < s.Length) parts.Add(s[start..]);
+        return parts;
+    }
 
     private static bool Affix(string s, object? what, bool start)
     {

@@ -54,6 +54,7 @@ internal sealed class JinjaParser
     /// <summary>Parses nodes until a block tag whose name is in <paramref name="ends"/> (returned, its "{%" and name consumed) or EOF.</summary>
     private List<Node> ParseBody(string[] ends, out Token? endTag)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         var nodes = new List<Node>();
         while (true)
         {
@@ -305,6 +306,7 @@ internal sealed class JinjaParser
 
     private Expr ParseUnary(bool withFilter)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         var t = Peek;
         Expr e;
         if (IsOp("-") || IsOp("+")) { Next(); e = new UnaryExpr(t.Value, ParseUnary(false), t.Line, t.Column); }

@@ -17,7 +17,11 @@ public sealed class JinjaTemplate
     public string Source { get; }
 
     /// <summary>Parses <paramref name="source"/>; JinjaException on a syntax error or an unsupported construct.</summary>
-    public static JinjaTemplate Parse(string source) => new(source, JinjaParser.Parse(source));
+    public static JinjaTemplate Parse(string source)
+    {
+        try { return new(source, JinjaParser.Parse(source)); }
+        catch (InsufficientExecutionStackException) { throw new JinjaException("the template nests too deeply", 0, 0); }
+    }
 
     /// <summary>Renders with <paramref name="variables"/>; <paramref name="clock"/> feeds strftime_now (default: local now).</summary>
     public string Render(IReadOnlyDictionary<string, object?> variables, Func<DateTime>? clock = null)

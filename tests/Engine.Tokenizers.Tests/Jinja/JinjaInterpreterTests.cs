@@ -77,8 +77,13 @@ public class JinjaInterpreterTests
     {
         var e = Assert.Throws<JinjaException>(() => Render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"));
         Assert.That(e!.Message, Does.Contain("recursed deeper"));
-        Assert.Throws<JinjaException>(() => Render("{% for i in range(100000000) %}{% endfor %}"));
+        Assert.Throws<JinjaException>(() => Render("{% for i in range(10000000) %}{% endfor %}"));
         Assert.Throws<JinjaException>(() => Render("{{ 'x' * 100000000 }}"));
+        var loops = Assert.Throws<JinjaException>(() => Render("{% for i in range(1001) %}{% for j in range(1000) %}{% endfor %}{% endfor %}"));
+        Assert.That(loops!.Message, Does.Contain("loop iterations"));
+        var deep = Assert.Throws<JinjaException>(() => JinjaTemplate.Parse("{{ " + new string('(', 200_000) + "1" + new string(')', 200_000) + " }}"));
+        Assert.That(deep!.Message, Does.Contain("nests too deeply"));
+        Assert.That(Render("{{ 'a\r\nb\rc\n'.splitlines() }}"), Is.EqualTo("['a', 'b', 'c']"));
     }
 
     [Test]
