@@ -140,6 +140,24 @@ public sealed partial class ChatTemplate
                 throw new ChatTemplateException($"the model's chat format ({Kind}) cannot present tools: it has no executable chat template");
             return RenderFamily(messages, options.AddGenerationPrompt);
         }
+        try { return RenderJinja(_jinja, messages, options); }
+        catch (JinjaRaisedException e) when (messages.Any(m => m.Role == "system") && messages.Any(m => m.Role == "user"))
+        {
+            // Templates without a system role (Gemma, Mistral v0.2, ...) refuse one; like llama.cpp, fold the system
+            // text into the first user turn ("system\nuser") and render again.
+            try { return RenderJinja(_jinja, FoldSystem(messages), options); }
+            catch (JinjaException) { throw Refused(e); }
+        }
+        catch (JinjaRaisedException e) { throw Refused(e); }
+        catch (JinjaException e) { throw new ChatTemplateException(e.Message, e); }
+        catch (ArgumentException e) { throw new ChatTemplateException(e.Message, e); }
+    }
+
+    private static ChatTemplateException Refused(JinjaRaisedException e) =>
+        new($"the model's chat template refused the conversation: {e.TemplateMessage}", e);
+
+    private string RenderJinja(JinjaTemplate jinja, IReadOnlyList<ChatTurn> messages, ChatRenderOptions options)
+    {
         var vars = new Dictionary<string, object?>
         {
             ["messages"] = new JinjaList(messages.Select(MessageValue)),
@@ -149,12 +167,24 @@ public sealed partial class ChatTemplate
             ["eos_token"] = EosToken,
         };
         foreach (var (k, val) in options.Variables ?? new Dictionary<string, object?>()) vars[k] = val;
-        string text;
-        try { text = _jinja.Render(vars, options.Clock); }
-        catch (JinjaRaisedException e) { throw new ChatTemplateException($"the model's chat template refused the conversation: {e.TemplateMessage}", e); }
-        catch (JinjaException e) { throw new ChatTemplateException(e.Message, e); }
-        catch (ArgumentException e) { throw new ChatTemplateException(e.Message, e); }
+        string text = jinja.Render(vars, options.Clock);
         return BosToken.Length > 0 && text.StartsWith(BosToken, StringComparison.Ordinal) ? text[BosToken.Length..] : text;
+    }
+
+    /// <summary>System messages joined ("\n") and prefixed to the first user message, as llama.cpp does for templates
+    /// that do not take a system role.</summary>
+    private static List<ChatTurn> FoldSystem(IReadOnlyList<ChatTurn> messages)
+    {
+        var system = string.Join("\n", messages.Where(m => m.Role == "system").Select(m => m.Content));
+        var result = new List<ChatTurn>();
+        bool folded = false;
+        foreach (var m in messages)
+        {
+            if (m.Role == "system") continue;
+            if (!folded && m.Role == "user") { result.Add(m with { Content = system + "\n" + m.Content }); folded = true; }
+            else result.Add(m);
+        }
+        return result;
     }
 
     /// <summary>A message as transformers gives it to a template: {role, content[, tool_calls, tool_call_id, name]};

@@ -97,10 +97,21 @@ public class JinjaChatTemplateTests
     [Test]
     public void TemplateRefusalIsAChatTemplateExceptionWithItsMessage()
     {
-        var t = ChatTemplate.Detect(Case("google/gemma-7b-it"));
-        var e = Assert.Throws<ChatTemplateException>(() => t.Render(WithSystem));
-        Assert.That(e!.Message, Does.Contain("System role not supported"));
+        var t = ChatTemplate.Detect(Case("mistralai/Mistral-7B-Instruct-v0.2 (pre-v1"), "<s>", "</s>");
+        var e = Assert.Throws<ChatTemplateException>(() => t.Render([ChatTurn.User("a"), ChatTurn.User("b")]));
+        Assert.That(e!.Message, Does.Contain("Conversation roles must alternate user/assistant/user/assistant/..."));
         Assert.That(e, Is.InstanceOf<ArgumentException>(), "a refused conversation is the caller's fault (HTTP 400)");
+    }
+
+    [Test]
+    public void SystemTurnIsFoldedIntoTheFirstUserTurnWhenTheTemplateRefusesIt()
+    {
+        // gemma-7b-it raises 'System role not supported'; llama.cpp then passes "system\nuser" as the first user turn,
+        // and its expected rendering of the full test conversation is the case's Expected.
+        var gemma = LlamaCppTemplateCases.All().Single(c => c.Name == "google/gemma-7b-it");
+        var t = ChatTemplate.Detect(gemma.Template);
+        var conversation = LlamaCppTemplateCases.Conversation.Select(m => new ChatTurn(m.Role, m.Content)).ToList();
+        Assert.That(t.Render(conversation), Is.EqualTo(gemma.Expected));
     }
 
     [Test]
