@@ -3,8 +3,16 @@
 // Invariant: a streaming decoder never emits a partial UTF-8 sequence; Flush returns whatever is still buffered.
 namespace Engine.Runtime;
 
-/// <summary>One chat turn. Role is "system", "user" or "assistant".</summary>
-public sealed record ChatMessage(string Role, string Content);
+/// <summary>One chat turn. Role is "system", "user", "assistant" or (templates that take tools) "tool".</summary>
+public sealed record ChatMessage(string Role, string Content)
+{
+    /// <summary>Tool calls the assistant made in this turn (rendered by templates that take them).</summary>
+    public IReadOnlyList<Engine.Tokenizers.ChatToolCall>? ToolCalls { get; init; }
+    /// <summary>For a "tool" turn: the id of the call this is the result of.</summary>
+    public string? ToolCallId { get; init; }
+    /// <summary>Optional name (the tool's name for a "tool" turn).</summary>
+    public string? Name { get; init; }
+}
 
 /// <summary>Tokenizer as seen by the runtime.</summary>
 public interface ITextTokenizer
@@ -25,6 +33,14 @@ public interface ITextTokenizer
     /// <summary>The model's chat template applied to <paramref name="messages"/> (with the assistant prompt opened);
     /// null when the model has no template the tokenizer understands.</summary>
     string? ApplyChatTemplate(IReadOnlyList<ChatMessage> messages);
+
+    /// <summary>As <see cref="ApplyChatTemplate(IReadOnlyList{ChatMessage})"/> with tool definitions, the generation
+    /// prompt switch and extra template variables. A template that refuses the conversation (or cannot show tools)
+    /// throws Engine.Tokenizers.ChatTemplateException (an ArgumentException: the request is at fault).</summary>
+    string? ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, Engine.Tokenizers.ChatRenderOptions options) =>
+        options.Tools is { Count: > 0 } || !options.AddGenerationPrompt || options.Variables is { Count: > 0 }
+            ? throw new Engine.Tokenizers.ChatTemplateException("this tokenizer has no chat template that takes tools or options")
+            : ApplyChatTemplate(messages);
 }
 
 /// <summary>Incremental detokenizer: returns only complete UTF-8 text.</summary>

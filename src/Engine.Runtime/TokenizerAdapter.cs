@@ -1,7 +1,8 @@
 // Owns: plugging Engine.Tokenizers.Tokenizer into the runtime's ITextTokenizer (encode, streaming decode, EOG ids,
-// chat formatting via Engine.Tokenizers.ChatTemplate). A model without a template gets the tokenizer's Plain format
-// (contents concatenated, so a base model continues the text); an unrecognised template yields null and the runtime
-// falls back to its "role: text" transcript (the reason is kept in ChatTemplateProblem).
+// chat formatting via Engine.Tokenizers.ChatTemplate, which executes the model's Jinja template). A model without a
+// template gets the tokenizer's Plain format (contents concatenated, so a base model continues the text); a template
+// that can be neither executed nor recognised yields null and the runtime falls back to its "role: text" transcript
+// (the reason is kept in ChatTemplateProblem).
 using Engine.Formats;
 using Engine.Tokenizers;
 
@@ -17,7 +18,7 @@ public sealed class TokenizerAdapter : ITextTokenizer
         catch (ModelFormatException e) { ChatTemplateProblem = e.Message; }
     }
 
-    /// <summary>The recognised chat template family; null when the model's template is not recognised.</summary>
+    /// <summary>The model's chat template (executed Jinja, or its family's built-in format); null when unusable.</summary>
     public ChatTemplate? ChatTemplate { get; }
     public string? ChatTemplateProblem { get; }
 
@@ -39,8 +40,11 @@ public sealed class TokenizerAdapter : ITextTokenizer
 
     public IStreamingTextDecoder CreateStreamingDecoder(bool atTextStart) => new Decoder(Tokenizer.CreateDecoder(renderSpecial: false, atTextStart));
 
-    public string? ApplyChatTemplate(IReadOnlyList<ChatMessage> messages) =>
-        ChatTemplate?.Render(messages.Select(m => new ChatTurn(m.Role, m.Content)).ToList(), addGenerationPrompt: true);
+    public string? ApplyChatTemplate(IReadOnlyList<ChatMessage> messages) => ApplyChatTemplate(messages, new ChatRenderOptions());
+
+    public string? ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, ChatRenderOptions options) =>
+        ChatTemplate?.Render(messages.Select(m => new ChatTurn(m.Role, m.Content)
+            { ToolCalls = m.ToolCalls, ToolCallId = m.ToolCallId, Name = m.Name }).ToList(), options);
 
     private sealed class Decoder(StreamingDecoder inner) : IStreamingTextDecoder
     {

@@ -51,13 +51,13 @@ public class ChatTemplateTests
     [Test]
     public void Llama2AndMistralFromInstMarkers()
     {
-        var llama2 = ChatTemplate.Detect("{% if messages[0]['role'] == 'system' %}<<SYS>>\\n{% endif %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}");
-        Assert.That(llama2.Kind, Is.EqualTo(ChatTemplateKind.Llama2));
-        Assert.That(llama2.Render(Conversation), Is.EqualTo(
+        Assert.That(ChatTemplate.Family("{% if messages[0]['role'] == 'system' %}<<SYS>>\\n{% endif %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"),
+            Is.EqualTo(ChatTemplateKind.Llama2));
+        Assert.That(ChatTemplate.ForKind(ChatTemplateKind.Llama2).Render(Conversation), Is.EqualTo(
             "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello! </s><s>[INST] Bye [/INST]"));
-        var mistral = ChatTemplate.Detect("{{ bos_token }}{% for message in messages %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% endfor %}");
-        Assert.That(mistral.Kind, Is.EqualTo(ChatTemplateKind.Mistral));
-        Assert.That(mistral.Render([ChatTurn.User("Hi"), ChatTurn.Assistant("Hello!"), ChatTurn.User("Bye")]),
+        Assert.That(ChatTemplate.Family("{{ bos_token }}{% for message in messages %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% endfor %}"),
+            Is.EqualTo(ChatTemplateKind.Mistral));
+        Assert.That(ChatTemplate.ForKind(ChatTemplateKind.Mistral).Render([ChatTurn.User("Hi"), ChatTurn.Assistant("Hello!"), ChatTurn.User("Bye")]),
             Is.EqualTo("[INST] Hi [/INST]Hello!</s>[INST] Bye [/INST]"));
     }
 
@@ -73,8 +73,11 @@ public class ChatTemplateTests
     [Test]
     public void UnknownTemplateIsAClearError()
     {
-        var e = Assert.Throws<NotSupportedException>(() => ChatTemplate.Detect("{{ '### Human: ' + message }}"));
-        Assert.That(e!.Message, Does.Contain("### Human").And.Contain("unrecognised chat template"));
+        // A template of no known family is executed; one the interpreter cannot parse is an error naming the construct.
+        Assert.That(ChatTemplate.Detect("{% for m in messages %}### {{ m.role }}: {{ m.content }}\n{% endfor %}").Render([ChatTurn.User("Hi")]),
+            Is.EqualTo("### user: Hi\n"));
+        var e = Assert.Throws<NotSupportedException>(() => ChatTemplate.Detect("### Human: {% raw %}{{ message }}{% endraw %}"));
+        Assert.That(e!.Message, Does.Contain("### Human").And.Contain("unsupported tag '{% raw %}'"));
         Assert.Throws<ArgumentException>(() => ChatTemplate.ForKind(ChatTemplateKind.ChatML).Render([new ChatTurn("tool", "x")]));
     }
 }
