@@ -36,6 +36,7 @@ public sealed class DeviceKvPool : IDisposable
             _vf = acc.Allocate1D<float>(perLayer * layerCount);
             _dummyH = acc.Allocate1D<ushort>(1);
         }
+        _kf?.MemSetToZero(); _vf?.MemSetToZero(); _kh?.MemSetToZero(); _vh?.MemSetToZero();   // never read stale bytes as NaN
     }
 
     public int LayerCount { get; }

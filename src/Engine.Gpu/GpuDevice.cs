@@ -120,7 +120,7 @@ public sealed partial class GpuDevice : IDisposable
             throw new GpuMemoryException($"not enough device memory on {Label} for {what}: need {Format(neededBytes)}, free {Format(free)}");
     }
 
-    internal static string Format(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F2} GiB" : $"{bytes / (double)(1 << 20):F1} MiB";
+    public static string Format(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F2} GiB" : $"{bytes / (double)(1 << 20):F1} MiB";
 
     public void Dispose()
     {

@@ -364,7 +364,11 @@ internal sealed class ServingLoop : IDisposable
         if (_recurrent != null) { ExecuteRecurrent(_recurrent, plan, lives, results, finished); return; }
         var kv = _kv!;
         foreach (var move in plan.Moves) kv.MoveBlock(move.SourceBlock, move.DestinationBlock); // before copies: a source may be reused
-        foreach (var copy in plan.Copies) kv.CopyBlock(copy.SourceBlock, copy.DestinationBlock, copy.TokenCount);
+        foreach (var copy in plan.Copies)
+        {
+            kv.CopyBlock(copy.SourceBlock, copy.DestinationBlock, copy.TokenCount);
+            (_model as TransformerModel)?.Executor?.CopyBlock(copy.SourceBlock, copy.DestinationBlock, copy.TokenCount);   // device KV (GPU)
+        }
         int n = plan.TotalTokens, vocab = _model.Config.VocabSize;
         var tokens = new int[n];
         var positions = new int[n];
