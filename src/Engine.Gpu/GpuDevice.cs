@@ -49,11 +49,13 @@ public sealed partial class GpuDevice : IDisposable
     /// <summary>Device name as bench rows print it: <c>cuda:NVIDIA H200</c> or <c>cpu-sim</c>.</summary>
     public string Label => Kind == GpuKind.Cuda ? $"cuda:{Accelerator.Name}" : "cpu-sim";
 
-    /// <summary>Total device memory in bytes.</summary>
-    public long MemoryBytes => Accelerator.MemorySize;
+    /// <summary>Total device memory in bytes (gpu-sim: the memory the GC may use — ILGPU reports no real figure).</summary>
+    public long MemoryBytes => Kind == GpuKind.Cuda ? Accelerator.MemorySize : HostBytes;
+
+    private static long HostBytes => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
 
     /// <summary>Free device memory now (CUDA: the driver's figure; gpu-sim: the memory the GC can still use).</summary>
-    public long FreeBytes => Accelerator is CudaAccelerator c ? c.GetFreeMemory() : GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+    public long FreeBytes => Accelerator is CudaAccelerator c ? c.GetFreeMemory() : HostBytes;
 
     /// <summary>Opens the first CUDA device (throws <see cref="GpuUnavailableException"/> when there is none).</summary>
     public static GpuDevice OpenCuda()
@@ -93,7 +95,7 @@ public sealed partial class GpuDevice : IDisposable
         var list = new List<GpuDeviceInfo>();
         using (var ctx = Context.Create(b => b.CPU(CPUDeviceKind.Nvidia)))
             foreach (var d in ctx)
-                list.Add(new GpuDeviceInfo("gpu-sim", "cpu-sim", d.Name, d.MemorySize, null, d.NumMultiprocessors, d.WarpSize));
+                list.Add(new GpuDeviceInfo("gpu-sim", "cpu-sim", d.Name, HostBytes, HostBytes, d.NumMultiprocessors, d.WarpSize));
         try
         {
             using var ctx = Context.Create(b => b.Cuda());

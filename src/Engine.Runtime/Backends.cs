@@ -52,6 +52,9 @@ public static class Backends
         return model;
     }
 
+    /// <summary>The accelerators the GPU backends can use: ILGPU's CPU accelerator (gpu-sim) and every CUDA device.</summary>
+    public static IReadOnlyList<GpuDeviceInfo> Devices() => GpuDevice.List();
+
     /// <summary>A device label for result rows: <c>cuda:NVIDIA H200</c>, <c>cpu-sim</c>, or the backend's name.</summary>
     public static string DeviceLabel(IBackend backend) => backend is GpuBackend g ? g.Device.Label : backend.Name;
 }
