@@ -14,5 +14,6 @@ root.Subcommands.Add(Engine.Cli.Commands.BenchParallelCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.BenchCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.EvalCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.MemoryCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.GpuCheckCommand.Create());
 
 return root.Parse(args).Invoke();
