@@ -4,8 +4,11 @@
 // barrier) or one thread when LaneMode is Single (the same kernels without shuffles, ~40× faster — whole-model tests).
 // Invariants: launches are asynchronous on the accelerator's default stream, in order; only explicit host reads
 // (GpuBuffer.Read, Synchronize) wait. Kernels are compiled once per device, on first use.
-// Source: ILGPU samples (LoadStreamKernel + KernelConfig for explicit grouping); CPUDeviceKind.Nvidia gives 32-wide warps.
+// Contexts enable ILGPU.Algorithms: without it the PTX backend cannot compile Math.Exp/Cos/Sin (internal compiler
+// error; PtxCompileTests guards this). Source: ILGPU samples (LoadStreamKernel + KernelConfig for explicit grouping);
+// CPUDeviceKind.Nvidia gives 32-wide warps.
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
@@ -60,7 +63,7 @@ public sealed partial class GpuDevice : IDisposable
     /// <summary>Opens the first CUDA device (throws <see cref="GpuUnavailableException"/> when there is none).</summary>
     public static GpuDevice OpenCuda()
     {
-        var ctx = Context.Create(b => b.Cuda().Optimize(OptimizationLevel.O2));
+        var ctx = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(OptimizationLevel.O2));
         try
         {
             var devs = ctx.GetCudaDevices();
@@ -73,7 +76,7 @@ public sealed partial class GpuDevice : IDisposable
     /// <summary>Opens ILGPU's CPU accelerator with 32-wide warps (gpu-sim).</summary>
     public static GpuDevice OpenCpuSim(LaneMode lanes = LaneMode.Single)
     {
-        var ctx = Context.Create(b => b.CPU(CPUDeviceKind.Nvidia).Optimize(OptimizationLevel.O2));
+        var ctx = Context.Create(b => b.CPU(CPUDeviceKind.Nvidia).EnableAlgorithms().Optimize(OptimizationLevel.O2));
         try { return new GpuDevice(ctx, ctx.CreateCPUAccelerator(0), GpuKind.CpuSim, lanes); }
         catch { ctx.Dispose(); throw; }
     }
