@@ -15,5 +15,6 @@ root.Subcommands.Add(Engine.Cli.Commands.BenchCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.EvalCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.MemoryCommand.Create());
 root.Subcommands.Add(Engine.Cli.Commands.ServeCommand.Create());
+root.Subcommands.Add(Engine.Cli.Commands.GpuCheckCommand.Create());
 
 return root.Parse(args).Invoke();

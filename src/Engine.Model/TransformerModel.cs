@@ -38,8 +38,12 @@ public sealed class TransformerModel : ILanguageModel
     public TransformerWeights Weights { get; }
     public IBackend Backend => _backend;
 
+    /// <summary>When set, runs every validated forward instead of the host-span path below (the GPU device forward);
+    /// disposed with the model.</summary>
+    public ITransformerExecutor? Executor { get; set; }
+
     public IKvStore CreateKvStore(int contextLength, int sequenceCapacity = 1) =>
-        new ContiguousKvStore(Config.BlockCount, Config.KeyDim, contextLength, sequenceCapacity);
+        Executor?.CreateKvStore(contextLength, sequenceCapacity) ?? new ContiguousKvStore(Config.BlockCount, Config.KeyDim, contextLength, sequenceCapacity);
 
     public void Forward(ForwardBatch batch, IKvStore kv, Span<float> logits, bool allLogits)
     {
@@ -63,6 +67,7 @@ public sealed class TransformerModel : ILanguageModel
             if ((uint)r >= (uint)n) throw new ArgumentOutOfRangeException(nameof(logitRows), $"logit row {r} is outside the batch (0..{n - 1})");
         foreach (int p in batch.Positions)
             if (p >= kv.Capacity) throw new KvCapacityException(p, kv.Capacity);
+        if (Executor != null) { Executor.Forward(batch, kv, logitRows, logits); return; }
 
         var s = _scratch is { Capacity: var cap } && cap >= n ? _scratch : (_scratch = new Scratch(c, n, Math.Max(1, FeedForwardChunkTokens)));
         int dim = c.EmbeddingLength, qd = c.QueryDim, kd = c.KeyDim, vd = c.ValueDim, ff = c.FeedForwardLength;
@@ -148,7 +153,11 @@ public sealed class TransformerModel : ILanguageModel
             _backend.Add(rows.Slice(o, bias.Length), bias, rows.Slice(o, bias.Length));
     }
 
-    public void Dispose() => _owner?.Dispose();
+    public void Dispose()
+    {
+        Executor?.Dispose();
+        _owner?.Dispose();
+    }
 
     /// <summary>Activation buffers for up to <see cref="Capacity"/> tokens per forward.</summary>
     private sealed class Scratch

@@ -6,7 +6,9 @@ namespace Engine.Runtime;
 /// <summary>How to load a model.</summary>
 public sealed record EngineOptions
 {
-    /// <summary>"cpu" (SIMD, multi-threaded) or "reference" (scalar, exact; slow).</summary>
+    /// <summary>"cpu" (SIMD, multi-threaded), "reference" (scalar, exact; slow), "gpu" (CUDA via ILGPU: weights, activations
+    /// and KV on the device), "gpu-sim" (the same GPU kernels on ILGPU's CPU accelerator; slow) or "auto" (gpu when a
+    /// CUDA device is present, else cpu).</summary>
     public string Backend { get; init; } = "cpu";
     /// <summary>Worker threads for the CPU backend: 0 = all cores; more than the cores = the cores; negative → ArgumentException.
     /// Every field is checked by OptionsValidation.Validate (Load, the constructor).</summary>

@@ -155,7 +155,7 @@ public sealed partial class InferenceEngine : IDisposable
         {
             backend = Backends.Create(options.Backend, options.Threads);
             var policyBackend = policy != null ? new Engine.Memory.Policies.PolicyBackend(backend) : null;
-            var model = ModelLoader.LoadAny(file, (IBackend?)policyBackend ?? backend, ownsFile: true);
+            var model = Backends.LoadModel(file, (IBackend?)policyBackend ?? backend, ownsFile: true, kvBytesF32: options.KvBudgetBytes);
             var tokenizer = (tokenizerFactory ?? DefaultTokenizer)(file);
             var decorator = options.KvStoreDecorator;
             if (options.Memory != null)

@@ -9,6 +9,7 @@ public class LayeringTests
     {
         ["Engine.Tensors"] = [],
         ["Engine.Kernels"] = ["Engine.Tensors"],
+        ["Engine.Gpu"] = ["Engine.Kernels", "Engine.Tensors"],
         ["Engine.Formats"] = ["Engine.Tensors"],
         ["Engine.Tokenizers"] = ["Engine.Formats", "Engine.Tensors"],
         ["Engine.Memory"] = ["Engine.Kernels", "Engine.Tensors"],

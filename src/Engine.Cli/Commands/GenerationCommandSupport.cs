@@ -38,7 +38,7 @@ internal static class GenerationCommandSupport
 
     public static Option<string> BackendOption() => new("--backend")
     {
-        Description = "Compute backend: cpu (SIMD, multi-threaded) or reference (scalar, exact, slow).",
+        Description = "Compute backend: auto (gpu if a CUDA device is present, else cpu), cpu (SIMD, multi-threaded), reference (scalar, exact, slow), gpu (CUDA via ILGPU), gpu-sim (the GPU kernels on ILGPU's CPU accelerator, slow).",
         DefaultValueFactory = _ => "cpu",
     };
 

@@ -33,7 +33,7 @@ public static class LogitsCommand
             if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
             using var file = ModelFiles.Open(path);
             using var be = Backends.Create(pr.GetValue(backend)!, pr.GetValue(threads));
-            using var m = ModelLoader.LoadAny(file, be);
+            using var m = Backends.LoadModel(file, be);
             int vocab = m.Config.VocabSize;
             if (ids.Length > m.Config.ContextLength)
                 throw new ArgumentException($"{ids.Length} tokens exceed the model's context length {m.Config.ContextLength}");

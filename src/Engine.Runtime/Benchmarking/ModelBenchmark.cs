@@ -92,7 +92,7 @@ public static class ModelBenchmark
         var inner = Backends.Create(options.Backend, options.Threads);
         var profiler = options.Profile ? new ProfilingBackend(inner) : null;
         using IBackend backend = profiler ?? inner;
-        using var model = ModelLoader.LoadAny(file, backend);   // transformers and recurrent (rwkv) models
+        using var model = Backends.LoadModel(file, backend);   // transformers and recurrent (rwkv) models; GPU: device forward
         var c = model.Config;
         int threads = inner is CpuBackend cpu ? cpu.ThreadCount : 1;
         var (label, type, parameters) = Describe(file, c);
@@ -181,7 +181,7 @@ public static class ModelBenchmark
             return new BenchResult
             {
                 Model = label, Type = type, File = Path.GetFileName(path), FileBytes = fileBytes, Parameters = parameters,
-                Backend = backend.Name, Threads = threads, Test = test,
+                Backend = Backends.DeviceLabel(inner), Threads = threads, Test = test,
                 PromptTokens = test.StartsWith("pp") ? tokens : 0, GenTokens = test.StartsWith("tg") ? tokens : 0,
                 Depth = depth, Repetitions = samples.Length, TokensPerSecondMean = mean, TokensPerSecondSd = sd, Samples = samples,
                 PeakRssBytes = mem.PeakRssBytes, RssAnonBytes = mem.RssAnonBytes, RssFileBytes = mem.RssFileBytes,

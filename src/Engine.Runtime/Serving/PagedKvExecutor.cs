@@ -106,7 +106,11 @@ internal sealed class PagedKvExecutor : IStepExecutor
     public Span<float> Forward(SchedulePlan plan, LiveRequest?[] lives, int[] skipped)
     {
         foreach (var move in plan.Moves) _kv.MoveBlock(move.SourceBlock, move.DestinationBlock); // before copies: a source may be reused
-        foreach (var copy in plan.Copies) _kv.CopyBlock(copy.SourceBlock, copy.DestinationBlock, copy.TokenCount);
+        foreach (var copy in plan.Copies)
+        {
+            _kv.CopyBlock(copy.SourceBlock, copy.DestinationBlock, copy.TokenCount);
+            (_model as TransformerModel)?.Executor?.CopyBlock(copy.SourceBlock, copy.DestinationBlock, copy.TokenCount);   // device KV (GPU)
+        }
         int n = 0, vocab = _model.Config.VocabSize;
         var requests = plan.Requests;
         for (int i = 0; i < requests.Count; i++) n += requests[i].TokenCount;
