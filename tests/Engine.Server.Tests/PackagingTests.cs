@@ -75,6 +75,7 @@ public class PackagingTests
                 {
                     var v = Path.Combine(id, version);
                     if (Directory.Exists(v)) try { Directory.Delete(v, recursive: true); } catch (IOException) { }
+                    if (!Directory.EnumerateFileSystemEntries(id).Any()) try { Directory.Delete(id); } catch (IOException) { }
                 }
         }
     }
