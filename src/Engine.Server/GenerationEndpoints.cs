@@ -63,10 +63,15 @@ internal sealed class GenerationEndpoints(InferenceEngine engine, ServerOptions 
     private static ApiException Rejection(ArgumentException e, bool chat) => e switch
     {
         PromptTooLongException or KvBudgetExceededException => ApiException.BadRequest(e.Message, chat ? "messages" : "prompt", "context_length_exceeded"),
-        _ => ApiException.BadRequest(OneLine(e.Message), e.ParamName),
+        _ => ApiException.BadRequest(OneLine(e), e.ParamName == "promptIds" ? "prompt" : null),
     };
 
-    private static string OneLine(string s) => s.Split('\n')[0].Trim();
+    /// <summary>The exception's first line without .NET's " (Parameter 'x')" suffix (an internal name).</summary>
+    private static string OneLine(ArgumentException e)
+    {
+        string m = e.Message.Split('\n')[0].Trim();
+        return e.ParamName is { } p ? m.Replace($" (Parameter '{p}')", "") : m;
+    }
 
     private async Task<object> CollectAsync(IAsyncEnumerable<GenerationChunk> stream, Run run)
     {

@@ -12,7 +12,7 @@ public sealed record ServerOptions
     /// <summary>The id clients put in "model" and /v1/models lists; null = the model file's name without extension.</summary>
     public string? ModelId { get; init; }
     /// <summary>Generation requests admitted at once (running + queued); one more gets 503 with Retry-After.
-    /// ≤ 0 = the engine's MaxConcurrentSequences × 4.</summary>
+    /// ≤ 0 = 64 (`engine serve` passes 4 × --max-concurrent).</summary>
     public int MaxPendingRequests { get; init; }
     /// <summary>Seconds a rejected client is told to wait (Retry-After).</summary>
     public int RetryAfterSeconds { get; init; } = 1;

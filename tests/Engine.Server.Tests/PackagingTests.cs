@@ -39,7 +39,7 @@ public class PackagingTests
             Directory.CreateDirectory(app);
             File.WriteAllText(Path.Combine(app, "nuget.config"), $"""
                 <?xml version="1.0" encoding="utf-8"?>
-                <configuration><packageSources><add key="engine-feed" value="{feed}" /></packageSources></configuration>
+                <configuration><packageSources><clear /><add key="engine-feed" value="{feed}" /></packageSources></configuration>
                 """);
             File.WriteAllText(Path.Combine(app, "app.csproj"), $"""
                 <Project Sdk="Microsoft.NET.Sdk">
@@ -59,7 +59,8 @@ public class PackagingTests
             string appOut = Run(app, "dotnet", Path.Combine(app, "bin", "Release", "net10.0", "app.dll"), model);
             Assert.That(appOut, Is.EqualTo(expected), "the packaged library generates what the project-referenced engine does");
 
-            Run(root, "dotnet", "tool", "install", "--tool-path", tools, "--add-source", feed, "engine", "--version", version);
+            // only the feed (and the NuGet cache, for the library's dependencies) is consulted: no network needed
+            Run(root, "dotnet", "tool", "install", "--tool-path", tools, "--configfile", Path.Combine(app, "nuget.config"), "engine", "--version", version);
             string toolOut = Run(root, Path.Combine(tools, OperatingSystem.IsWindows() ? "engine.exe" : "engine"),
                 "run", "-p", Prompt, "-n", $"{Tokens}", "--temperature", "0", "--threads", "1");
             Assert.That(toolOut.TrimEnd('\n', '\r'), Is.EqualTo(expected), "the installed tool runs with its bundled default model");
@@ -74,6 +75,7 @@ public class PackagingTests
                 {
                     var v = Path.Combine(id, version);
                     if (Directory.Exists(v)) try { Directory.Delete(v, recursive: true); } catch (IOException) { }
+                    if (!Directory.EnumerateFileSystemEntries(id).Any()) try { Directory.Delete(id); } catch (IOException) { }
                 }
         }
     }
