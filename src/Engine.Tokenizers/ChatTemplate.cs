@@ -5,8 +5,8 @@
 // that hard-coded format (ChatTemplateFamilies.cs) is the fallback when the template uses a construct the interpreter
 // does not support. A model without a template (e.g. the tok512 stories models) gets Plain: contents concatenated.
 // A template that neither parses nor belongs to a known family is an error naming the construct and its position.
-// Invariant: the rendered text never starts with BOS (a leading bos_token the template writes is removed, as
-// llama.cpp does) — encode it with addSpecial: true (adds BOS as the vocabulary asks) and parseSpecial: true.
+// Invariant: when the vocabulary adds BOS itself, the rendered text never starts with BOS (a leading bos_token the
+// template writes is removed, as llama.cpp does) — encode it with addSpecial: true and parseSpecial: true.
 using System.Text.Json;
 using Engine.Formats;
 using Engine.Tokenizers.Jinja;
@@ -69,6 +69,9 @@ public sealed partial class ChatTemplate
     /// <summary>Text of the BOS / EOS tokens given to the template as bos_token / eos_token.</summary>
     public string BosToken { get; init; } = "";
     public string EosToken { get; init; } = "";
+    /// <summary>Remove a leading bos_token from the rendering because the tokenizer adds BOS when encoding
+    /// (the vocabulary's add_bos); false keeps the template's BOS text.</summary>
+    public bool StripLeadingBos { get; init; } = true;
 
     /// <summary>The hard-coded format of a family (never executes Jinja).</summary>
     public static ChatTemplate ForKind(ChatTemplateKind kind) =>
@@ -122,9 +125,12 @@ public sealed partial class ChatTemplate
     {
         var v = tokenizer.Vocabulary;
         string Text(int? id) => id is int i ? v.Tokens[i] ?? "" : "";
-        try { return Detect(v.ChatTemplate, Text(v.Bos), Text(v.Eos)); }
+        try { return Detect(v.ChatTemplate, Text(v.Bos), Text(v.Eos)).WithBosStripping(v.AddBos); }
         catch (NotSupportedException e) { throw new ModelFormatException(v.Source, -1, e.Message, e); }
     }
+
+    private ChatTemplate WithBosStripping(bool strip) =>
+        new(Kind, Source, _jinja, JinjaProblem) { BosToken = BosToken, EosToken = EosToken, StripLeadingBos = strip };
 
     /// <summary>Renders the conversation; <paramref name="addGenerationPrompt"/> opens the assistant's turn.</summary>
     public string Render(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt = true) =>
@@ -168,7 +174,7 @@ public sealed partial class ChatTemplate
         };
         foreach (var (k, val) in options.Variables ?? new Dictionary<string, object?>()) vars[k] = val;
         string text = jinja.Render(vars, options.Clock);
-        return BosToken.Length > 0 && text.StartsWith(BosToken, StringComparison.Ordinal) ? text[BosToken.Length..] : text;
+        return StripLeadingBos && BosToken.Length > 0 && text.StartsWith(BosToken, StringComparison.Ordinal) ? text[BosToken.Length..] : text;
     }
 
     /// <summary>System messages joined ("\n") and prefixed to the first user message, as llama.cpp does for templates

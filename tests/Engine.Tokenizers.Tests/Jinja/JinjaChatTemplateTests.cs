@@ -127,6 +127,15 @@ public class JinjaChatTemplateTests
     }
 
     [Test]
+    public void LeadingBosIsRemovedOnlyWhenTheTokenizerAddsIt()
+    {
+        var llama3 = ChatTemplate.FromTokenizer(StreamingAndSpecialTests.Load("models/tokenizers/llama3/tokenizer.json"));
+        Assert.That((llama3.BosToken, llama3.StripLeadingBos), Is.EqualTo(("<|begin_of_text|>", true)));
+        Assert.That(llama3.Render([ChatTurn.User("Hi")]), Does.StartWith("<|start_header_id|>user"));
+        Assert.That(Qwen3().StripLeadingBos, Is.False, "Qwen's vocabulary adds no BOS, so a template's BOS text would be kept");
+    }
+
+    [Test]
     public void GgufTemplateIsExecutedWithItsBosText()
     {
         using var file = ModelFiles.Open(SharedData.Get("models/vocab/ggml-vocab-phi-3.gguf"));
