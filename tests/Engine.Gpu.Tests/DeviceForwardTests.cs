@@ -1,5 +1,5 @@
 // Owns: the whole forward on the device (gpu-sim, one-lane mode) against the shared fixtures and the CPU backend:
-//  - llama-256x2, every weight type: the first tokens of seq128 (14 as one prefill batch, then 4 decode steps), F32
+//  - llama-256x2, every weight type, and qwen2-256x2 (NEOX RoPE, biases): the first tokens of seq128 (14 as one prefill batch, then 4 decode steps), F32
 //    device KV, against the float64 numpy logits (.ref-np-f64) under the README's exact-path rule (max |Δ| ≤ 1e-3:
 //    the GPU dequantizes exactly and keeps float activations) and against the CPU backend (≤ 2 × the README main
 //    table's max |Δ|, floor 1e-4: the CPU rounds activations as llama.cpp does); F16 device KV (the default) within
@@ -30,7 +30,8 @@ public sealed class DeviceForwardTests
     ];
 
     public static IEnumerable<TestCaseData> Cases() =>
-        Types.Select(t => new TestCaseData(t.Type, t.RefMax).SetName($"Device_llama256x2_{t.Type}"));
+        Types.Select(t => new TestCaseData($"reference/llama-256x2/rand-llama-{t.Type}", t.RefMax).SetName($"Device_llama256x2_{t.Type}"))
+            .Append(new TestCaseData("reference/qwen2-256x2/rand-qwen2-F32", 4.41e-06).SetName("Device_qwen2_256x2_F32"));   // NEOX RoPE, q/k/v biases
 
     private static (TransformerModel Model, GpuBackend Backend) LoadGpu(ModelFile file, bool kvF32)
     {
@@ -53,9 +54,9 @@ public sealed class DeviceForwardTests
     }
 
     [TestCaseSource(nameof(Cases))]
-    public void LogitsMatchReferenceAndCpu(string type, double refMax)
+    public void LogitsMatchReferenceAndCpu(string stem, double refMax)
     {
-        string stem = $"reference/llama-256x2/rand-llama-{type}";
+        string type = Path.GetFileName(stem);
         var tokens = Fixtures.Seq128()[..(Prefill + Decode)];
         int vocab = Fixtures.Vocab, rows = tokens.Length;
         var reference = Fixtures.ReadLogits(stem + ".ref-np-f64.logits.f32")[..(rows * vocab)];
