@@ -4,7 +4,8 @@
 // Invariants: every body starts from exactly `depth` cached positions of sequence 0 (positions ≥ depth are removed),
 // the same token ids as the engine side are fed, only the logits the engine also computes are requested (pp: the last
 // row; tg: every row; parallel: one row per sequence, greedy argmax in C#). KV cache and flash attention are
-// llama.cpp's defaults unless given (llama-bench's defaults: F16 K/V); the runner prints what it used.
+// llama.cpp's defaults unless given (llama-bench's defaults: F16 K/V); the runner prints what it used. Also linked into
+// tests/Engine.Oracle.Tests (llama.cpp logits as an oracle).
 // Source: llama.cpp tools/llama-bench (pp/tg/depth), tools/batched-bench (several sequences, one context).
 using LLama;
 using LLama.Common;
@@ -20,7 +21,8 @@ public sealed class LlamaSide : IDisposable
     public int VocabSize { get; }
     public string KvType { get; }
 
-    public LlamaSide(string path, int threads, int contextLength, int sequences, int batchSize, GGMLType? kvType = null)
+    public LlamaSide(string path, int threads, int contextLength, int sequences, int batchSize, GGMLType? kvType = null,
+        bool? flashAttention = null)
     {
         var p = new ModelParams(path)
         {
@@ -33,6 +35,7 @@ public sealed class LlamaSide : IDisposable
             GpuLayerCount = 0,
         };
         if (kvType is { } t) { p.TypeK = t; p.TypeV = t; }
+        if (flashAttention is { } fa) p.FlashAttention = fa;
         KvType = (kvType ?? GGMLType.GGML_TYPE_F16).ToString().Replace("GGML_TYPE_", "");
         _weights = LLamaWeights.LoadFromFile(p);
         _context = _weights.CreateContext(p);
