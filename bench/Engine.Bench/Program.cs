@@ -11,6 +11,7 @@ using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using Engine.Bench;
 
 if (args.Contains("--cpu-ab")) { CpuTimeAb.Run(); return; }
+if (args.Contains("--cpu-ab-f16")) { F16GemvCpuAb.Run(); return; }
 if (args.Contains("--depth")) { SelectionDepthBench.Run(args); return; }
 if (args.Contains("--ingest")) { IngestBench.Run(args); return; }
 if (args.Contains("--cpu-ab-paged")) { PagedCpuAb.Run(threads: args.Contains("--threads2") ? 2 : 1); return; }

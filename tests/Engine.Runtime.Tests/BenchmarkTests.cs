@@ -65,6 +65,25 @@ public class BenchmarkTests
         Assert.That(File.GetLastWriteTimeUtc(path), Is.EqualTo(stamp));
     }
 
+    [Test]
+    public void SyntheticFileCarriesAnSpmVocabularyOfTheModelsSize()
+    {
+        // llama.cpp refuses a file without tokenizer.ggml.*; the engine's own tokenizer loader is the check here
+        // (the LLamaSharp oracle tests load the same files with llama.cpp itself).
+        string path = SyntheticModel.Ensure(SyntheticModel.Tiny, DType.Q8_0, _dir);
+        Assert.That(Path.GetFileName(path), Does.StartWith($"synthetic-v{SyntheticModel.FileVersion}-"), "cache name is versioned");
+        using var file = ModelFiles.Open(path);
+        var tok = Engine.Tokenizers.Tokenizer.FromModelFile(file);
+        Assert.That(tok.VocabSize, Is.EqualTo(SyntheticModel.Tiny.VocabSize));
+        var tokens = (string[])file.Metadata[TokenizerKeys.Tokens];
+        Assert.That(tokens.Distinct().Count(), Is.EqualTo(tokens.Length), "pieces are distinct");
+        Assert.That((tokens[0], tokens[1], tokens[2], tokens[3], tokens[258]), Is.EqualTo(("<unk>", "<s>", "</s>", "<0x00>", "<0xFF>")));
+        // Any text round-trips (byte fallback covers what the generated pieces do not).
+        const string text = "Hello, world! ☃ 123";
+        Assert.That(tok.Decode(tok.Encode(text)), Is.EqualTo(text));
+        Assert.Throws<ArgumentException>(() => SyntheticModel.AddVocabulary(new GgufWriter(), 258));
+    }
+
     [TestCase(DType.F16)]
     [TestCase(DType.Q4_0)]
     [TestCase(DType.Q6_K)]

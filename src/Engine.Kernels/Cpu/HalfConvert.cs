@@ -1,8 +1,9 @@
 // Owns: vectorised F16 (IEEE binary16) and BF16 → float32 conversion for the CPU backend.
 // Invariants: exact for every input (normals, subnormals, ±0, ±inf, NaN payload kept) — it equals (float)(Half)bits.
 // .NET exposes no VCVTPH2PS intrinsic (checked: Avx512F/Avx2/F16C have no Half→Single conversion in .NET 10), so F16
-// uses integer bit moves: v = (h & 0x7FFF) << 13 read as float × 2^112 re-biases the exponent (and turns subnormal
-// halves into the right float), exponent 31 (inf/NaN) is patched with an or of 0x7F800000, then the sign is or-ed in.
+// uses integer bit moves: t = sign | (h & 0x7FFF) << 13 (sign-extend, shift, mask) read as float × 2^112 re-biases the
+// exponent (and turns subnormal halves into the right float); lanes whose result is ≥ 2^16 in magnitude had exponent 31
+// (inf/NaN) and take t | 0x7F800000 instead (payload kept).
 // BF16 is the upper half of a float32: a 16-bit left shift. Source: the standard half→float bit trick (public domain).
 namespace Engine.Kernels;
 
@@ -17,25 +18,21 @@ public static unsafe class HalfConvert
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> F16x16(ushort* p)
     {
-        var u = Avx512F.ConvertToVector512UInt32(Vector256.Load(p));
-        var em = u & Vector512.Create(0x7FFFu);
-        var v = em << 13;
-        var f = v.AsSingle() * Vector512.Create(Rebias);
-        var special = Vector512.GreaterThanOrEqual(em, Vector512.Create(0x7C00u));
-        var r = Vector512.ConditionalSelect(special, v | Vector512.Create(0x7F800000u), f.AsUInt32());
-        return (r | ((u & Vector512.Create(0x8000u)) << 16)).AsSingle();
+        // Sign-extend each half to 32 bits and shift by 13: bits 28..31 hold copies of the sign, 13..27 the exponent and
+        // mantissa; masking bits 28..30 away leaves sign | em << 13 (3 ops where separate sign/em paths took 5).
+        var t = (Avx512F.ConvertToVector512Int32(Vector256.Load((short*)p)) << 13) & Vector512.Create(unchecked((int)0x8FFFFFFF));
+        var f = t.AsSingle() * Vector512.Create(Rebias);                // finite halves (subnormals too), sign kept
+        var special = Vector512.GreaterThanOrEqual(Vector512.Abs(f), Vector512.Create(65536f));   // exponent 31: inf/NaN
+        return Vector512.ConditionalSelect(special.AsInt32(), t | Vector512.Create(0x7F800000), f.AsInt32()).AsSingle();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> F16x8(ushort* p)
     {
-        var u = Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe());
-        var em = u & Vector256.Create(0x7FFFu);
-        var v = em << 13;
-        var f = v.AsSingle() * Vector256.Create(Rebias);
-        var special = Vector256.GreaterThanOrEqual(em, Vector256.Create(0x7C00u));
-        var r = Vector256.ConditionalSelect(special, v | Vector256.Create(0x7F800000u), f.AsUInt32());
-        return (r | ((u & Vector256.Create(0x8000u)) << 16)).AsSingle();
+        var t = (Vector256.WidenLower(Vector128.Load((short*)p).ToVector256Unsafe()) << 13) & Vector256.Create(unchecked((int)0x8FFFFFFF));
+        var f = t.AsSingle() * Vector256.Create(Rebias);
+        var special = Vector256.GreaterThanOrEqual(Vector256.Abs(f), Vector256.Create(65536f));
+        return Vector256.ConditionalSelect(special.AsInt32(), t | Vector256.Create(0x7F800000), f.AsInt32()).AsSingle();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -4,7 +4,10 @@
 // ≤ ~32 MiB and written at once; the whole model is never in memory); it is written under a temporary name and renamed,
 // so a cached file is always complete. Weights are deterministic in (seed, tensor, row): uniform in ±√3·σ (σ = 0.02,
 // i.e. a small zero-mean distribution of the usual init scale, so activations stay finite through the layers); norm
-// weights are 1 ± 0.05. Tied embeddings (no output.weight), like Llama-3.2-1B. No tokenizer metadata: benches feed ids.
+// weights are 1 ± 0.05. Tied embeddings (no output.weight), like Llama-3.2-1B. A generated SentencePiece-style
+// ("llama") vocabulary of exactly VocabSize tokens is written too (<unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF>,
+// then "▁" and unique pieces "▁a", "▁b", … scored −i), so llama.cpp / LLamaSharp load the very files the engine benchmarks;
+// benches still feed random ids. The cache name carries FileVersion: bump it whenever the written bytes change.
 // Source: shape and hyper-parameters from Llama-3.2-1B's config (meta-llama, Sep 2024).
 using Engine.Formats.Gguf;
 using Engine.Tensors;
@@ -53,6 +56,9 @@ public static class SyntheticModel
         throw new ArgumentException($"unknown or unsupported weight type '{name}' (supported: {string.Join(", ", known)})");
     }
 
+    /// <summary>Version of the written layout, part of the cache file name (2: tokenizer metadata added).</summary>
+    public const int FileVersion = 2;
+
     /// <summary>Default cache folder: $ENGINE_CACHE, else ~/.cache/engine.</summary>
     public static string DefaultCacheDirectory =>
         Environment.GetEnvironmentVariable("ENGINE_CACHE") is { Length: > 0 } e ? e
@@ -63,7 +69,7 @@ public static class SyntheticModel
     {
         string dir = cacheDirectory ?? DefaultCacheDirectory;
         Directory.CreateDirectory(dir);
-        string path = Path.Combine(dir, $"synthetic-{shape.Name}-{type.ToString().ToLowerInvariant()}.gguf");
+        string path = Path.Combine(dir, $"synthetic-v{FileVersion}-{shape.Name}-{type.ToString().ToLowerInvariant()}.gguf");
         if (File.Exists(path)) return path;
         var sw = System.Diagnostics.Stopwatch.StartNew();
         log?.Invoke($"writing {path} ({shape.ParameterCount / 1e9:F2} B parameters, {type})…");
@@ -92,6 +98,7 @@ public static class SyntheticModel
         w.AddMetadata("llama.rope.dimension_count", (uint)shape.HeadDim);
         w.AddMetadata("llama.attention.layer_norm_rms_epsilon", 1e-5f);
         w.AddMetadata("llama.vocab_size", (uint)shape.VocabSize);
+        AddVocabulary(w, shape.VocabSize);
 
         ulong id = 0;
         void Matrix(string name, long cols, long rows) { ulong s = seed * 1000003 + ++id; w.AddTensor(name, type, [cols, rows], st => WriteMatrix(st, type, (int)cols, (int)rows, s)); }
@@ -120,6 +127,39 @@ public static class SyntheticModel
             File.Move(tmp, path, overwrite: true);
         }
         finally { if (File.Exists(tmp)) File.Delete(tmp); }
+    }
+
+    /// <summary>Writes an SPM ("llama") vocabulary of <paramref name="size"/> tokens (≥ 259): <unk>, <s>, </s>, byte
+    /// tokens, "▁", then "▁" + a base-26 letter string of the index (all distinct), scores 0 for specials and −i after.</summary>
+    public static void AddVocabulary(GgufWriter w, int size)
+    {
+        const int special = 3, bytes = 256;
+        if (size < special + bytes) throw new ArgumentException($"a synthetic vocabulary needs ≥ {special + bytes} tokens, not {size}");
+        var tokens = new string[size];
+        var scores = new float[size];
+        var types = new int[size];
+        tokens[0] = "<unk>"; types[0] = (int)Engine.Formats.TokenType.Unknown;
+        tokens[1] = "<s>"; types[1] = (int)Engine.Formats.TokenType.Control;
+        tokens[2] = "</s>"; types[2] = (int)Engine.Formats.TokenType.Control;
+        for (int b = 0; b < bytes; b++) { tokens[special + b] = $"<0x{b:X2}>"; types[special + b] = (int)Engine.Formats.TokenType.Byte; }
+        var sb = new System.Text.StringBuilder();
+        for (int i = special + bytes; i < size; i++)
+        {
+            sb.Clear().Append('\u2581');   // the first piece is "▁" alone (a space), then "▁a", "▁b", …, "▁z", "▁aa", …
+            for (int n = i - special - bytes - 1; n >= 0; n = n / 26 - 1) sb.Append((char)('a' + n % 26));
+            tokens[i] = sb.ToString();
+            scores[i] = -(i - special - bytes);
+            types[i] = (int)Engine.Formats.TokenType.Normal;
+        }
+        w.AddMetadata(Engine.Formats.TokenizerKeys.Model, "llama");
+        w.AddMetadata(Engine.Formats.TokenizerKeys.Tokens, tokens);
+        w.AddMetadata(Engine.Formats.TokenizerKeys.Scores, scores);
+        w.AddMetadata(Engine.Formats.TokenizerKeys.TokenType, types);
+        w.AddMetadata(Engine.Formats.TokenizerKeys.BosId, 1u);
+        w.AddMetadata(Engine.Formats.TokenizerKeys.EosId, 2u);
+        w.AddMetadata(Engine.Formats.TokenizerKeys.UnkId, 0u);
+        w.AddMetadata(Engine.Formats.TokenizerKeys.AddBos, true);
+        w.AddMetadata(Engine.Formats.TokenizerKeys.AddEos, false);
     }
 
     private static float[] NormWeights(int n, ulong seed)
