@@ -130,15 +130,15 @@ public sealed partial class InferenceEngine : IDisposable
     /// <summary>Paged path with EngineOptions.KvDiskBytes: the KV disk tier's file (deleted on Dispose); else null.</summary>
     public string? KvDiskFile => (_serving.Executor as PagedKvExecutor)?.DiskFilePath;
 
-    /// <summary>Checks the KV pool and scheduler invariants (throws InvalidOperationException).</summary>
-    public void ValidateKvPool() => _serving.Validate();
+    /// <summary>Test hook: checks the KV pool and scheduler invariants (throws InvalidOperationException).</summary>
+    internal void ValidateKvPool() => _serving.Validate();
 
-    /// <summary>Drops every unreferenced cached prefix block; returns how many.</summary>
-    public int EvictPrefixCache() => _serving.EvictCachedBlocks();
+    /// <summary>Test / benchmark hook: drops every unreferenced cached prefix block; returns how many.</summary>
+    internal int EvictPrefixCache() => _serving.EvictCachedBlocks();
 
-    /// <summary>Holds the step loop until the handle is disposed, so requests submitted meanwhile are admitted and batched
-    /// together.</summary>
-    public IDisposable PauseServing() => _serving.Pause();
+    /// <summary>Test / benchmark hook: holds the step loop until the handle is disposed, so requests submitted meanwhile
+    /// are admitted and batched together.</summary>
+    internal IDisposable PauseServing() => _serving.Pause();
 
     /// <summary>Opens <paramref name="path"/> (any format ModelFiles reads), builds the model on the chosen backend
     /// and the tokenizer from the file's metadata (<paramref name="tokenizerFactory"/>; null = no text API).</summary>

@@ -106,13 +106,7 @@ public sealed unsafe class NativeFloats : IDisposable
 
 public static class Data
 {
-    public static float[] Random(int n, int seed, float scale = 1f)
-    {
-        var r = new Random(seed);
-        var a = new float[n];
-        for (int i = 0; i < n; i++) a[i] = (float)(r.NextDouble() * 2 - 1) * scale;
-        return a;
-    }
+    public static float[] Random(int n, int seed, float scale = 1f) => TestData.RandomFloats(n, seed, scale);
 
     public static double Nmse(ReadOnlySpan<float> actual, ReadOnlySpan<float> expected)
     {

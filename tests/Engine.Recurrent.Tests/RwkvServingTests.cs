@@ -22,19 +22,6 @@ public class RwkvServingTests
     private static GenerationOptions Greedy(int maxTokens) =>
         new() { Sampling = SamplingOptions.Greedy, StopAtEndOfGeneration = false, MaxTokens = maxTokens };
 
-    private static async Task<T[]> Burst<T>(InferenceEngine e, int count, Func<int, Task<T>> start)
-    {
-        Task<T>[] tasks;
-        using (e.PauseServing())
-        {
-            tasks = Enumerable.Range(0, count).Select(i => Task.Run(() => start(i))).ToArray();
-            var sw = System.Diagnostics.Stopwatch.StartNew();
-            while (e.Stats!.Waiting + e.Stats!.Running < count && !tasks.Any(t => t.IsFaulted) && sw.Elapsed < TimeSpan.FromSeconds(30))
-                await Task.Delay(1);
-        }
-        return await Task.WhenAll(tasks);
-    }
-
     [TestCase("tiny-rwkv-5v2-730K-FP32.bin")]
     [TestCase("tiny-rwkv-7v0-834K-FP32.bin")]
     public async Task ConcurrentGreedyRequests_EqualEachRunAlone_AndShareSteps(string file)
@@ -50,7 +37,7 @@ public class RwkvServingTests
 
         using var e = Load(file, paged: true);
         Assert.That(e.IsPaged, Is.True, "RWKV engines are served by the scheduler loop by default");
-        var got = await Burst(e, n, async i => (await e.GenerateTextAsync(e.GenerateAsync(Prompts[i], Greedy(maxTokens[i])))).TokenIds);
+        var got = await EngineBurst.Run(e, n, async i => (await e.GenerateTextAsync(e.GenerateAsync(Prompts[i], Greedy(maxTokens[i])))).TokenIds);
         for (int i = 0; i < n; i++)
         {
             Assert.That(got[i], Has.Length.EqualTo(maxTokens[i]), $"request {i} length");
@@ -79,7 +66,7 @@ public class RwkvServingTests
             for (int i = 0; i < n; i++) solo[i] = (await single.GenerateTextAsync(single.GenerateAsync(Prompts[i], Greedy(max)))).TokenIds;
 
         using var e = Load(file, paged: true);
-        var got = await Burst(e, n, async i =>
+        var got = await EngineBurst.Run(e, n, async i =>
         {
             using var cts = new CancellationTokenSource();
             var ids = new List<int>();
@@ -129,7 +116,7 @@ public class RwkvServingTests
         Assert.That(solo[2].Finish, Is.EqualTo(FinishReason.StopString), "the fixture's stop string occurs (else the test proves nothing)");
 
         using var e = Load(file, paged: true);
-        var got = await Burst(e, n, async i =>
+        var got = await EngineBurst.Run(e, n, async i =>
         {
             var r = await e.GenerateTextAsync(e.GenerateAsync(Prompts[i], Options(i)));
             return (r.Text, r.TokenIds, r.Usage.FinishReason);

@@ -28,21 +28,6 @@ public class ServingTests
     private static async Task<int[]> Ids(InferenceEngine e, int[] prompt, int maxTokens, CancellationToken ct = default) =>
         (await e.GenerateTextAsync(e.GenerateAsync(prompt, Greedy with { MaxTokens = maxTokens }, ct))).TokenIds;
 
-    /// <summary>Starts every request while the step loop is held, waits until all are queued, then releases the loop,
-    /// so the requests are batched together whatever the thread timing.</summary>
-    private static async Task<T[]> Burst<T>(InferenceEngine e, int count, Func<int, Task<T>> start)
-    {
-        Task<T>[] tasks;
-        using (e.PauseServing())
-        {
-            tasks = Enumerable.Range(0, count).Select(i => Task.Run(() => start(i))).ToArray();
-            var sw = System.Diagnostics.Stopwatch.StartNew();
-            while (e.Stats!.Waiting + e.Stats!.Running < count && !tasks.Any(t => t.IsFaulted) && sw.Elapsed < TimeSpan.FromSeconds(30))
-                await Task.Delay(1);
-        }
-        return await Task.WhenAll(tasks);
-    }
-
     private static async Task<int[][]> Solo(int[][] prompts, int[] maxTokens)
     {
         using var e = Engine();
@@ -73,7 +58,7 @@ public class ServingTests
         var solo = await Solo(prompts, maxTokens);
 
         using var e = Engine(maxSequences: 16);
-        var got = await Burst(e, 16, i => Ids(e, prompts[i], maxTokens[i]));
+        var got = await EngineBurst.Run(e, 16, i => Ids(e, prompts[i], maxTokens[i]));
         for (int i = 0; i < 16; i++) Assert.That(got[i], Is.EqualTo(solo[i]), $"request {i}");
         var s = e.Stats!;
         int fed = prompts.Sum(p => p.Length) + maxTokens.Sum() - 16;   // the last sampled token is never fed
@@ -162,7 +147,7 @@ public class ServingTests
 
         using var e = Engine(budgetBytes: BudgetBytes(unconstrained, needed / 4));
         Assert.That(e.Stats!.BlockCount, Is.EqualTo(needed / 4));
-        var got = await Burst(e, 64, i => Ids(e, prompts[i], maxTokens[i]));
+        var got = await EngineBurst.Run(e, 64, i => Ids(e, prompts[i], maxTokens[i]));
         for (int i = 0; i < 64; i++) Assert.That(got[i], Is.EqualTo(expected[i]), $"request {i}");
         TestContext.Out.WriteLine($"quarter budget: {e.Stats}");
         Assert.That(e.Stats!.Preemptions, Is.GreaterThan(0), "the quarter budget really forces preemption (recompute)");

@@ -148,12 +148,6 @@ public class DiskTierCompositionTests
     private const int Heads = 4, KvHeads = 2, HeadDim = 16, KvDim = KvHeads * HeadDim;
     private static readonly AttentionParams P = new(Heads, KvHeads, HeadDim, 0.25f);
 
-    private static float[] Rand(int n, int seed)
-    {
-        var r = new Random(seed);
-        return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray();
-    }
-
     private static float[] Run(IKvStore inner, string policy, float[] k, float[] v, float[] q, int len)
     {
         var pb = new Engine.Memory.Policies.PolicyBackend(new ReferenceBackend());
@@ -176,7 +170,7 @@ public class DiskTierCompositionTests
     public void PolicyOverDiskBlocks_SameAsOverRam(string policy)
     {
         int len = 160;
-        var k = Rand(len * KvDim, 11); var v = Rand(len * KvDim, 12); var q = Rand(len * Heads * HeadDim, 13);
+        var k = TestData.RandomFloats(len * KvDim, 11); var v = TestData.RandomFloats(len * KvDim, 12); var q = TestData.RandomFloats(len * Heads * HeadDim, 13);
         var expected = Run(new ContiguousKvStore(1, KvDim, 256), policy, k, v, q, len);
         var tiered = new TieredKvStore(1, KvDim, 256, blockSize: 16, ramBudgetBytes: 0);
         var actual = Run(tiered, policy, k, v, q, len);

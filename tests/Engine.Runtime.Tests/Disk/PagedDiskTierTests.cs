@@ -100,20 +100,6 @@ public class PagedDiskTierTests
     private static async Task<int[]> Ids(InferenceEngine e, int[] prompt, int maxTokens) =>
         (await e.GenerateTextAsync(e.GenerateAsync(prompt, Greedy with { MaxTokens = maxTokens }))).TokenIds;
 
-    /// <summary>Starts every request while the step loop is held so they are batched together (see ServingTests).</summary>
-    private static async Task<int[][]> Burst(InferenceEngine e, int[][] prompts, int[] maxTokens)
-    {
-        Task<int[]>[] tasks;
-        using (e.PauseServing())
-        {
-            tasks = prompts.Select((p, i) => Task.Run(() => Ids(e, p, maxTokens[i]))).ToArray();
-            var sw = System.Diagnostics.Stopwatch.StartNew();
-            while (e.Stats!.Waiting + e.Stats!.Running < prompts.Length && !tasks.Any(t => t.IsFaulted) && sw.Elapsed < TimeSpan.FromSeconds(30))
-                await Task.Delay(1);
-        }
-        return await Task.WhenAll(tasks);
-    }
-
     private static long BlockBytes(InferenceEngine e) => (long)BlockSize * 2 * e.Config.BlockCount * e.Config.KeyDim * sizeof(float);
 
     [Test]
@@ -128,7 +114,7 @@ public class PagedDiskTierTests
         long blockBytes;
         using (var unconstrained = Engine(n))
         {
-            expected = await Burst(unconstrained, prompts, maxTokens);
+            expected = await EngineBurst.Run(unconstrained, prompts.Length, i => Ids(unconstrained, prompts[i], maxTokens[i]));
             Assert.That(unconstrained.Stats!.Preemptions, Is.EqualTo(0));
             Assert.That(unconstrained.KvDiskFile, Is.Null);
             blockBytes = BlockBytes(unconstrained);
@@ -137,7 +123,7 @@ public class PagedDiskTierTests
         int ram = needed / 4, noDiskBatch;
         using (var noDisk = Engine(n, ram * blockBytes))
         {
-            var got = await Burst(noDisk, prompts, maxTokens);
+            var got = await EngineBurst.Run(noDisk, prompts.Length, i => Ids(noDisk, prompts[i], maxTokens[i]));
             for (int i = 0; i < n; i++) Assert.That(got[i], Is.EqualTo(expected[i]), $"request {i} without a disk tier");
             TestContext.Out.WriteLine($"RAM {ram} of {needed} blocks, no disk: {noDisk.Stats}");
             Assert.That(noDisk.Stats!.Preemptions, Is.GreaterThan(0), "a quarter of the KV in RAM alone forces preemption");
@@ -151,7 +137,7 @@ public class PagedDiskTierTests
             file = e.KvDiskFile!;
             Assert.That(file, Does.StartWith(dir));
             Assert.That(File.Exists(file), Is.True);
-            var got = await Burst(e, prompts, maxTokens);
+            var got = await EngineBurst.Run(e, prompts.Length, i => Ids(e, prompts[i], maxTokens[i]));
             for (int i = 0; i < n; i++) Assert.That(got[i], Is.EqualTo(expected[i]), $"request {i} with a disk tier");
             var s = e.Stats!;
             TestContext.Out.WriteLine($"RAM {ram} of {needed} blocks + disk {needed}: {s}");

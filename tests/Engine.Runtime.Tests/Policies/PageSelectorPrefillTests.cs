@@ -18,12 +18,6 @@ public class PageSelectorPrefillTests
     private const int Row = Heads * HeadDim;
     private static readonly AttentionParams P = new(Heads, KvHeads, HeadDim, 0.25f);
 
-    private static float[] Rand(int n, int seed, float scale = 1f)
-    {
-        var r = new Random(seed);
-        return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 2 - 1) * scale).ToArray();
-    }
-
     private static (PolicyKvStore Store, PolicyBackend Backend) Make(KvPolicySpec spec, int capacity, IBackend? backend = null)
     {
         var pb = new PolicyBackend(backend ?? new ReferenceBackend());
@@ -57,7 +51,7 @@ public class PageSelectorPrefillTests
     public void ChunkedPrefill_BudgetCoveringTheContext_EqualsFullAttention(string policy)
     {
         int len = 700, chunk = 96;
-        var k = Rand(len * KvDim, 1); var v = Rand(len * KvDim, 2); var q = Rand(len * Row, 3);
+        var k = TestData.RandomFloats(len * KvDim, 1); var v = TestData.RandomFloats(len * KvDim, 2); var q = TestData.RandomFloats(len * Row, 3);
         using var plain = new ContiguousKvStore(1, KvDim, len);
         var (store, pb) = Make(KvPolicySpec.Parse(policy, 1.0, 4096), len);
         using (store)
@@ -77,7 +71,7 @@ public class PageSelectorPrefillTests
     {
         // two-level needs > 4·8 super-blocks of 16 blocks: > 8192 tokens; chunk of 40 rows not block aligned
         int prefix = twoLevel ? 16 * 16 * 40 + 5 : 611, chunk = 40, len = prefix + chunk, budget = 64;
-        var k = Rand(len * KvDim, 4); var v = Rand(len * KvDim, 5); var q = Rand(len * Row, 6, 2f);
+        var k = TestData.RandomFloats(len * KvDim, 4); var v = TestData.RandomFloats(len * KvDim, 5); var q = TestData.RandomFloats(len * Row, 6, 2f);
         var (store, pb) = Make(KvPolicySpec.Parse(policy, 1.0, budget), len);
         using (store)
         {
@@ -110,8 +104,8 @@ public class PageSelectorPrefillTests
         // 3000 small random keys; KV head 0's needle at token 700 (block 43), KV head 1's at 2100 (block 131). The chunk
         // (64 rows at 3000..3063) has noisy rows that all lean towards their group's needle direction.
         int prefix = 3000, chunk = 64, len = prefix + chunk, n0 = 700, n1 = 2100;
-        var k = Rand(len * KvDim, 10, 0.1f); var v = Rand(len * KvDim, 11, 0.1f);
-        var q = Rand(len * Row, 12, 0.5f);
+        var k = TestData.RandomFloats(len * KvDim, 10, 0.1f); var v = TestData.RandomFloats(len * KvDim, 11, 0.1f);
+        var q = TestData.RandomFloats(len * Row, 12, 0.5f);
         for (int c = 0; c < HeadDim; c++)
         {
             float d0 = ((c * 7) % 3) - 1, d1 = ((c * 5 + 1) % 3) - 1;
@@ -146,7 +140,7 @@ public class PageSelectorPrefillTests
         foreach (string policy in new[] { "quest", "msa" })
             foreach (int len in new[] { 900, 4000, 12000 })
             {
-                var k = Rand(len * KvDim, len); var v = Rand(len * KvDim, len + 1); var q = Rand(len * Row, len + 2);
+                var k = TestData.RandomFloats(len * KvDim, len); var v = TestData.RandomFloats(len * KvDim, len + 1); var q = TestData.RandomFloats(len * Row, len + 2);
                 var (store, pb) = Make(KvPolicySpec.Parse(policy, 1.0, budget), len, new CpuBackend(1));
                 using (store)
                 {
@@ -177,7 +171,7 @@ public class PageSelectorPrefillTests
     {
         // h2o + quest: a prefill chunk reads every kept token (attention statistics), selection applies at decode only
         int len = 800, chunk = 100;
-        var k = Rand(len * KvDim, 20); var v = Rand(len * KvDim, 21); var q = Rand(len * Row, 22);
+        var k = TestData.RandomFloats(len * KvDim, 20); var v = TestData.RandomFloats(len * KvDim, 21); var q = TestData.RandomFloats(len * Row, 22);
         var (store, pb) = Make(KvPolicySpec.Parse("h2o+quest", 1.0, 64), len);
         using (store)
             for (int start = 0; start < len; start += chunk)

@@ -18,12 +18,6 @@ public class PageSelectorTests
     private const int Heads = 4, KvHeads = 2, HeadDim = 16, KvDim = KvHeads * HeadDim, Group = Heads / KvHeads;
     private static readonly AttentionParams P = new(Heads, KvHeads, HeadDim, 0.25f);
 
-    private static float[] Rand(int n, int seed, float scale = 1f)
-    {
-        var r = new Random(seed);
-        return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 2 - 1) * scale).ToArray();
-    }
-
     private static (PolicyKvStore Store, PolicyBackend Backend) Make(KvPolicySpec spec, int capacity, IBackend? backend = null)
     {
         var pb = new PolicyBackend(backend ?? new ReferenceBackend());
@@ -47,7 +41,7 @@ public class PageSelectorTests
     public void TokenBudgetCoveringTheContext_EqualsFullAttention(string policy)
     {
         int len = 203;
-        var k = Rand(len * KvDim, 1); var v = Rand(len * KvDim, 2); var q = Rand(Heads * HeadDim, 3);
+        var k = TestData.RandomFloats(len * KvDim, 1); var v = TestData.RandomFloats(len * KvDim, 2); var q = TestData.RandomFloats(Heads * HeadDim, 3);
         using var plain = new ContiguousKvStore(1, KvDim, 256);
         var expected = Decode(plain, new ReferenceBackend(), k, v, q, len);
         var (store, pb) = Make(KvPolicySpec.Parse(policy, 1.0, 4096), 256);
@@ -64,7 +58,7 @@ public class PageSelectorTests
     {
         // long enough (with a small budget) for the two-level path when asked: M = 8 super-blocks → > 32 needed
         int len = twoLevelContext ? 16 * 16 * 40 + 7 : 403, budget = 48, g = 16;
-        var k = Rand(len * KvDim, 4); var v = Rand(len * KvDim, 5); var q = Rand(Heads * HeadDim, 6, 2f);
+        var k = TestData.RandomFloats(len * KvDim, 4); var v = TestData.RandomFloats(len * KvDim, 5); var q = TestData.RandomFloats(Heads * HeadDim, 6, 2f);
         var (store, pb) = Make(KvPolicySpec.Parse(policy, 1.0, budget), len + 8);
         using (store)
         {
@@ -102,7 +96,7 @@ public class PageSelectorTests
         // its own needle. Budget: 4 blocks = sink + local window + ONE routed block. Head 0's needle is stronger, so the
         // shared (summed over heads) choice takes block 6 for everyone and KV head 1 misses its needle.
         int len = 400, n0 = 100, n1 = 250;
-        var k = Rand(len * KvDim, 10, 0.1f); var v = Rand(len * KvDim, 11, 0.1f);
+        var k = TestData.RandomFloats(len * KvDim, 10, 0.1f); var v = TestData.RandomFloats(len * KvDim, 11, 0.1f);
         var q = new float[Heads * HeadDim];
         for (int c = 0; c < HeadDim; c++)
         {
@@ -139,7 +133,7 @@ public class PageSelectorTests
         // (scores scale by h + 1) and per-head selection reads the same blocks as the shared one — but through pages offset
         // to each head's channels and scales. Values differ per head, so a wrong offset shows.
         int len = 300;
-        var baseK = Rand(len * HeadDim, 20); var v = Rand(len * KvDim, 21); var q1 = Rand(HeadDim, 22, 2f);
+        var baseK = TestData.RandomFloats(len * HeadDim, 20); var v = TestData.RandomFloats(len * KvDim, 21); var q1 = TestData.RandomFloats(HeadDim, 22, 2f);
         var k = new float[len * KvDim];
         for (int t = 0; t < len; t++)
             for (int h = 0; h < KvHeads; h++)
@@ -166,7 +160,7 @@ public class PageSelectorTests
     {
         int kvHeads = 2, heads = 6, group = heads / kvHeads, kvDim = kvHeads * headDim, len = 203, g = 16;
         var p = new AttentionParams(heads, kvHeads, headDim, 1f);
-        var k = Rand(len * kvDim, 30); var v = Rand(len * kvDim, 31); var q = Rand(heads * headDim, 32);
+        var k = TestData.RandomFloats(len * kvDim, 30); var v = TestData.RandomFloats(len * kvDim, 31); var q = TestData.RandomFloats(heads * headDim, 32);
         using var store = new PolicyKvStore(new ContiguousKvStore(1, kvDim, 256), KvPolicySpec.Parse(policy, 0.5));
         for (int t0 = 0; t0 < len; t0 += 37)   // uneven write chunks
         {
@@ -217,7 +211,7 @@ public class PageSelectorTests
     public void TruncateResummarisesTheEndBlock()
     {
         int len = 90, cut = 71;
-        var k = Rand(len * KvDim, 40); var v = Rand(len * KvDim, 41); var q = Rand(Heads * HeadDim, 42);
+        var k = TestData.RandomFloats(len * KvDim, 40); var v = TestData.RandomFloats(len * KvDim, 41); var q = TestData.RandomFloats(Heads * HeadDim, 42);
         using var a = new PolicyKvStore(new ContiguousKvStore(1, KvDim, 128), KvPolicySpec.Parse("quest", 0.5));
         using var b = new PolicyKvStore(new ContiguousKvStore(1, KvDim, 128), KvPolicySpec.Parse("quest", 0.5));
         a.Write(0, 0, Enumerable.Range(0, len).ToArray(), k, v);
@@ -234,7 +228,7 @@ public class PageSelectorTests
     {
         foreach (int len in new[] { 600, 3000, 9000 })
         {
-            var k = Rand(len * KvDim, len); var v = Rand(len * KvDim, len + 1); var q = Rand(Heads * HeadDim, len + 2);
+            var k = TestData.RandomFloats(len * KvDim, len); var v = TestData.RandomFloats(len * KvDim, len + 1); var q = TestData.RandomFloats(Heads * HeadDim, len + 2);
             var (store, pb) = Make(KvPolicySpec.Parse("quest", 0.5, 128), len + 1, new CpuBackend(1));
             using (store)
             {

@@ -12,12 +12,6 @@ public class PolicyKvStoreTests
     private const int Heads = 4, KvHeads = 2, HeadDim = 16, KvDim = KvHeads * HeadDim;
     private static readonly AttentionParams P = new(Heads, KvHeads, HeadDim, 0.25f);
 
-    private static float[] Rand(int n, int seed, float scale = 1f)
-    {
-        var r = new Random(seed);
-        return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 2 - 1) * scale).ToArray();
-    }
-
     /// <summary>Writes len tokens (prefill of `prefill` rows then one by one) and attends each step; returns the last decode output.</summary>
     private static float[] Run(IKvStore store, IBackend backend, float[] k, float[] v, float[] q, int len, int prefill)
     {
@@ -39,7 +33,7 @@ public class PolicyKvStoreTests
     public void BudgetOne_EqualsFullCache(string policy)
     {
         int len = 100;
-        var k = Rand(len * KvDim, 1); var v = Rand(len * KvDim, 2); var q = Rand(len * Heads * HeadDim, 3);
+        var k = TestData.RandomFloats(len * KvDim, 1); var v = TestData.RandomFloats(len * KvDim, 2); var q = TestData.RandomFloats(len * Heads * HeadDim, 3);
         var reference = new ReferenceBackend();
         using var plain = new ContiguousKvStore(1, KvDim, 128);
         var expected = Run(plain, reference, k, v, q, len, 40);
@@ -55,7 +49,7 @@ public class PolicyKvStoreTests
     public void Retention_PresentsAtMostTheBudget(string policy, double budget)
     {
         int len = 120;
-        var k = Rand(len * KvDim, 4); var v = Rand(len * KvDim, 5); var q = Rand(len * Heads * HeadDim, 6);
+        var k = TestData.RandomFloats(len * KvDim, 4); var v = TestData.RandomFloats(len * KvDim, 5); var q = TestData.RandomFloats(len * Heads * HeadDim, 6);
         var pb = new PolicyBackend(new ReferenceBackend());
         using var store = new PolicyKvStore(new ContiguousKvStore(1, KvDim, 128), KvPolicySpec.Parse(policy, budget));
         pb.Store = store;
@@ -78,7 +72,7 @@ public class PolicyKvStoreTests
     public void QuantizedTiers_PresentQuantizedPages_WithBoundedError(string policy, KvElementType type, double bound)
     {
         int len = 100;
-        var k = Rand(len * KvDim, 7); var v = Rand(len * KvDim, 8); var q = Rand(len * Heads * HeadDim, 9);
+        var k = TestData.RandomFloats(len * KvDim, 7); var v = TestData.RandomFloats(len * KvDim, 8); var q = TestData.RandomFloats(len * Heads * HeadDim, 9);
         var reference = new ReferenceBackend();
         using var plain = new ContiguousKvStore(1, KvDim, 128);
         var expected = Run(plain, reference, k, v, q, len, 10);
@@ -100,7 +94,7 @@ public class PolicyKvStoreTests
     {
         // 400 small random keys; token 123 has a key aligned with the decode query and a distinctive value.
         int len = 400;
-        var k = Rand(len * KvDim, 10, 0.1f); var v = Rand(len * KvDim, 11, 0.1f); var q = Rand(len * Heads * HeadDim, 12, 0.1f);
+        var k = TestData.RandomFloats(len * KvDim, 10, 0.1f); var v = TestData.RandomFloats(len * KvDim, 11, 0.1f); var q = TestData.RandomFloats(len * Heads * HeadDim, 12, 0.1f);
         int needle = 123, last = len - 1;
         for (int h = 0; h < Heads; h++)
             for (int c = 0; c < HeadDim; c++)

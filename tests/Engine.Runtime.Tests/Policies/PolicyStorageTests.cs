@@ -19,12 +19,6 @@ public class PolicyStorageTests
     private const double FullRow = 2.0 * KvDim * 4;                                  // float32 K + V bytes of one token
     private static readonly double Int8Row = KvDecode.BytesPerToken(KvElementType.Int8, KvDim, 16);
 
-    private static float[] Rand(int n, int seed, float scale = 1f)
-    {
-        var r = new Random(seed);
-        return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 2 - 1) * scale).ToArray();
-    }
-
     /// <summary>One store under test, driven layer by layer like a model: write, pages, attention (through its backend).</summary>
     private sealed class Driver(IKvStore store, IBackend backend, int layers)
     {
@@ -78,7 +72,7 @@ public class PolicyStorageTests
         [Values(PolicyRowStorage.Own, PolicyRowStorage.Inner)] PolicyRowStorage rows)
     {
         const int layers = 2, len = 180, prefill = 40;
-        var k = Rand((len + 8) * KvDim, 1); var v = Rand((len + 8) * KvDim, 2); var q = Rand((len + 8) * Heads * HeadDim, 3);
+        var k = TestData.RandomFloats((len + 8) * KvDim, 1); var v = TestData.RandomFloats((len + 8) * KvDim, 2); var q = TestData.RandomFloats((len + 8) * Heads * HeadDim, 3);
         var (cur, old, store) = Pair(policy, budget, layers, 256, rows);
         using var s1 = store; using var s2 = old.Store;
         Assert.That(cur.Step(k, v, q, 0, prefill), Is.EqualTo(old.Step(k, v, q, 0, prefill)), "prefill");
@@ -97,7 +91,7 @@ public class PolicyStorageTests
     public void OwnStorage_DoesNotWriteTheInnerStore_AndAutoPicksByStore()
     {
         using var own = new PolicyKvStore(new ContiguousKvStore(1, KvDim, 64), KvPolicySpec.Parse("sinks", 0.25));
-        own.Write(0, 0, [0, 1, 2], Rand(3 * KvDim, 1), Rand(3 * KvDim, 2));
+        own.Write(0, 0, [0, 1, 2], TestData.RandomFloats(3 * KvDim, 1), TestData.RandomFloats(3 * KvDim, 2));
         Assert.That(own.RowStorage, Is.EqualTo(PolicyRowStorage.Own));
         Assert.That(own.Inner.Length(0, 0), Is.EqualTo(0), "owned rows: the inner store is never written");
         Assert.That(own.Length(0, 0), Is.EqualTo(3));
@@ -113,7 +107,7 @@ public class PolicyStorageTests
         [Values(0.05, 0.1, 0.25, 0.5, 0.75, 1.0)] double budget)
     {
         const int layers = 3, len = 260, prefill = 50;
-        var k = Rand((len + 16) * KvDim, 4); var v = Rand((len + 16) * KvDim, 5); var q = Rand((len + 16) * Heads * HeadDim, 6);
+        var k = TestData.RandomFloats((len + 16) * KvDim, 4); var v = TestData.RandomFloats((len + 16) * KvDim, 5); var q = TestData.RandomFloats((len + 16) * Heads * HeadDim, 6);
         var spec = KvPolicySpec.Parse(policy, budget);
         using var store = new PolicyKvStore(new ContiguousKvStore(layers, KvDim, 512), spec);
         var d = new Driver(store, new PolicyBackend(new ReferenceBackend()) { Store = store }, layers);
@@ -140,7 +134,7 @@ public class PolicyStorageTests
     public void Eviction_ReturnsBlocks(string policy)
     {
         const int prefill = 160;
-        var k = Rand(200 * KvDim, 7); var v = Rand(200 * KvDim, 8); var q = Rand(200 * Heads * HeadDim, 9);
+        var k = TestData.RandomFloats(200 * KvDim, 7); var v = TestData.RandomFloats(200 * KvDim, 8); var q = TestData.RandomFloats(200 * Heads * HeadDim, 9);
         using var store = new PolicyKvStore(new ContiguousKvStore(1, KvDim, 256), KvPolicySpec.Parse(policy, 0.1));
         var d = new Driver(store, new PolicyBackend(new ReferenceBackend()) { Store = store }, 1);
         d.Step(k, v, q, 0, prefill);
@@ -154,7 +148,7 @@ public class PolicyStorageTests
     public void QuantizedTiers_HoldQuantizedBytesOnly(string policy, KvElementType type)
     {
         const int len = 240, recent = 32;
-        var k = Rand((len + 8) * KvDim, 10); var v = Rand((len + 8) * KvDim, 11); var q = Rand((len + 8) * Heads * HeadDim, 12);
+        var k = TestData.RandomFloats((len + 8) * KvDim, 10); var v = TestData.RandomFloats((len + 8) * KvDim, 11); var q = TestData.RandomFloats((len + 8) * Heads * HeadDim, 12);
         using var store = new PolicyKvStore(new ContiguousKvStore(1, KvDim, 256), KvPolicySpec.Parse(policy, 1.0));
         var d = new Driver(store, new PolicyBackend(new ReferenceBackend()) { Store = store }, 1);
         d.Step(k, v, q, 0, 16);
@@ -170,7 +164,7 @@ public class PolicyStorageTests
     public void TruncateThenContinue_SameAsLegacy_AndClearReturnsEverything(string policy)
     {
         const int len = 150, cut = 64;
-        var k = Rand((len + 8) * KvDim, 13); var v = Rand((len + 8) * KvDim, 14); var q = Rand((len + 8) * Heads * HeadDim, 15);
+        var k = TestData.RandomFloats((len + 8) * KvDim, 13); var v = TestData.RandomFloats((len + 8) * KvDim, 14); var q = TestData.RandomFloats((len + 8) * Heads * HeadDim, 15);
         var (cur, old, store) = Pair(policy, 0.25, 2, 256);
         using var s1 = store; using var s2 = old.Store;
         foreach (var drv in new[] { cur, old })
@@ -199,8 +193,8 @@ public class PolicyStorageTests
         // budget 1 keeps every token, so after a cut inside a block the re-summarised block (from the store's own rows or
         // the inner store's) must equal the write-time summary of a store that never saw the truncated tail: same outputs
         const int len = 200, cut = 71;
-        var k = Rand((len + 8) * KvDim, 31); var v = Rand((len + 8) * KvDim, 32); var q = Rand((len + 8) * Heads * HeadDim, 33);
-        var other = Rand((len + 8) * KvDim, 34);
+        var k = TestData.RandomFloats((len + 8) * KvDim, 31); var v = TestData.RandomFloats((len + 8) * KvDim, 32); var q = TestData.RandomFloats((len + 8) * Heads * HeadDim, 33);
+        var other = TestData.RandomFloats((len + 8) * KvDim, 34);
         var spec = KvPolicySpec.Parse(policy, 1.0) with { TokenBudget = 48 };
         using var a = new PolicyKvStore(new ContiguousKvStore(2, KvDim, 256), spec, rows);
         using var b = new PolicyKvStore(new ContiguousKvStore(2, KvDim, 256), spec, rows);
@@ -222,8 +216,8 @@ public class PolicyStorageTests
         // quantizing policies: once the new tokens are old enough to be quantized in both stores, the truncated store must
         // present exactly what a fresh store fed the same sequence does — no quantized copy of a truncated token survives
         const int len = 150, cut = 64;
-        var k = Rand((len + 8) * KvDim, 21); var v = Rand((len + 8) * KvDim, 22); var q = Rand((len + 8) * Heads * HeadDim, 23);
-        var k2 = Rand((len + 8) * KvDim, 24); var v2 = Rand((len + 8) * KvDim, 25);
+        var k = TestData.RandomFloats((len + 8) * KvDim, 21); var v = TestData.RandomFloats((len + 8) * KvDim, 22); var q = TestData.RandomFloats((len + 8) * Heads * HeadDim, 23);
+        var k2 = TestData.RandomFloats((len + 8) * KvDim, 24); var v2 = TestData.RandomFloats((len + 8) * KvDim, 25);
         var spec = KvPolicySpec.Parse(policy, 0.25);
         using var a = new PolicyKvStore(new ContiguousKvStore(2, KvDim, 256), spec);
         using var b = new PolicyKvStore(new ContiguousKvStore(2, KvDim, 256), spec);
@@ -246,7 +240,7 @@ public class PolicyStorageTests
     [Test]
     public void RewritingAQuantizedOrEvictedPosition_MakesItFullAgain()
     {
-        var k = Rand(130 * KvDim, 18); var v = Rand(130 * KvDim, 19); var q = Rand(130 * Heads * HeadDim, 20);
+        var k = TestData.RandomFloats(130 * KvDim, 18); var v = TestData.RandomFloats(130 * KvDim, 19); var q = TestData.RandomFloats(130 * Heads * HeadDim, 20);
         using var kivi = new PolicyKvStore(new ContiguousKvStore(1, KvDim, 256), KvPolicySpec.Parse("kivi4", 1.0));
         var d = new Driver(kivi, new PolicyBackend(new ReferenceBackend()) { Store = kivi }, 1);
         d.Step(k, v, q, 0, 120);

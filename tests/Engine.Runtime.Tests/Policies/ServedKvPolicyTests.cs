@@ -50,20 +50,6 @@ public class ServedKvPolicyTests
         return await Ids(e, prompt, o);
     }
 
-    /// <summary>Starts every request while the step loop is held, waits until all are queued, then releases it.</summary>
-    private static async Task<T[]> Burst<T>(InferenceEngine e, int count, Func<int, Task<T>> start)
-    {
-        Task<T>[] tasks;
-        using (e.PauseServing())
-        {
-            tasks = Enumerable.Range(0, count).Select(i => Task.Run(() => start(i))).ToArray();
-            var sw = System.Diagnostics.Stopwatch.StartNew();
-            while (e.Stats!.Waiting + e.Stats!.Running < count && !tasks.Any(t => t.IsFaulted) && sw.Elapsed < TimeSpan.FromSeconds(30))
-                await Task.Delay(1);
-        }
-        return await Task.WhenAll(tasks);
-    }
-
     [Test]
     public async Task MixedPoliciesBatchedEqualTheirSoloSingleSequenceRuns()
     {
@@ -75,7 +61,7 @@ public class ServedKvPolicyTests
 
         using var e = InferenceEngine.Load(Model, Options(paged: true));
         Assert.That(e.IsPaged, Is.True, "a KV policy runs in the serving loop by default");
-        var got = await Burst(e, n, i => Ids(e, prompts[i], For(i, maxTokens[i])));
+        var got = await EngineBurst.Run(e, n, i => Ids(e, prompts[i], For(i, maxTokens[i])));
         for (int i = 0; i < n; i++)
             Assert.That(got[i], Is.EqualTo(solo[i]), $"request {i} ({Mix[i].Policy ?? "none"}): batched tokens equal its solo tokens");
 
@@ -173,7 +159,7 @@ public class ServedKvPolicyTests
         using (var probe = InferenceEngine.Load(Model, Options(paged: true))) c = probe.Config;
         long perToken = 2L * c.BlockCount * c.KeyDim * sizeof(float);
         using var e = InferenceEngine.Load(Model, Options(paged: true, budgetBytes: 12 * 16 * perToken));
-        var got = await Burst(e, n, i => Ids(e, prompts[i], For(i, 70)));
+        var got = await EngineBurst.Run(e, n, i => Ids(e, prompts[i], For(i, 70)));
         var s = e.Stats!;
         Assert.That(s.Preemptions, Is.GreaterThan(0), "the pool is too small for all at once");
         Assert.That(got.Select(g => g.Length), Is.All.EqualTo(70), "every request completes");
