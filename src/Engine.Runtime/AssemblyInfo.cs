@@ -4,3 +4,4 @@ using System.Runtime.CompilerServices;
 
 [assembly: InternalsVisibleTo("Engine.Runtime.Tests")]
 [assembly: InternalsVisibleTo("Engine.Recurrent.Tests")]
+[assembly: InternalsVisibleTo("Engine.Server.Tests")]
