@@ -140,6 +140,9 @@ public sealed partial class InferenceEngine : IDisposable
     /// are admitted and batched together.</summary>
     internal IDisposable PauseServing() => _serving.Pause();
 
+    /// <summary>Test hook: holds the step loop from the end of its next non-empty step until disposed.</summary>
+    internal IDisposable PauseServingAfterNextStep() => _serving.PauseAfterNextStep();
+
     /// <summary>Opens <paramref name="path"/> (any format ModelFiles reads), builds the model on the chosen backend
     /// and the tokenizer from the file's metadata (<paramref name="tokenizerFactory"/>; null = no text API).</summary>
     public static InferenceEngine Load(string path, EngineOptions? options = null, Func<ModelFile, ITextTokenizer?>? tokenizerFactory = null)

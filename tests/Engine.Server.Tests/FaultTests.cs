@@ -17,14 +17,15 @@ public class FaultTests
     public async Task DisconnectMidStreamCancelsTheRequestAndFreesItsBlocksAtOnce()
     {
         await using var host = await TestServerHost.StartAsync();
-        using var cts = new CancellationTokenSource();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));   // a hang fails the test instead
         var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = Body(LongStream) };
-        var resp = await host.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
-        var reader = new StreamReader(await resp.Content.ReadAsStreamAsync(cts.Token));
-        string? first = await reader.ReadLineAsync(cts.Token);
-        Assert.That(first, Does.StartWith("data: {"), "the stream started");
-        using (host.Engine.PauseServing())
+        // The loop holds after the request's first step (however fast the model is), so it is caught mid-stream.
+        using (host.Engine.PauseServingAfterNextStep())
         {
+            var resp = await host.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
+            var reader = new StreamReader(await resp.Content.ReadAsStreamAsync(cts.Token));
+            string? first = await reader.ReadLineAsync(cts.Token);
+            Assert.That(first, Does.StartWith("data: {"), "the stream started");
             var before = host.Engine.Stats!;
             Assert.That(before.BlocksInUse, Is.GreaterThan(0), "the request holds KV blocks mid-stream");
             Assert.That(before.Running, Is.EqualTo(1));

@@ -57,6 +57,7 @@ internal sealed class ServingLoop : IDisposable
     private int _maxRequestsPerStep;
     private bool _disposed;   // under _lock
     private volatile TaskCompletionSource? _hold;   // non-null: the loop waits before its next step (Pause)
+    private volatile TaskCompletionSource? _holdNext;   // non-null: becomes _hold once the loop completes a step (PauseAfterNextStep)
 
     /// <param name="executor">The executor of the engine's memory kind (owned: disposed after the loop has stopped).</param>
     public ServingLoop(IStepExecutor executor, int vocabSize, ITextTokenizer? tokenizer, int contextLength, int maxTokensPerStep)
@@ -148,10 +149,20 @@ internal sealed class ServingLoop : IDisposable
         return new Resume(this, tcs);
     }
 
+    /// <summary>Like <see cref="Pause"/>, but the hold starts only after the loop completes its next non-empty step: a test
+    /// arms it, starts a request, and catches that request mid-stream after its first step however fast the model is.</summary>
+    public IDisposable PauseAfterNextStep()
+    {
+        var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (_hold != null || Interlocked.CompareExchange(ref _holdNext, tcs, null) != null) throw new InvalidOperationException("the serving loop is already paused");
+        return new Resume(this, tcs);
+    }
+
     private sealed class Resume(ServingLoop loop, TaskCompletionSource tcs) : IDisposable
     {
         public void Dispose()
         {
+            Interlocked.CompareExchange(ref loop._holdNext, null, tcs);
             if (Interlocked.CompareExchange(ref loop._hold, null, tcs) == tcs) tcs.TrySetResult();
         }
     }
@@ -179,8 +190,12 @@ internal sealed class ServingLoop : IDisposable
         Func<long, bool> isLive = _live.ContainsKey;
         LiveRequest?[] lives = [];
         int[] skipped = [];
+        bool stepped = false;
         while (!_stop.IsCancellationRequested)
         {
+            if (stepped && _holdNext is { } next && Interlocked.CompareExchange(ref _holdNext, null, next) == next)
+                Interlocked.CompareExchange(ref _hold, next, null);
+            stepped = false;
             if (_hold is { } hold)
             {
                 try { await hold.Task.WaitAsync(_stop.Token).ConfigureAwait(false); }
@@ -206,6 +221,7 @@ internal sealed class ServingLoop : IDisposable
 
             results.Clear();
             finishedNow.Clear();
+            stepped = true;
             Exception? failure = null;
             try
             {
