@@ -22,6 +22,10 @@ internal sealed record OpenAiRequest(IReadOnlyList<ChatMessage>? Messages, strin
         var f = new Fields(root);
         f.Model(modelId);
         var messages = f.Messages();
+        // Function calling needs the tools rendered by the model's template and the reply parsed back into tool_calls;
+        // the template layer renders tools (ChatRenderOptions) but the server does not parse calls yet: say so, never ignore them.
+        if (f.Has("tools") || f.Has("functions"))
+            throw ApiException.BadRequest("tools / functions are not supported by this server yet", f.Has("tools") ? "tools" : "functions");
         int? max = f.Int("max_completion_tokens", 0, int.MaxValue) ?? f.Int("max_tokens", 0, int.MaxValue);
         int? logprobs = null;
         if (f.Bool("logprobs") == true) logprobs = f.Int("top_logprobs", 0, LogProbs.MaxTop) ?? 0;
@@ -47,6 +51,8 @@ internal sealed record OpenAiRequest(IReadOnlyList<ChatMessage>? Messages, strin
     /// <summary>Typed, range-checked access to the top-level fields of one request body.</summary>
     private readonly struct Fields(JsonElement root)
     {
+        public bool Has(string name) => Get(name) is { ValueKind: not JsonValueKind.Null } e && !(e.ValueKind == JsonValueKind.Array && e.GetArrayLength() == 0);
+
         private JsonElement? Get(string name) =>
             root.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
 

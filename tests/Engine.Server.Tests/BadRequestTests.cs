@@ -56,6 +56,7 @@ public class BadRequestTests
         yield return C("kv policy on an engine without policies", Chat, "{" + M + "," + Msg + ",\"engine\":{\"kv_policy\":\"h2o\"}}", 400);
         yield return C("prompt over the context", Chat,
             "{" + M + ",\"messages\":[{\"role\":\"user\",\"content\":\"" + string.Concat(Enumerable.Repeat("once upon a time ", 300)) + "\"}]}", 400, "messages", "context_length_exceeded");
+        yield return C("tools (not supported yet, never ignored)", Chat, "{" + M + "," + Msg + ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}", 400, "tools");
         yield return C("completions: missing prompt", Completions, "{" + M + "}", 400, "prompt");
         yield return C("completions: mixed prompt array", Completions, "{" + M + ",\"prompt\":[1,\"a\"]}", 400, "prompt");
         yield return C("completions: two prompts", Completions, "{" + M + ",\"prompt\":[\"a\",\"b\"]}", 400, "prompt");
