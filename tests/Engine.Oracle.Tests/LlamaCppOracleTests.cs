@@ -23,20 +23,7 @@ public class LlamaCppOracleTests
 {
     private const int Vocab = 512;
 
-    // fixture stem, README main-table max abs Δ, KL mean, quantized?
-    private static readonly (string Stem, double RefMax, double RefKl, bool Quantized)[] Table =
-    [
-        ("reference/llama-256x2/rand-llama-F32", 6.79e-06, 3.94e-13, false),
-        ("reference/llama-256x2/rand-llama-F16", 4.19e-03, 4.31e-07, false),
-        ("reference/llama-256x2/rand-llama-BF16", 3.47e-02, 2.81e-05, false),
-        ("reference/llama-256x2/rand-llama-Q8_0", 1.28e-01, 3.63e-04, true),
-        ("reference/llama-256x2/rand-llama-Q4_0", 1.23e-01, 3.37e-04, true),
-        ("reference/llama-256x2/rand-llama-Q4_K", 1.80e-01, 6.76e-04, true),
-        ("reference/llama-256x2/rand-llama-Q6_K", 1.79e-01, 7.11e-04, true),
-        ("reference/llama-256x2/rand-llama-Q4_K_M", 1.74e-01, 7.13e-04, true),
-        ("reference/qwen2-256x2/rand-qwen2-F32", 4.41e-06, 2.04e-13, false),
-        ("reference/stories260K/stories260K", 9.73e-06, 0, false),
-    ];
+    private static readonly (string Stem, double RefMax, double RefKl, bool Quantized)[] Table = LogitStats.ReferenceFixtures;
 
     private string _dir = "";
 
@@ -152,35 +139,12 @@ public class LlamaCppOracleTests
             var e = expected.AsSpan(t * Vocab, Vocab);
             var a = actual.AsSpan(t * Vocab, Vocab);
             for (int i = 0; i < Vocab; i++) { double d = Math.Abs(e[i] - (double)a[i]); maxAbs = double.IsNaN(d) ? double.PositiveInfinity : Math.Max(maxAbs, d); }
-            kl += Kl(e, a);
-            int ea = ArgMax(e, out double margin), aa = ArgMax(a, out _);
+            kl += LogitStats.Kl(e, a);
+            int ea = LogitStats.ArgMax(e, out double margin), aa = LogitStats.ArgMax(a, out _);
             if (margin > marginThreshold) { marginPos++; if (ea == aa) marginAgree++; }
         }
         return new Comparison(maxAbs, kl / n, marginPos, marginAgree, n);
     }
 
-    private static double Kl(ReadOnlySpan<float> p, ReadOnlySpan<float> q)
-    {
-        double mp = double.NegativeInfinity, mq = double.NegativeInfinity, zp = 0, zq = 0, kl = 0;
-        foreach (var v in p) mp = Math.Max(mp, v);
-        foreach (var v in q) mq = Math.Max(mq, v);
-        foreach (var v in p) zp += Math.Exp(v - mp);
-        foreach (var v in q) zq += Math.Exp(v - mq);
-        for (int i = 0; i < p.Length; i++)
-        {
-            double lp = p[i] - mp - Math.Log(zp), lq = q[i] - mq - Math.Log(zq);
-            kl += Math.Exp(lp) * (lp - lq);
-        }
-        return Math.Max(kl, 0);
-    }
 
-    private static int ArgMax(ReadOnlySpan<float> x, out double margin)
-    {
-        int best = 0;
-        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
-        double second = double.NegativeInfinity;
-        for (int i = 0; i < x.Length; i++) if (i != best) second = Math.Max(second, x[i]);
-        margin = x[best] - second;
-        return best;
-    }
 }

@@ -11,20 +11,7 @@ namespace Engine.Runtime.Tests;
 
 public class CpuBackendAgreementTests
 {
-    // fixture stem, README main-table max abs Δ, README main-table KL mean, quantized?
-    private static readonly (string Stem, double RefMax, double RefKl, bool Quantized)[] Table =
-    [
-        ("reference/llama-256x2/rand-llama-F32", 6.79e-06, 3.94e-13, false),
-        ("reference/llama-256x2/rand-llama-F16", 4.19e-03, 4.31e-07, false),
-        ("reference/llama-256x2/rand-llama-BF16", 3.47e-02, 2.81e-05, false),
-        ("reference/llama-256x2/rand-llama-Q8_0", 1.28e-01, 3.63e-04, true),
-        ("reference/llama-256x2/rand-llama-Q4_0", 1.23e-01, 3.37e-04, true),
-        ("reference/llama-256x2/rand-llama-Q4_K", 1.80e-01, 6.76e-04, true),
-        ("reference/llama-256x2/rand-llama-Q6_K", 1.79e-01, 7.11e-04, true),
-        ("reference/llama-256x2/rand-llama-Q4_K_M", 1.74e-01, 7.13e-04, true),
-        ("reference/qwen2-256x2/rand-qwen2-F32", 4.41e-06, 2.04e-13, false),
-        ("reference/stories260K/stories260K", 9.73e-06, 0, false),
-    ];
+    private static readonly (string Stem, double RefMax, double RefKl, bool Quantized)[] Table = LogitStats.ReferenceFixtures;
 
     public static IEnumerable<TestCaseData> Cases()
     {

@@ -46,41 +46,16 @@ public static class Fixtures
             var e = expected.Slice(t * vocab, vocab);
             var a = actual.Slice(t * vocab, vocab);
             for (int i = 0; i < vocab; i++) { double d = Math.Abs(e[i] - (double)a[i]); maxAbs = Math.Max(maxAbs, double.IsNaN(d) ? double.PositiveInfinity : d); sumAbs += d; }
-            double kl = Kl(e, a);
+            double kl = LogitStats.Kl(e, a);
             klSum += kl; klMax = Math.Max(klMax, kl);
-            int ea = ArgMax(e, out double margin), aa = ArgMax(a, out _);
+            int ea = LogitStats.ArgMax(e, out double margin), aa = LogitStats.ArgMax(a, out _);
             if (ea == aa) top1++;
             if (margin > marginThreshold) { marginPos++; if (ea == aa) marginAgree++; }
         }
         return new LogitComparison(maxAbs, sumAbs / expected.Length, klSum / n, klMax, top1, marginPos, marginAgree, n);
     }
 
-    private static double Kl(ReadOnlySpan<float> p, ReadOnlySpan<float> q)
-    {
-        double mp = double.NegativeInfinity, mq = double.NegativeInfinity;
-        foreach (var v in p) mp = Math.Max(mp, v);
-        foreach (var v in q) mq = Math.Max(mq, v);
-        double zp = 0, zq = 0;
-        foreach (var v in p) zp += Math.Exp(v - mp);
-        foreach (var v in q) zq += Math.Exp(v - mq);
-        double lzp = Math.Log(zp), lzq = Math.Log(zq), kl = 0;
-        for (int i = 0; i < p.Length; i++)
-        {
-            double lp = p[i] - mp - lzp, lq = q[i] - mq - lzq;
-            kl += Math.Exp(lp) * (lp - lq);
-        }
-        return Math.Max(kl, 0);
-    }
 
-    private static int ArgMax(ReadOnlySpan<float> x, out double margin)
-    {
-        int best = 0;
-        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
-        double second = double.NegativeInfinity;
-        for (int i = 0; i < x.Length; i++) if (i != best) second = Math.Max(second, x[i]);
-        margin = x[best] - second;
-        return best;
-    }
 
     /// <summary>Runs <paramref name="tokens"/> through the model (one batch, or one token per forward) and returns all logits [n, vocab].</summary>
     public static float[] RunLogits(string modelRelative, IBackend backend, int[] tokens, bool oneByOne)
