@@ -39,7 +39,7 @@ public static class IngestBench
         using var model = ModelLoader.LoadAny(file, pb);
         var c = model.Config;
         var logits = new float[c.VocabSize];
-        Console.WriteLine($"# ingest bench: {shape.Name} {type} ({c.BlockCount} layers, {c.HeadCount}/{c.KvHeadCount} heads × {c.HeadDim}), "
+        Console.WriteLine($"# ingest bench: {shape.Name} {type} ({c.LayerCount} layers, {c.HeadCount}/{c.KvHeadCount} heads × {c.HeadDim}), "
             + $"cpu backend {threads} threads, chunks of {chunk} tokens, budget {budget} tokens, {(threads == 1 ? "thread CPU" : "wall")} time");
 
         for (int round = 0; round < 2; round++)
@@ -75,7 +75,7 @@ public static class IngestBench
 
         (double Seconds, long Read) Ingest(string policy, int length)
         {
-            var inner = new ContiguousKvStore(c.BlockCount, c.KeyDim, length + 1);
+            var inner = new ContiguousKvStore(c.LayerCount, c.KvDim, length + 1);
             PolicyKvStore? ps = policy == "full" ? null : new PolicyKvStore(inner, KvPolicySpec.Parse(policy, 1.0, budget));
             IKvStore kv = ps ?? (IKvStore)inner;
             pb.Store = ps;

@@ -40,7 +40,7 @@ public static class SelectionDepthBench
         using var model = ModelLoader.LoadAny(file, pb);
         var c = model.Config;
         var logits = new float[c.VocabSize];
-        Console.WriteLine($"# depth bench: {shape.Name} {type} ({c.BlockCount} layers, {c.HeadCount}/{c.KvHeadCount} heads × {c.HeadDim}), "
+        Console.WriteLine($"# depth bench: {shape.Name} {type} ({c.LayerCount} layers, {c.HeadCount}/{c.KvHeadCount} heads × {c.HeadDim}), "
             + $"cpu backend {threads} threads, budget {budget} tokens, {steps} timed steps (median {(threads == 1 ? "thread CPU" : "wall")} time), min over {rounds} rounds"
             + (shared ? ", shared selection" : "") + (flat ? ", flat (no super-blocks)" : ""));
 
@@ -73,7 +73,7 @@ public static class SelectionDepthBench
 
         (double Ms, long Read) Measure(string policy, int depth, int timed)
         {
-            var inner = new ContiguousKvStore(c.BlockCount, c.KeyDim, depth + timed + 4);
+            var inner = new ContiguousKvStore(c.LayerCount, c.KvDim, depth + timed + 4);
             PolicyKvStore? ps = policy switch
             {
                 "full" => null,
@@ -85,7 +85,7 @@ public static class SelectionDepthBench
             pb.Store = ps;
             try
             {
-                Fill(kv, depth, c.BlockCount, c.KeyDim);
+                Fill(kv, depth, c.LayerCount, c.KvDim);
                 var rng = new Random(depth);
                 var times = new List<double>();
                 for (int s = 0; s < timed + 2; s++)

@@ -32,7 +32,7 @@ async Task<Dictionary<(int, int), int[]>> Row(double kvFraction, Dictionary<(int
     int vocab;
     using (var probe = InferenceEngine.Load(model, new EngineOptions { Threads = 1, MaxConcurrentSequences = 1 }))
     {
-        perToken = 2L * probe.Config.BlockCount * probe.Config.KeyDim * sizeof(float);
+        perToken = 2L * probe.Config.LayerCount * probe.Config.KvDim * sizeof(float);
         vocab = probe.Config.VocabSize;
     }
     const int blockSize = 16;

@@ -12,7 +12,7 @@ public sealed record ModelConfig
 {
     public required string Architecture { get; init; }
     public required int EmbeddingLength { get; init; }
-    public required int BlockCount { get; init; }
+    public required int LayerCount { get; init; }
     public required int FeedForwardLength { get; init; }
     public required int HeadCount { get; init; }
     public required int KvHeadCount { get; init; }
@@ -30,7 +30,7 @@ public sealed record ModelConfig
     /// <summary>Width of the query projection: HeadCount · HeadDim.</summary>
     public int QueryDim => HeadCount * HeadDim;
     /// <summary>Width of one K row: KvHeadCount · HeadDim.</summary>
-    public int KeyDim => KvHeadCount * HeadDim;
+    public int KvDim => KvHeadCount * HeadDim;
     /// <summary>Width of one V row: KvHeadCount · ValueHeadDim.</summary>
     public int ValueDim => KvHeadCount * ValueHeadDim;
 
@@ -74,7 +74,7 @@ public sealed record ModelConfig
         {
             Architecture = arch,
             EmbeddingLength = dim,
-            BlockCount = Req("block_count"),
+            LayerCount = Req("block_count"),
             FeedForwardLength = Req("feed_forward_length"),
             HeadCount = heads,
             KvHeadCount = kvHeads,
@@ -88,7 +88,7 @@ public sealed record ModelConfig
             RopeFreqBase = (float)(file.GetNumber($"{arch}.rope.freq_base") ?? 10000.0),
             RopeFreqScale = scale,
         };
-        if (cfg.BlockCount <= 0 || cfg.FeedForwardLength <= 0 || cfg.ContextLength <= 0)
+        if (cfg.LayerCount <= 0 || cfg.FeedForwardLength <= 0 || cfg.ContextLength <= 0)
             throw new ModelFormatException(file.Path, -1, $"block_count/feed_forward_length/context_length must be positive");
         return cfg;
     }

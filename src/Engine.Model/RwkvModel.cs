@@ -42,7 +42,7 @@ public sealed class RwkvModel : ILanguageModel
         Config = new ModelConfig
         {
             Architecture = architecture ?? "rwkv" + weights.Version,
-            EmbeddingLength = c, BlockCount = weights.Layers.Length, FeedForwardLength = weights.FeedForwardLength,
+            EmbeddingLength = c, LayerCount = weights.Layers.Length, FeedForwardLength = weights.FeedForwardLength,
             HeadCount = weights.HeadCount, KvHeadCount = weights.HeadCount, HeadDim = weights.HeadSize,
             ValueHeadDim = weights.HeadSize, RmsEpsilon = LayerNormEps, ContextLength = 1 << 20,
             VocabSize = weights.VocabSize, RopeStyle = RopeStyle.Normal, RopeDimensions = 0, RopeFreqBase = 0,

@@ -43,7 +43,7 @@ public sealed class TransformerModel : ILanguageModel
     public ITransformerExecutor? Executor { get; set; }
 
     public IKvStore CreateKvStore(int contextLength, int sequenceCapacity = 1) =>
-        Executor?.CreateKvStore(contextLength, sequenceCapacity) ?? new ContiguousKvStore(Config.BlockCount, Config.KeyDim, contextLength, sequenceCapacity);
+        Executor?.CreateKvStore(contextLength, sequenceCapacity) ?? new ContiguousKvStore(Config.LayerCount, Config.KvDim, contextLength, sequenceCapacity);
 
     public void Forward(ForwardBatch batch, IKvStore kv, Span<float> logits, bool allLogits)
     {
@@ -58,8 +58,8 @@ public sealed class TransformerModel : ILanguageModel
     {
         var c = Config;
         batch.Validate(c.VocabSize);
-        if (kv.LayerCount != c.BlockCount || kv.KvDim != c.KeyDim)
-            throw new ArgumentException($"KV store is [{kv.LayerCount} layers, {kv.KvDim}] but the model needs [{c.BlockCount}, {c.KeyDim}]");
+        if (kv.LayerCount != c.LayerCount || kv.KvDim != c.KvDim)
+            throw new ArgumentException($"KV store is [{kv.LayerCount} layers, {kv.KvDim}] but the model needs [{c.LayerCount}, {c.KvDim}]");
         int n = batch.Count;
         int need = logitRows.Length * c.VocabSize;
         if (logits.Length < need) throw new ArgumentException($"logits span holds {logits.Length} floats, need {need}");
@@ -70,7 +70,7 @@ public sealed class TransformerModel : ILanguageModel
         if (Executor != null) { Executor.Forward(batch, kv, logitRows, logits); return; }
 
         var s = _scratch is { Capacity: var cap } && cap >= n ? _scratch : (_scratch = new Scratch(c, n, Math.Max(1, FeedForwardChunkTokens)));
-        int dim = c.EmbeddingLength, qd = c.QueryDim, kd = c.KeyDim, vd = c.ValueDim, ff = c.FeedForwardLength;
+        int dim = c.EmbeddingLength, qd = c.QueryDim, kd = c.KvDim, vd = c.ValueDim, ff = c.FeedForwardLength;
         var b = _backend;
         var positions = batch.Positions.AsSpan();
 
@@ -84,7 +84,7 @@ public sealed class TransformerModel : ILanguageModel
         int chunk = Math.Min(n, Math.Max(1, FeedForwardChunkTokens));
 
         b.GetRows(Weights.TokenEmbedding, batch.Tokens, x);
-        for (int l = 0; l < c.BlockCount; l++)
+        for (int l = 0; l < c.LayerCount; l++)
         {
             var w = Weights.Layers[l];
             // Attention block.
@@ -168,7 +168,7 @@ public sealed class TransformerModel : ILanguageModel
             X = new float[capacity * c.EmbeddingLength];
             Normed = new float[capacity * c.EmbeddingLength];
             Q = new float[capacity * c.QueryDim];
-            K = new float[capacity * c.KeyDim];
+            K = new float[capacity * c.KvDim];
             V = new float[capacity * c.ValueDim];
             Attn = new float[capacity * c.QueryDim];
             Gate = new float[Math.Min(capacity, ffnChunk) * c.FeedForwardLength];

@@ -96,18 +96,18 @@ internal static class WeightLoader
     public static TransformerWeights LoadDecoder(ModelFile file, ModelConfig c, bool biases, bool qkNorm)
     {
         long dim = c.EmbeddingLength, ff = c.FeedForwardLength, vocab = c.VocabSize;
-        var layers = new LayerWeights[c.BlockCount];
+        var layers = new LayerWeights[c.LayerCount];
         for (int i = 0; i < layers.Length; i++)
         {
             string p = $"blk.{i}.";
             layers[i] = new LayerWeights(
                 Vector(file, p + "attn_norm.weight", c.EmbeddingLength),
                 Matrix(file, p + "attn_q.weight", dim, c.QueryDim),
-                Matrix(file, p + "attn_k.weight", dim, c.KeyDim),
+                Matrix(file, p + "attn_k.weight", dim, c.KvDim),
                 Matrix(file, p + "attn_v.weight", dim, c.ValueDim),
                 Matrix(file, p + "attn_output.weight", c.QueryDim, dim),
                 biases ? Vector(file, p + "attn_q.bias", c.QueryDim) : null,
-                biases ? Vector(file, p + "attn_k.bias", c.KeyDim) : null,
+                biases ? Vector(file, p + "attn_k.bias", c.KvDim) : null,
                 biases ? Vector(file, p + "attn_v.bias", c.ValueDim) : null,
                 qkNorm ? Vector(file, p + "attn_q_norm.weight", c.HeadDim) : null,
                 qkNorm ? Vector(file, p + "attn_k_norm.weight", c.HeadDim) : null,

@@ -70,7 +70,7 @@ public sealed partial class InferenceEngine : IDisposable
         if (serving.Paged && model is TransformerModel && !decorated)
         {
             var c = model.Config;
-            long perToken = 2L * c.BlockCount * c.KeyDim * sizeof(float);
+            long perToken = 2L * c.LayerCount * c.KvDim * sizeof(float);
             long budget = serving.KvBudgetBytes > 0 ? serving.KvBudgetBytes
                 : Math.Max(Math.Min((long)ContextLength * maxSeq * perToken, 2L << 30), (long)(ContextLength + serving.BlockSize) * perToken);
             exec = new PagedKvExecutor(model, ContextLength, budget, Math.Max(1, serving.BlockSize), maxSeq, serving.PrefixCaching,

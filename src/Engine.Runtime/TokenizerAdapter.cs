@@ -14,8 +14,11 @@ public sealed class TokenizerAdapter : ITextTokenizer
     {
         Tokenizer = tokenizer;
         EndOfGenerationIds = new HashSet<int>(tokenizer.EogIds);
-        try { ChatTemplate = Engine.Tokenizers.ChatTemplate.FromTokenizer(tokenizer); }
-        catch (ModelFormatException e) { ChatTemplateProblem = e.Message; }
+        if (tokenizer.Vocabulary.Model == TokenizerModel.Bytes && tokenizer.Vocabulary.ChatTemplate == null)
+            ChatTemplateProblem = "a byte-level vocabulary has no chat template";   // rwkv.cpp files: the "role: text" transcript
+        else
+            try { ChatTemplate = Engine.Tokenizers.ChatTemplate.FromTokenizer(tokenizer); }
+            catch (ModelFormatException e) { ChatTemplateProblem = e.Message; }
     }
 
     /// <summary>The model's chat template (executed Jinja, or its family's built-in format); null when unusable.</summary>
@@ -27,7 +30,7 @@ public sealed class TokenizerAdapter : ITextTokenizer
     {
         if (!file.Metadata.ContainsKey(TokenizerKeys.Tokens) && file.GetString(TokenizerKeys.TokenizerJsonPath) == null)
             return file.Architecture is { } a && a.StartsWith("rwkv", StringComparison.Ordinal)
-                && file.GetInteger($"{a}.vocab_size") == 256 ? new ByteTokenizer() : null; // rwkv.cpp files: byte-level vocabulary
+                && file.GetInteger($"{a}.vocab_size") == 256 ? new TokenizerAdapter(new ByteTokenizer(file.Path)) : null; // rwkv.cpp files: byte-level vocabulary
         return new TokenizerAdapter(Tokenizer.FromModelFile(file));
     }
 
@@ -43,7 +46,9 @@ public sealed class TokenizerAdapter : ITextTokenizer
     public string? ApplyChatTemplate(IReadOnlyList<ChatMessage> messages) => ApplyChatTemplate(messages, new ChatRenderOptions());
 
     public string? ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, ChatRenderOptions options) =>
-        ChatTemplate?.Render(messages.Select(m => new ChatTurn(m.Role, m.Content)
+        ChatTemplate == null
+            ? (options.Tools is { Count: > 0 } ? throw new ChatTemplateException($"this model has no chat template that can present tools ({ChatTemplateProblem})") : null)
+            : ChatTemplate.Render(messages.Select(m => new ChatTurn(m.Role, m.Content)
             { ToolCalls = m.ToolCalls, ToolCallId = m.ToolCallId, Name = m.Name }).ToList(), options);
 
     private sealed class Decoder(StreamingDecoder inner) : IStreamingTextDecoder

@@ -47,10 +47,10 @@ public class RwkvBench
         double ttftWarm = sw.Elapsed.TotalSeconds;
 
         var c = model.Config;
-        long kvPerToken = 2L * c.BlockCount * c.EmbeddingLength * 4; // K and V rows, float32, kvDim = C (no GQA)
+        long kvPerToken = 2L * c.LayerCount * c.EmbeddingLength * 4; // K and V rows, float32, kvDim = C (no GQA)
         TestContext.Out.WriteLine(
             $"{file}: prefill {prompt.Length / prefill:F0} tok/s (chunk 64), decode {decode / decodeS:F0} tok/s, " +
-            $"state {model.StateBytesPerSequence:N0} B/seq; f32 transformer KV (C={c.EmbeddingLength}, L={c.BlockCount}) " +
+            $"state {model.StateBytesPerSequence:N0} B/seq; f32 transformer KV (C={c.EmbeddingLength}, L={c.LayerCount}) " +
             $"1K {kvPerToken * 1024:N0} B, 16K {kvPerToken * 16384:N0} B; TTFT 512-token prompt cold {ttftCold * 1e3:F1} ms, " +
             $"with prefix reuse ({restored} restored) {ttftWarm * 1e3:F1} ms");
     }

@@ -37,11 +37,11 @@ public class BenchmarkTests
         var c = model.Config;
         Assert.Multiple(() =>
         {
-            Assert.That((c.EmbeddingLength, c.BlockCount, c.HeadCount, c.KvHeadCount, c.FeedForwardLength, c.VocabSize),
-                Is.EqualTo((shape.EmbeddingLength, shape.BlockCount, shape.HeadCount, shape.KvHeadCount, shape.FeedForwardLength, shape.VocabSize)));
+            Assert.That((c.EmbeddingLength, c.LayerCount, c.HeadCount, c.KvHeadCount, c.FeedForwardLength, c.VocabSize),
+                Is.EqualTo((shape.EmbeddingLength, shape.LayerCount, shape.HeadCount, shape.KvHeadCount, shape.FeedForwardLength, shape.VocabSize)));
             Assert.That(c.RopeFreqBase, Is.EqualTo(shape.RopeFreqBase));
             Assert.That(file.TryGetTensor("output.weight", out _), Is.False, "tied embeddings");
-            Assert.That(file.Tensors, Has.Count.EqualTo(2 + 9 * shape.BlockCount));
+            Assert.That(file.Tensors, Has.Count.EqualTo(2 + 9 * shape.LayerCount));
             Assert.That(file.GetTensor("blk.1.ffn_down.weight").Type, Is.EqualTo(type));
             Assert.That(file.GetTensor("blk.0.attn_norm.weight").Type, Is.EqualTo(DType.F32));
         });

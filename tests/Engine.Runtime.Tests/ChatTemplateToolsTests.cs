@@ -35,7 +35,7 @@ public class ChatTemplateToolsTests
     [Test]
     public void ToolsWithoutATemplateAreRefusedNotDropped()
     {
-        ITextTokenizer bytes = new ByteTokenizer();
+        ITextTokenizer bytes = new TokenizerAdapter(new Engine.Tokenizers.ByteTokenizer());
         var e = Assert.Throws<ChatTemplateException>(() => bytes.ApplyChatTemplate([new ChatMessage("user", "x")],
             new ChatRenderOptions { Tools = [JsonDocument.Parse("{}").RootElement] }));
         Assert.That(e, Is.InstanceOf<ArgumentException>());

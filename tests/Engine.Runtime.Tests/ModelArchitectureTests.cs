@@ -152,7 +152,7 @@ public class ModelArchitectureTests
         Assert.Multiple(() =>
         {
             // README section B: dim 64, hidden 172, 5 layers, 8 heads, 4 kv heads, vocab 512, context 512, rope dims 8.
-            Assert.That((c.EmbeddingLength, c.FeedForwardLength, c.BlockCount, c.HeadCount, c.KvHeadCount), Is.EqualTo((64, 172, 5, 8, 4)));
+            Assert.That((c.EmbeddingLength, c.FeedForwardLength, c.LayerCount, c.HeadCount, c.KvHeadCount), Is.EqualTo((64, 172, 5, 8, 4)));
             Assert.That((c.VocabSize, c.ContextLength, c.RopeDimensions, c.HeadDim), Is.EqualTo((512, 512, 8, 8)));
             Assert.That(c.RopeFreqBase, Is.EqualTo(10000f));
             Assert.That(c.RmsEpsilon, Is.EqualTo(1e-5f));

@@ -81,7 +81,7 @@ public unsafe class PagedKvStoreTests
     private static PagedKvStore Scrambled(ModelConfig c, int blockSize, int tokens)
     {
         int blocks = (tokens + blockSize - 1) / blockSize;
-        var kv = new PagedKvStore(c.BlockCount, c.KeyDim, blockSize, 2 * blocks + 3, tokens, 1, selfManaged: false);
+        var kv = new PagedKvStore(c.LayerCount, c.KvDim, blockSize, 2 * blocks + 3, tokens, 1, selfManaged: false);
         int third = blocks / 3;
         var table = Enumerable.Range(0, blocks).Select(i => i < third ? blocks + 1 + i : blocks - 1 - (i - third)).ToArray();
         Assert.That(table.Distinct().Count(), Is.EqualTo(blocks));
@@ -132,7 +132,7 @@ public unsafe class PagedKvStoreTests
             model.Forward(ForwardBatch.ForSequence(a, 0, 0), kv, expected.AsSpan(0, vocab), allLogits: false);
             model.Forward(ForwardBatch.ForSequence(b, 0, 1), kv, expected.AsSpan(vocab, vocab), allLogits: false);
         }
-        using var paged = new PagedKvStore(model.Config.BlockCount, model.Config.KeyDim, 16, 8, 64, 2);
+        using var paged = new PagedKvStore(model.Config.LayerCount, model.Config.KvDim, 16, 8, 64, 2);
         var mixed = new ForwardBatch([.. a, .. b], [.. Enumerable.Range(0, a.Length), .. Enumerable.Range(0, b.Length)],
             [.. Enumerable.Repeat(0, a.Length), .. Enumerable.Repeat(1, b.Length)]);
         var actual = new float[2 * vocab];

@@ -129,7 +129,7 @@ public class ServingTests
     }
 
     private static long BudgetBytes(InferenceEngine e, int blocks) =>
-        (long)blocks * BlockSize * 2 * e.Config.BlockCount * e.Config.KeyDim * sizeof(float);
+        (long)blocks * BlockSize * 2 * e.Config.LayerCount * e.Config.KvDim * sizeof(float);
 
     private static long BudgetBytes(int blocks)
     {

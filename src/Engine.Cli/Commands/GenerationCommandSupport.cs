@@ -145,7 +145,7 @@ internal static class GenerationCommandSupport
             InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, KvBudgetBytes = kvBudgetBytes, KvDiskBytes = kvDiskBytes, Memory = memory, MemoryDirectory = memoryDir,
                 KvPolicy = kvPolicy, KvPolicyBudget = kvPolicyBudget ?? new EngineOptions().KvPolicyBudget, KvPolicyBudgetTokens = kvPolicyBudgetTokens, MaxConcurrentSequences = 1 }));
         var c = engine.Config;
-        Console.Error.WriteLine($"loaded {Path.GetFileName(path)} ({c.Architecture}, {c.BlockCount} layers, dim {c.EmbeddingLength}, vocab {c.VocabSize}, context {engine.ContextLength}) " +
+        Console.Error.WriteLine($"loaded {Path.GetFileName(path)} ({c.Architecture}, {c.LayerCount} layers, dim {c.EmbeddingLength}, vocab {c.VocabSize}, context {engine.ContextLength}) " +
             $"on {engine.BackendName} in {sw.Elapsed.TotalMilliseconds:F0} ms");
         if (engine.ContextLength > c.ContextLength && c.ContextLength > 0)
             Console.Error.WriteLine($"warning: --ctx-size {engine.ContextLength} is beyond the {c.ContextLength} tokens the model was trained on; "

@@ -107,7 +107,7 @@ public static class ModelBenchmark
         if (maxDepth >= 16384 && !options.RandomKvFill)
             log?.Invoke($"warning: pre-filling {maxDepth} tokens runs the model over all of them first (can take minutes; Ctrl-C stops, --random-kv fills them fast)");
         if (model is TransformerModel)
-            OptionsValidation.CheckMemoryBudget("KV store for -d + -p + -n", null, (long)capacity * 2 * c.BlockCount * c.KeyDim * sizeof(float));
+            OptionsValidation.CheckMemoryBudget("KV store for -d + -p + -n", null, (long)capacity * 2 * c.LayerCount * c.KvDim * sizeof(float));
         using var kv = model.CreateKvStore(capacity);
         var logits = new float[c.VocabSize];
         var rng = new Random(options.Seed);
@@ -131,7 +131,7 @@ public static class ModelBenchmark
             if (depth > 0 && options.RandomKvFill)
             {
                 var fill = Stopwatch.StartNew();
-                FillRandom(kv, depth, c.BlockCount, c.KeyDim, rng);
+                FillRandom(kv, depth, c.LayerCount, c.KvDim, rng);
                 log?.Invoke($"filled {depth} KV positions with random values in {fill.Elapsed.TotalSeconds:F1} s");
             }
             else if (depth > 0)

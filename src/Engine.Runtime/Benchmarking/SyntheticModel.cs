@@ -16,7 +16,7 @@ using Engine.Tensors.Quants;
 namespace Engine.Runtime.Benchmarking;
 
 /// <summary>Hyper-parameters of a synthetic Llama-architecture model.</summary>
-public sealed record SyntheticShape(string Name, int EmbeddingLength, int BlockCount, int HeadCount, int KvHeadCount,
+public sealed record SyntheticShape(string Name, int EmbeddingLength, int LayerCount, int HeadCount, int KvHeadCount,
     int FeedForwardLength, int VocabSize, float RopeFreqBase, int ContextLength)
 {
     public int HeadDim => EmbeddingLength / HeadCount;
@@ -28,7 +28,7 @@ public sealed record SyntheticShape(string Name, int EmbeddingLength, int BlockC
         {
             long d = EmbeddingLength, kv = (long)KvHeadCount * HeadDim, ff = FeedForwardLength;
             long layer = d * d * 2 + d * kv * 2 + 3 * d * ff + 2 * d;
-            return BlockCount * layer + VocabSize * d + d;
+            return LayerCount * layer + VocabSize * d + d;
         }
     }
 }
@@ -90,7 +90,7 @@ public static class SyntheticModel
         w.AddMetadata("general.file_type", (uint)type);
         w.AddMetadata("llama.context_length", (uint)shape.ContextLength);
         w.AddMetadata("llama.embedding_length", (uint)shape.EmbeddingLength);
-        w.AddMetadata("llama.block_count", (uint)shape.BlockCount);
+        w.AddMetadata("llama.block_count", (uint)shape.LayerCount);
         w.AddMetadata("llama.feed_forward_length", (uint)shape.FeedForwardLength);
         w.AddMetadata("llama.attention.head_count", (uint)shape.HeadCount);
         w.AddMetadata("llama.attention.head_count_kv", (uint)shape.KvHeadCount);
@@ -105,7 +105,7 @@ public static class SyntheticModel
         void Norm(string name) { ulong s = seed * 1000003 + ++id; w.AddTensor(name, [d], NormWeights((int)d, s)); }
 
         Matrix("token_embd.weight", d, shape.VocabSize);
-        for (int l = 0; l < shape.BlockCount; l++)
+        for (int l = 0; l < shape.LayerCount; l++)
         {
             string p = $"blk.{l}.";
             Norm(p + "attn_norm.weight");

@@ -92,7 +92,7 @@ public sealed class KvEvaluator : IDisposable
     public KvEvalResult Full()
     {
         EnsureFull();
-        double fb = 2.0 * _model.Config.BlockCount * _model.Config.KeyDim * sizeof(float);
+        double fb = 2.0 * _model.Config.LayerCount * _model.Config.KvDim * sizeof(float);
         return new KvEvalResult("full-cache", 1.0, _tokens.Length, Steps, 0, 1, fb, fb, _fullTokensPerSecond, 1);
     }
 
@@ -113,7 +113,7 @@ public sealed class KvEvaluator : IDisposable
             kld += Kl(p, q);
             if (ArgMax(p) == ArgMax(q)) agree++;
         }
-        double fb = 2.0 * _model.Config.BlockCount * _model.Config.KeyDim * sizeof(float);
+        double fb = 2.0 * _model.Config.LayerCount * _model.Config.KvDim * sizeof(float);
         return new KvEvalResult(spec.Name, spec.Budget, _tokens.Length, Steps, kld / Steps, agree / (double)Steps, r.bpt, fb,
             (Steps - 1) / Math.Max(r.sec, 1e-9), r.readFrac);
     }

@@ -31,7 +31,7 @@ public sealed class GpuTransformerExecutor : ITransformerExecutor
         if (c.ValueHeadDim != c.HeadDim) throw new NotSupportedException($"the GPU backend needs value head dim = head dim ({c.ValueHeadDim} vs {c.HeadDim})");
         _config = c; KvF16 = kvF16;
         var w = model.Weights;
-        var spec = new DeviceModelSpec(c.BlockCount, c.EmbeddingLength, c.HeadCount, c.KvHeadCount, c.HeadDim, c.FeedForwardLength, c.VocabSize,
+        var spec = new DeviceModelSpec(c.LayerCount, c.EmbeddingLength, c.HeadCount, c.KvHeadCount, c.HeadDim, c.FeedForwardLength, c.VocabSize,
             c.RmsEpsilon, new Engine.Kernels.RopeParams(c.RopeStyle, c.RopeDimensions, c.RopeFreqBase, c.RopeFreqScale, w.RopeFreqFactors));
         var layers = w.Layers.Select(l => new DeviceLayerSource(l.AttentionNorm, l.Query, l.Key, l.Value, l.Output, l.QueryBias, l.KeyBias,
             l.ValueBias, l.QueryNorm, l.KeyNorm, l.FeedForwardNorm, l.Gate, l.Up, l.Down)).ToArray();
@@ -43,10 +43,10 @@ public sealed class GpuTransformerExecutor : ITransformerExecutor
     public DeviceTransformer DeviceModel => _model;
 
     /// <summary>Device KV bytes per token (K + V, all layers).</summary>
-    public long KvBytesPerToken => 2L * _config.BlockCount * _config.KeyDim * (KvF16 ? 2 : 4);
+    public long KvBytesPerToken => 2L * _config.LayerCount * _config.KvDim * (KvF16 ? 2 : 4);
 
     public IKvStore? CreateKvStore(int contextLength, int sequenceCapacity) =>
-        new DeviceKvLengths(_config.BlockCount, _config.KeyDim, contextLength, sequenceCapacity);
+        new DeviceKvLengths(_config.LayerCount, _config.KvDim, contextLength, sequenceCapacity);
 
     public void CopyBlock(int source, int destination, int tokens) => _pool?.CopyBlock(source, destination, tokens);
 
@@ -122,7 +122,7 @@ public sealed class GpuTransformerExecutor : ITransformerExecutor
         if (paged is { DiskBlockCount: > 0 }) throw new NotSupportedException("the KV disk tier is not supported on the GPU backend (its blocks would have to live in device memory)");
         int bs = paged?.BlockSize ?? PrivateBlockSize;
         int blocks = paged?.RamBlockCount ?? checked(kv.SequenceCapacity * ((kv.Capacity + bs - 1) / bs));
-        _pool = new DeviceKvPool(_model.Device, _config.BlockCount, _config.KeyDim, bs, blocks, KvF16);
+        _pool = new DeviceKvPool(_model.Device, _config.LayerCount, _config.KvDim, bs, blocks, KvF16);
         _poolStore = kv;
         return _pool;
     }

@@ -52,7 +52,7 @@ public sealed class MemoryStore : IDisposable
             sha.AppendData(Encoding.UTF8.GetBytes($"{t.Name}|{t.Type}|{string.Join(",", t.Shape)}|{t.ByteLength};"));
             sha.AppendData(t.Bytes[..(int)Math.Min(4096, t.ByteLength)]);
         }
-        return new MemoryIdentity(config.Architecture, config.BlockCount, config.EmbeddingLength, config.HeadCount, config.KvHeadCount,
+        return new MemoryIdentity(config.Architecture, config.LayerCount, config.EmbeddingLength, config.HeadCount, config.KvHeadCount,
             config.HeadDim, config.VocabSize, Convert.ToHexStringLower(sha.GetHashAndReset()));
     }
 
@@ -62,7 +62,7 @@ public sealed class MemoryStore : IDisposable
         MemoryPlacement placement = MemoryPlacement.BeforePrompt, TimeSpan? lockTimeout = null, CancellationToken cancellationToken = default)
     {
         var folder = FolderOf(root, name);
-        var m = PersistentMemory.OpenOrCreate(folder, identity, config.BlockCount, config.KeyDim, chunkSize, placement, out bool created, lockTimeout, cancellationToken);
+        var m = PersistentMemory.OpenOrCreate(folder, identity, config.LayerCount, config.KvDim, chunkSize, placement, out bool created, lockTimeout, cancellationToken);
         return new MemoryStore(name, m, created);
     }
 
@@ -116,8 +116,8 @@ public sealed class MemoryStore : IDisposable
     {
         if (tokens.Length == 0) throw new ArgumentException($"document '{document}' has no tokens");
         var c = model.Config;
-        if (c.BlockCount != Memory.LayerCount || c.KeyDim != Memory.KvDim)
-            throw new ArgumentException($"model shape [{c.BlockCount}, {c.KeyDim}] differs from the memory's [{Memory.LayerCount}, {Memory.KvDim}]");
+        if (c.LayerCount != Memory.LayerCount || c.KvDim != Memory.KvDim)
+            throw new ArgumentException($"model shape [{c.LayerCount}, {c.KvDim}] differs from the memory's [{Memory.LayerCount}, {Memory.KvDim}]");
         if (Memory.Documents.Any(d => d.Name == document))
             throw new ArgumentException($"memory {Engine.Tensors.ErrorText.Quote(Name)} already holds a document named {Engine.Tensors.ErrorText.Quote(document)}");
         int segment = Math.Max(1, c.ContextLength);
@@ -157,7 +157,7 @@ public sealed class MemoryStore : IDisposable
         var rope = new Engine.Kernels.RopeParams(c.RopeStyle, c.RopeDimensions, c.RopeFreqBase, c.RopeFreqScale, tm.Weights.RopeFreqFactors);
         return (layer, rows, shift) =>
         {
-            var positions = new int[rows.Length / c.KeyDim];
+            var positions = new int[rows.Length / c.KvDim];
             Array.Fill(positions, shift);
             tm.Backend.Rope(rows, c.KvHeadCount, c.HeadDim, positions, rope);
         };

@@ -53,18 +53,18 @@ internal sealed class PagedKvExecutor : IStepExecutor
         long kvDiskBytes, string? kvDiskDirectory)
     {
         var c = model.Config;
-        int blocks = PagedKvStore.BlockCountForBudget(kvBudgetBytes, c.BlockCount, c.KeyDim, blockSize);
-        long blockBytes = 2L * c.BlockCount * blockSize * c.KeyDim * sizeof(float);
+        int blocks = PagedKvStore.BlockCountForBudget(kvBudgetBytes, c.LayerCount, c.KvDim, blockSize);
+        long blockBytes = 2L * c.LayerCount * blockSize * c.KvDim * sizeof(float);
         if (blocks < 1)
             throw new ArgumentException($"the KV budget of {kvBudgetBytes} bytes holds no block of {blockSize} tokens ({blockBytes} bytes)");
         if (kvDiskBytes < 0) throw new ArgumentException($"the KV disk tier size must be ≥ 0 bytes, got {kvDiskBytes}");
-        int diskBlocks = kvDiskBytes > 0 ? PagedKvStore.BlockCountForBudget(kvDiskBytes, c.BlockCount, c.KeyDim, blockSize) : 0;
+        int diskBlocks = kvDiskBytes > 0 ? PagedKvStore.BlockCountForBudget(kvDiskBytes, c.LayerCount, c.KvDim, blockSize) : 0;
         if (kvDiskBytes > 0 && diskBlocks < 1)
             throw new ArgumentException($"the KV disk tier of {kvDiskBytes} bytes holds no block of {blockSize} tokens ({blockBytes} bytes)");
         string? diskPath = diskBlocks > 0 && kvDiskDirectory != null
             ? Path.Combine(kvDiskDirectory, $"engine-kv-{Environment.ProcessId}-{Guid.NewGuid():N}.bin")
             : null;
-        return new PagedKvStore(c.BlockCount, c.KeyDim, blockSize, blocks, contextLength, maxSequences, selfManaged: false,
+        return new PagedKvStore(c.LayerCount, c.KvDim, blockSize, blocks, contextLength, maxSequences, selfManaged: false,
             diskBlockCount: diskBlocks, diskPath: diskPath);
     }
 

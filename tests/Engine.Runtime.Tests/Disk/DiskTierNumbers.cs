@@ -24,10 +24,10 @@ public class DiskTierNumbers
         const int ctx = 4096, decodeSteps = 256, prefill = ctx - decodeSteps, chunk = 256, block = 32;
         var rnd = new Random(5);
         var tokens = Enumerable.Range(0, ctx).Select(_ => rnd.Next(3, c.VocabSize)).ToArray();
-        long totalKv = 2L * c.BlockCount * ctx * c.KeyDim * 4;
+        long totalKv = 2L * c.LayerCount * ctx * c.KvDim * 4;
         var configs = new (string Name, long Budget)[] { ("contiguous", -1), ("tiered", long.MaxValue), ("tiered", totalKv / 4), ("tiered", 0) };
-        var stores = configs.Select(cf => cf.Budget < 0 ? (IKvStore)new ContiguousKvStore(c.BlockCount, c.KeyDim, ctx)
-            : new TieredKvStore(c.BlockCount, c.KeyDim, ctx, blockSize: block, ramBudgetBytes: cf.Budget)).ToArray();
+        var stores = configs.Select(cf => cf.Budget < 0 ? (IKvStore)new ContiguousKvStore(c.LayerCount, c.KvDim, ctx)
+            : new TieredKvStore(c.LayerCount, c.KvDim, ctx, blockSize: block, ramBudgetBytes: cf.Budget)).ToArray();
         try
         {
             var logits = new float[c.VocabSize];
@@ -51,7 +51,7 @@ public class DiskTierNumbers
                     model.Forward(ForwardBatch.ForSequence(tokens.AsSpan(t, 1), t), stores[s], last[s].AsSpan((t - prefill) * c.VocabSize, c.VocabSize), allLogits: false);
                     steps[s][t - prefill] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
                 }
-            TestContext.Out.WriteLine($"stories260K: {c.BlockCount} layers, kvDim {c.KeyDim}; {ctx} tokens → total KV {totalKv / 1024} KiB; blocks of {block} tokens");
+            TestContext.Out.WriteLine($"stories260K: {c.LayerCount} layers, kvDim {c.KvDim}; {ctx} tokens → total KV {totalKv / 1024} KiB; blocks of {block} tokens");
             TestContext.Out.WriteLine("| store | RAM budget | RAM held (KiB) | disk (KiB) | ingest tok/s | decode median ms/token | logits = contiguous |");
             TestContext.Out.WriteLine("|---|---|---|---|---|---|---|");
             for (int s = 0; s < stores.Length; s++)

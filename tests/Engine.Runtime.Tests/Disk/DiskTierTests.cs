@@ -103,16 +103,16 @@ public unsafe class DiskTierTests
         }
 
         float[] expected;
-        using (var plain = new ContiguousKvStore(c.BlockCount, c.KeyDim, n)) expected = Run(plain);
-        long blockBytes = 2L * 16 * c.KeyDim * 4;
+        using (var plain = new ContiguousKvStore(c.LayerCount, c.KvDim, n)) expected = Run(plain);
+        long blockBytes = 2L * 16 * c.KvDim * 4;
         long budget = 6 * blockBytes;   // 6 blocks of 16 tokens across 5 layers: most of the 128-token KV goes to disk
-        using var tiered = new TieredKvStore(c.BlockCount, c.KeyDim, n, blockSize: 16, ramBudgetBytes: budget);
+        using var tiered = new TieredKvStore(c.LayerCount, c.KvDim, n, blockSize: 16, ramBudgetBytes: budget);
         var actual = Run(tiered);
-        int totalBlocks = c.BlockCount * n / 16;
+        int totalBlocks = c.LayerCount * n / 16;
         Assert.Multiple(() =>
         {
             Assert.That(actual.AsSpan().SequenceEqual(expected), "logits bit-identical to the all-RAM store");
-            Assert.That(tiered.PeakRamBytes, Is.LessThanOrEqualTo(budget + c.BlockCount * blockBytes),
+            Assert.That(tiered.PeakRamBytes, Is.LessThanOrEqualTo(budget + c.LayerCount * blockBytes),
                 "RAM ≤ budget + one tail block per layer");
             Assert.That(tiered.RamBytes, Is.LessThanOrEqualTo(budget));
             Assert.That(tiered.DiskBlocks + tiered.RamBlocks, Is.EqualTo(totalBlocks));

@@ -100,7 +100,7 @@ public class PagedDiskTierTests
     private static async Task<int[]> Ids(InferenceEngine e, int[] prompt, int maxTokens) =>
         (await e.GenerateTextAsync(e.GenerateAsync(prompt, Greedy with { MaxTokens = maxTokens }))).TokenIds;
 
-    private static long BlockBytes(InferenceEngine e) => (long)BlockSize * 2 * e.Config.BlockCount * e.Config.KeyDim * sizeof(float);
+    private static long BlockBytes(InferenceEngine e) => (long)BlockSize * 2 * e.Config.LayerCount * e.Config.KvDim * sizeof(float);
 
     [Test]
     public async Task QuarterRamPlusDiskTier_SameTokens_NoPreemption_BlocksMoved_FileRemoved()

@@ -132,20 +132,20 @@ public class MemoryDocumentTests
         Assert.That(chunks, Is.GreaterThan(2));
 
         // Direct: the document's K/V from an independent forward, presented at negative positions before the prompt.
-        using var docKv = new ContiguousKvStore(c.BlockCount, c.KeyDim, doc.Length);
+        using var docKv = new ContiguousKvStore(c.LayerCount, c.KvDim, doc.Length);
         s.Model.Forward(ForwardBatch.ForSequence(doc, 0), docKv, new float[c.VocabSize], allLogits: false);
-        var prefix = Enumerable.Range(0, c.BlockCount).Select(l => new[] { docKv.Pages(l, 0)[0] with { StartPosition = -doc.Length } }).ToArray();
+        var prefix = Enumerable.Range(0, c.LayerCount).Select(l => new[] { docKv.Pages(l, 0)[0] with { StartPosition = -doc.Length } }).ToArray();
         float[] expected, withoutMemory;
-        using (var plain = new PrefixPagesStore(new ContiguousKvStore(c.BlockCount, c.KeyDim, 64), prefix)) expected = PromptLogits(s.Model, plain, prompt);
-        using (var none = new ContiguousKvStore(c.BlockCount, c.KeyDim, 64)) withoutMemory = PromptLogits(s.Model, none, prompt);
+        using (var plain = new PrefixPagesStore(new ContiguousKvStore(c.LayerCount, c.KvDim, 64), prefix)) expected = PromptLogits(s.Model, plain, prompt);
+        using (var none = new ContiguousKvStore(c.LayerCount, c.KvDim, 64)) withoutMemory = PromptLogits(s.Model, none, prompt);
 
         float[] actual, topOne;
-        using (var mem = new MemoryKvStore(new ContiguousKvStore(c.BlockCount, c.KeyDim, 64), m.Memory, topK: chunks))
+        using (var mem = new MemoryKvStore(new ContiguousKvStore(c.LayerCount, c.KvDim, 64), m.Memory, topK: chunks))
         {
             actual = PromptLogits(s.Model, mem, prompt);
             Assert.That(mem.Pages(0, 0).Length, Is.EqualTo(chunks + 1), "every chunk page + the prompt's page");
         }
-        using (var mem = new MemoryKvStore(new ContiguousKvStore(c.BlockCount, c.KeyDim, 64), m.Memory, topK: 1))
+        using (var mem = new MemoryKvStore(new ContiguousKvStore(c.LayerCount, c.KvDim, 64), m.Memory, topK: 1))
             topOne = PromptLogits(s.Model, mem, prompt);
         double MaxDiff(float[] a, float[] b) => a.Zip(b, (x, y) => Math.Abs(x - (double)y)).Max();
         Assert.Multiple(() =>
@@ -171,10 +171,10 @@ public class MemoryDocumentTests
         m.Add(s.Model, "kite", doc);
         var both = doc.Concat(prompt).ToArray();
         float[] all;
-        using (var plain = new ContiguousKvStore(c.BlockCount, c.KeyDim, both.Length)) all = PromptLogits(s.Model, plain, both);
+        using (var plain = new ContiguousKvStore(c.LayerCount, c.KvDim, both.Length)) all = PromptLogits(s.Model, plain, both);
         var expected = all.AsSpan(doc.Length * c.VocabSize).ToArray();
         float[] actual;
-        using (var mem = new MemoryKvStore(new ContiguousKvStore(c.BlockCount, c.KeyDim, 64), m.Memory, topK: 1000))
+        using (var mem = new MemoryKvStore(new ContiguousKvStore(c.LayerCount, c.KvDim, 64), m.Memory, topK: 1000))
             actual = PromptLogits(s.Model, mem, prompt);
         var cmp = Fixtures.Compare(expected, actual, c.VocabSize, 0.5);
         TestContext.Out.WriteLine($"memory (before prompt) vs document ++ prompt: {cmp}");
@@ -194,15 +194,15 @@ public class MemoryDocumentTests
         for (int target = 0; target < Stories.Length; target++)
         {
             var prompt = s.Encode(string.Join(' ', Stories[target].Split(' ').Take(8)));
-            using var mem = new MemoryKvStore(new ContiguousKvStore(c.BlockCount, c.KeyDim, 64), m.Memory, topK: 4);
+            using var mem = new MemoryKvStore(new ContiguousKvStore(c.LayerCount, c.KvDim, 64), m.Memory, topK: 4);
             PromptLogits(s.Model, mem, prompt);
-            for (int l = 0; l < c.BlockCount; l++)
+            for (int l = 0; l < c.LayerCount; l++)
                 if (m.Memory.DocumentOf(mem.LastRanking(l, 0)[0]) == names[target]) hits[target]++;
-            TestContext.Out.WriteLine($"{names[target]}: top-ranked chunk from that story in {hits[target]}/{c.BlockCount} layers");
+            TestContext.Out.WriteLine($"{names[target]}: top-ranked chunk from that story in {hits[target]}/{c.LayerCount} layers");
         }
         // Property (not tuned per story): in most (story, layer) pairs the matching story's chunk ranks first; every story
         // wins at least one layer. Measured: 19/20 pairs (placement BeforePrompt); with DocumentLocal 16/20, and 6/20 with the raw uncentered dot.
-        Assert.That(hits.Sum(), Is.GreaterThanOrEqualTo(3 * Stories.Length * c.BlockCount / 4), "≥ 75 % of (story, layer) pairs rank the matching story first");
+        Assert.That(hits.Sum(), Is.GreaterThanOrEqualTo(3 * Stories.Length * c.LayerCount / 4), "≥ 75 % of (story, layer) pairs rank the matching story first");
         Assert.That(hits, Has.All.GreaterThan(0));
     }
 }

@@ -33,8 +33,8 @@ public class MemoryNumbers
             TestContext.Out.WriteLine($"memory: {docs.Count} documents, {docs.Sum(d => d.Length)} tokens, {m.Memory.ChunkCount} chunks, " +
                 $"{m.Memory.DiskBytes / 1024} KiB in the disk tier ({m.Memory.DiskBytes / docs.Sum(d => d.Length)} B/token), ingest {ingest:F0} tok/s");
             int[] topKs = [0, 4, 16, m.Memory.ChunkCount];
-            var stores = topKs.Select(k => k == 0 ? (IKvStore)new ContiguousKvStore(c.BlockCount, c.KeyDim, 256)
-                : new MemoryKvStore(new ContiguousKvStore(c.BlockCount, c.KeyDim, 256), m.Memory, k)).ToArray();
+            var stores = topKs.Select(k => k == 0 ? (IKvStore)new ContiguousKvStore(c.LayerCount, c.KvDim, 256)
+                : new MemoryKvStore(new ContiguousKvStore(c.LayerCount, c.KvDim, 256), m.Memory, k)).ToArray();
             var prompt = tok.Encode("Once upon a time, there was a little girl named Lily. She liked to play in the park with her friends.", true, false);
             var logits = new float[c.VocabSize];
             const int steps = 64;

@@ -38,7 +38,7 @@ public class KvPolicyEngineTests
         }
         var usage = withPolicy.KvPolicyUsage!;
         // keeping everything holds every float32 row; a policy that owns its rows allocates them in 16-token blocks
-        double slack = policy == "full" ? 0 : withPolicy.Config.BlockCount * (PolicyKvStore.DefaultBlockTokens - 1) * 2.0 * withPolicy.Config.KeyDim * sizeof(float);
+        double slack = policy == "full" ? 0 : withPolicy.Config.LayerCount * (PolicyKvStore.DefaultBlockTokens - 1) * 2.0 * withPolicy.Config.KvDim * sizeof(float);
         Assert.That(usage.HeldBytes, Is.InRange(usage.FullBytes, usage.FullBytes + slack));
     }
 
@@ -53,7 +53,7 @@ public class KvPolicyEngineTests
         var c = engine.Config;
         int promptTokens = usage.PromptTokens;
         // float32 K + V for every layer, computed independently of the store: 2 × layers × kvDim × 4 bytes per token
-        double fullPerToken = 2.0 * c.BlockCount * c.KeyDim * sizeof(float);
+        double fullPerToken = 2.0 * c.LayerCount * c.KvDim * sizeof(float);
         Assert.Multiple(() =>
         {
             Assert.That(ids, Has.Length.EqualTo(300));
@@ -63,7 +63,7 @@ public class KvPolicyEngineTests
             Assert.That(kv.FullBytes, Is.EqualTo(kv.Tokens * fullPerToken));
             Assert.That(kv.HeldBytes, Is.GreaterThan(0));
             // allocated rows: the budget (rounded up to whole tokens) + at most one partly used 16-token block per layer
-            Assert.That(kv.HeldBytes, Is.LessThanOrEqualTo(Planners.TokenBudget(budget, kv.Tokens) * fullPerToken + c.BlockCount * (PolicyKvStore.DefaultBlockTokens - 1) * 2.0 * c.KeyDim * sizeof(float)),
+            Assert.That(kv.HeldBytes, Is.LessThanOrEqualTo(Planners.TokenBudget(budget, kv.Tokens) * fullPerToken + c.LayerCount * (PolicyKvStore.DefaultBlockTokens - 1) * 2.0 * c.KvDim * sizeof(float)),
                 $"held {kv.HeldBytesPerToken:F0} B/token of {kv.FullBytesPerToken:F0}");
         });
     }
@@ -95,7 +95,7 @@ public class KvPolicyEngineTests
             Assert.That(ids, Has.Length.EqualTo(300));
             Assert.That(during.Policy, Is.EqualTo("sinks"));
             Assert.That(during.HeldBytes, Is.LessThanOrEqualTo(Planners.TokenBudget(0.1, during.Tokens) * during.FullBytesPerToken
-                + engine.Config.BlockCount * (PolicyKvStore.DefaultBlockTokens - 1) * 2.0 * engine.Config.KeyDim * sizeof(float)));
+                + engine.Config.LayerCount * (PolicyKvStore.DefaultBlockTokens - 1) * 2.0 * engine.Config.KvDim * sizeof(float)));
         });
 
         // the next request without a policy runs on the engine's own ("full") again, from a clean cache

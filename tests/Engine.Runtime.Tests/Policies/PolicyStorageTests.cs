@@ -289,7 +289,7 @@ public class PolicyStorageTests
         model.Forward(ForwardBatch.ForSequence(ids.AsSpan(0, prefill), 0), store, a, allLogits: false);
         legacyModel.Forward(ForwardBatch.ForSequence(ids.AsSpan(0, prefill), 0), legacy, e, allLogits: false);
         Assert.That(a, Is.EqualTo(e), "prefill logits");
-        double fullPerToken = 2.0 * model.Config.BlockCount * model.Config.KeyDim * sizeof(float);
+        double fullPerToken = 2.0 * model.Config.LayerCount * model.Config.KvDim * sizeof(float);
         for (int t = prefill; t < ids.Length; t++)
         {
             model.Forward(ForwardBatch.ForSequence(ids.AsSpan(t, 1), t), store, a, allLogits: false);
@@ -299,7 +299,7 @@ public class PolicyStorageTests
         int n = ids.Length;
         if (spec.Retention is RetentionKind.Sinks or RetentionKind.H2O or RetentionKind.SnapKV or RetentionKind.Arkv && spec.Selection == SelectionKind.None)
             Assert.That(store.AllocatedBytes, Is.LessThanOrEqualTo(Planners.TokenBudget(0.25, n) * fullPerToken
-                + model.Config.BlockCount * B * (2.0 * model.Config.KeyDim * 4 + KvDecode.BytesPerToken(KvElementType.Int8, model.Config.KeyDim, 16))));
+                + model.Config.LayerCount * B * (2.0 * model.Config.KvDim * 4 + KvDecode.BytesPerToken(KvElementType.Int8, model.Config.KvDim, 16))));
         Assert.That(store.AllocatedBytes, Is.LessThan(0.6 * n * fullPerToken), "the store holds well under the float32 cache");
     }
 }

@@ -157,7 +157,7 @@ public class ServedKvPolicyTests
         var prompts = Enumerable.Range(0, n).Select(i => Prompt(600 + i, 30)).ToArray();
         Engine.Model.ModelConfig c;
         using (var probe = InferenceEngine.Load(Model, Options(paged: true))) c = probe.Config;
-        long perToken = 2L * c.BlockCount * c.KeyDim * sizeof(float);
+        long perToken = 2L * c.LayerCount * c.KvDim * sizeof(float);
         using var e = InferenceEngine.Load(Model, Options(paged: true, budgetBytes: 12 * 16 * perToken));
         var got = await EngineBurst.Run(e, n, i => Ids(e, prompts[i], For(i, 70)));
         var s = e.Stats!;
