@@ -54,7 +54,7 @@ public static unsafe class F16GemvCpuAb
                 var t0 = Process.GetCurrentProcess().TotalProcessorTime;
                 for (int rep = 0; rep < 5; rep++)
                     for (int r = 0; r < rows; r++)
-                        y[r] = old ? OldDot(w + (long)r * cols, px, cols) : HalfConvert.DotF16(w + (long)r * cols, px, cols);
+                        y[r] = old ? OldDot(w + (long)r * cols, px, cols) : HalfConvert.DotF16(SimdWidth.Widest, w + (long)r * cols, px, cols);
                 return (Process.GetCurrentProcess().TotalProcessorTime - t0).TotalMilliseconds / 5;
             }
             Gemv(true); Gemv(false);

@@ -17,12 +17,15 @@ public static unsafe class F32WalkCpuAb
 
     public static void Run(int threads = 1, int[]? contexts = null)
     {
-        using var backend = new CpuBackend(threads);
+        int.TryParse(Environment.GetEnvironmentVariable("F32WALK_CHUNK"), out int chunk);
+        var walk = new CpuKernelOptions { AttentionF32WalkChunk = Math.Max(0, chunk) };
+        // [0] walk off, [1] walk on: two backends side by side (the variant is a constructor parameter)
+        using var offBackend = new CpuBackend(threads, options: walk with { AttentionF32Walk = false });
+        using var onBackend = new CpuBackend(threads, options: walk);
+        var backends = new[] { offBackend, onBackend };
         var p = new AttentionParams(Heads, KvHeads, HeadDim, 1f / MathF.Sqrt(HeadDim));
         int kvDim = KvHeads * HeadDim;
-        bool saved = AttentionRangeF32Walk.Enabled;
-        if (int.TryParse(Environment.GetEnvironmentVariable("F32WALK_CHUNK"), out int chunk)) AttentionRangeF32Walk.Chunk = chunk;
-        Console.WriteLine($"F32 walk chunk override {AttentionRangeF32Walk.Chunk} (0 = automatic)");
+        Console.WriteLine($"F32 walk chunk override {walk.AttentionF32WalkChunk} (0 = automatic)");
         foreach (int ctx in contexts ?? [1024, 4096, 16384, 65536])
         {
             long n = (long)ctx * kvDim;
@@ -54,7 +57,7 @@ public static unsafe class F32WalkCpuAb
                     for (int round = 0; round < Rounds; round++)
                         for (int w = 0; w < 2; w++)
                         {
-                            AttentionRangeF32Walk.Enabled = w == 1;
+                            var backend = backends[w];
                             backend.Attention(q, pos, pages, p, outs[w]);
                             var t0 = Process.GetCurrentProcess().TotalProcessorTime;
                             for (int i = 0; i < iters; i++) backend.Attention(q, pos, pages, p, outs[w]);
@@ -65,6 +68,5 @@ public static unsafe class F32WalkCpuAb
                 }
             NativeMemory.AlignedFree(k); NativeMemory.AlignedFree(v); NativeMemory.AlignedFree(pk); NativeMemory.AlignedFree(pv);
         }
-        AttentionRangeF32Walk.Enabled = saved;
     }
 }

@@ -3,8 +3,8 @@
 // robust to other processes on the shared cores). Shape: Llama-3.2-1B (32 query heads, 8 KV heads, head dim 64);
 // quantization group 32 (the policy store's block size). Prints µs of CPU per call per tier and the ratios tier / F32
 // (lower is better; 1.0 = as fast as float32), plus each tier's NMSE against the F32 output (quantization error only).
-// `--bits256` caps Simd.MaxVectorBits at 256 (the AVX2 paths of every tier, F32 included); `--generic` turns
-// AttentionRangeQuant off (the decode-row-then-dot path every non-F32 tier took before it).
+// `--bits256` caps CpuKernelOptions.MaxVectorBits at 256 (the AVX2 paths of every tier, F32 included); `--generic` turns
+// CpuKernelOptions.AttentionQuant off (the decode-row-then-dot path every non-F32 tier took before it).
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Engine.Kernels;
@@ -17,9 +17,7 @@ public static unsafe class KvTierCpuAb
 
     public static void Run(int threads = 1, int bits = 512, bool generic = false)
     {
-        Simd.MaxVectorBits = bits;
-        AttentionRangeQuant.Enabled = !generic;
-        using var backend = new CpuBackend(threads);
+        using var backend = new CpuBackend(threads, options: new CpuKernelOptions { MaxVectorBits = bits, AttentionQuant = !generic });
         var p = new AttentionParams(Heads, KvHeads, HeadDim, 1f / MathF.Sqrt(HeadDim));
         int kvDim = KvHeads * HeadDim;
         foreach (int ctx in new[] { 1024, 4096, 16384 })

@@ -80,7 +80,7 @@ public unsafe class AttentionBenchmarks : IStreamsBytes
 
     public void Setup(int threads)
     {
-        _backend = new CpuBackend(threads);
+        _backend = new CpuBackend(threads, options: new CpuKernelOptions { Attention512 = FastPath });
         long n = (long)Context * KvDim;
         _k = (float*)NativeMemory.AlignedAlloc((nuint)(n * sizeof(float)), 64);
         _v = (float*)NativeMemory.AlignedAlloc((nuint)(n * sizeof(float)), 64);
@@ -94,9 +94,7 @@ public unsafe class AttentionBenchmarks : IStreamsBytes
     [Benchmark]
     public void DecodeAttention()
     {
-        AttentionRange512.Enabled = FastPath;
         _backend.Attention(_q, _pos, _pages, new AttentionParams(Heads, KvHeads, HeadDim, 0.125f), _out);
-        AttentionRange512.Enabled = true;
     }
 
     [GlobalCleanup]

@@ -17,7 +17,8 @@ public static unsafe class PagedCpuAb
     {
         // (name, heads, kvHeads, headDim): Llama-3.2-1B, stories110M-like, stories42M-like
         var shapes = new (string Name, int Heads, int KvHeads, int HeadDim)[] { ("llama3.2-1b 32/8x64", 32, 8, 64), ("stories110m 12/12x64", 12, 12, 64), ("stories42m 8/8x64", 8, 8, 64) };
-        using var backend = new CpuBackend(threads);
+        using var backend = new CpuBackend(threads);                                   // page prefetch on (the default)
+        using var noPrefetch = new CpuBackend(threads, options: new CpuKernelOptions { AttentionPagePrefetch = false });
         foreach (var s in shapes)
             foreach (int blockSize in new[] { 16, 32 })
             {
@@ -50,13 +51,12 @@ public static unsafe class PagedCpuAb
                     {
                         var pages = which == 0 ? contiguous : paged;
                         var o = which == 0 ? oc : which == 1 ? op0 : op;
-                        AttentionRange512.PagePrefetch = which == 2;          // 1: paged without the page prefetch, 2: with
-                        backend.Attention(q, pos, pages, p, o);
+                        var be = which == 1 ? noPrefetch : backend;         // 1: paged without the page prefetch, 2: with
+                        be.Attention(q, pos, pages, p, o);
                         var t0 = Process.GetCurrentProcess().TotalProcessorTime;
-                        for (int i = 0; i < iters; i++) backend.Attention(q, pos, pages, p, o);
+                        for (int i = 0; i < iters; i++) be.Attention(q, pos, pages, p, o);
                         times[which].Add((Process.GetCurrentProcess().TotalProcessorTime - t0).TotalMicroseconds / iters);
                     }
-                AttentionRange512.PagePrefetch = true;
                 bool equal = oc.AsSpan().SequenceEqual(op) && oc.AsSpan().SequenceEqual(op0);
                 double c = times[0].Min(), g0 = times[1].Min(), g = times[2].Min();
                 Console.WriteLine($"ctx {context} threads {threads} {s.Name,-22} block {blockSize,2}: contiguous {c,7:F1} µs CPU, paged no-prefetch {g0,7:F1} (ratio {c / g0:F3}), paged prefetch {g,7:F1} (ratio {c / g:F3}) — min of {Rounds}, bitwise equal {equal}");

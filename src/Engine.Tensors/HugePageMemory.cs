@@ -5,7 +5,7 @@
 // Algorithm: on Linux, blocks of >= MinBytes are mmap(MAP_PRIVATE|MAP_ANONYMOUS)ed with 2 MiB of slack, trimmed to a
 // 2 MiB boundary (munmap of head and tail) and marked madvise(MADV_HUGEPAGE), so with THP in "madvise" mode the kernel
 // backs them with 2 MiB pages (one TLB entry instead of 512). Any failure, another OS, a small block or
-// ENGINE_HUGEPAGES=0 (or Enabled = false) falls back to NativeMemory.AlignedAlloc. Source: mmap(2), madvise(2),
+// ENGINE_HUGEPAGES=0 (or Allocate(bytes, hugePages: false)) falls back to NativeMemory.AlignedAlloc. Source: mmap(2), madvise(2),
 // Documentation/admin-guide/mm/transhuge.rst.
 using System.Runtime.InteropServices;
 
@@ -26,18 +26,23 @@ public static unsafe partial class HugePageMemory
     private static readonly Dictionary<nint, nuint> Mapped = new();
     private static readonly object Gate = new();
 
-    /// <summary>Whether large blocks are mapped with huge pages. Starts from the environment (ENGINE_HUGEPAGES=0 turns
-    /// it off); changing it affects later allocations only (Free always matches how a block was made).</summary>
-    public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("ENGINE_HUGEPAGES") != "0";
+    /// <summary>Whether <see cref="Allocate(nuint)"/> maps large blocks with huge pages: read once from the environment
+    /// (ENGINE_HUGEPAGES=0 turns it off). Callers that want a specific choice pass it to
+    /// <see cref="Allocate(nuint, bool)"/> (Free always matches how a block was made).</summary>
+    public static bool Enabled { get; } = Environment.GetEnvironmentVariable("ENGINE_HUGEPAGES") != "0";
 
     /// <summary>Bytes currently held by huge-page mappings (after alignment, including padding).</summary>
     public static long MappedBytes { get { lock (Gate) { long s = 0; foreach (var v in Mapped.Values) s += (long)v; return s; } } }
 
-    /// <summary>Allocates <paramref name="bytes"/> of uninitialised memory, 64-byte aligned. Free it with
-    /// <see cref="Free"/>.</summary>
-    public static void* Allocate(nuint bytes)
+    /// <summary>Allocates <paramref name="bytes"/> of uninitialised memory, 64-byte aligned, with huge pages when
+    /// <see cref="Enabled"/>. Free it with <see cref="Free"/>.</summary>
+    public static void* Allocate(nuint bytes) => Allocate(bytes, Enabled);
+
+    /// <summary>Allocates <paramref name="bytes"/> of uninitialised memory, 64-byte aligned; large blocks are mapped with
+    /// huge pages when <paramref name="hugePages"/> (and the OS allows). Free it with <see cref="Free"/>.</summary>
+    public static void* Allocate(nuint bytes, bool hugePages)
     {
-        if (Enabled && bytes >= MinBytes && OperatingSystem.IsLinux())
+        if (hugePages && bytes >= MinBytes && OperatingSystem.IsLinux())
         {
             void* p = TryMapHuge(bytes, out nuint length);
             if (p != null)

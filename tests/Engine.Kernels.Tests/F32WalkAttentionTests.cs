@@ -3,7 +3,7 @@
 // order differs). Covers token counts 1..300, head dims 32/64/128 (and 48: the generic 512-bit dot), GQA groups 2/4
 // (and group 1, which the walk leaves to AttentionRange512), one page and many pages (16-token blocks; odd sizes 7/13
 // so chunks and page jumps fall at odd offsets), decode with and without the split-cache merge (1 and 3 threads),
-// causal prefill, a query seeing only part of the cache, and every ISA width (Simd.MaxVectorBits 512 / 256 / 128 / 0;
+// causal prefill, a query seeing only part of the cache, and every ISA width (CpuKernelOptions.MaxVectorBits 512 / 256 / 128 / 0;
 // below 512 the walk does not apply and the reference must still match). Bound: NMSE ≤ 1e-7 as the other attention tests.
 namespace Engine.Kernels.Tests;
 
@@ -40,14 +40,16 @@ public sealed unsafe class F32WalkAttentionTests
     [Test]
     public void Walk_MatchesReference_AndEqualsPageWalkBitwise([Values(512, 256, 128, 0)] int bits)
     {
-        int savedBits = Simd.MaxVectorBits;
-        bool savedOn = AttentionRangeF32Walk.Enabled;
         var allocs = new List<nint>();
-        Simd.MaxVectorBits = bits;
+        // Two backends per thread count: the walk on (production) and off (the page walk it must equal bitwise).
+        var on = new CpuKernelOptions { MaxVectorBits = bits };
+        var off = on with { AttentionF32Walk = false };
         try
         {
-            using var b1 = new CpuBackend(1);
-            using var b3 = new CpuBackend(3);
+            using var b1 = new CpuBackend(1, options: on);
+            using var b3 = new CpuBackend(3, options: on);
+            using var b1Off = new CpuBackend(1, options: off);
+            using var b3Off = new CpuBackend(3, options: off);
             int seed = 100;
             foreach (int hd in new[] { 32, 48, 64, 128 })
                 foreach (var (heads, kvHeads) in new[] { (4, 2), (8, 2), (4, 4) })
@@ -57,22 +59,21 @@ public sealed unsafe class F32WalkAttentionTests
                             var pages = Pages(allocs, total, kvHeads * hd, sizes, seed++);
                             var p = new AttentionParams(heads, kvHeads, hd, 1f / MathF.Sqrt(hd));
                             string what = $"bits {bits} hd {hd} {heads}/{kvHeads} total {total} pages [{string.Join(",", sizes)}]";
-                            Assert.That(AttentionRangeF32Walk.ChunkTokens(hd) % 4, Is.Zero);
-                            var cases = new List<(CpuBackend B, int[] Pos, string Name)>
+                            Assert.That(AttentionRangeF32Walk.ChunkTokens(on, hd) % 4, Is.Zero);
+                            var cases = new List<(CpuBackend B, CpuBackend Off, int[] Pos, string Name)>
                             {
-                                (b1, new[] { total - 1 }, "decode"), (b3, new[] { total - 1 }, "decode split"),
-                                (b1, Range(Math.Max(0, total - 6), Math.Min(6, total)), "prefill"),
-                                (b3, new[] { total / 2 }, "partial view"),
+                                (b1, b1Off, new[] { total - 1 }, "decode"), (b3, b3Off, new[] { total - 1 }, "decode split"),
+                                (b1, b1Off, Range(Math.Max(0, total - 6), Math.Min(6, total)), "prefill"),
+                                (b3, b3Off, new[] { total / 2 }, "partial view"),
                             };
-                            foreach (var (b, pos, name) in cases)
+                            foreach (var (b, bOff, pos, name) in cases)
                             {
                                 var q = Data.Random(pos.Length * heads * hd, seed++);
                                 var walk = new float[q.Length]; var page = new float[q.Length]; var e = new float[q.Length];
-                                AttentionRangeF32Walk.Enabled = true;
-                                Assert.That(AttentionRangeF32Walk.Applies(p), Is.EqualTo(bits >= 512 && Avx512F.IsSupported && hd % 16 == 0 && heads > kvHeads), what);
+                                Assert.That(AttentionRangeF32Walk.Applies(on, on.Width, p), Is.EqualTo(bits >= 512 && Avx512F.IsSupported && hd % 16 == 0 && heads > kvHeads), what);
+                                Assert.That(AttentionRangeF32Walk.Applies(off, off.Width, p), Is.False, what);
                                 b.Attention(q, pos, pages, p, walk);
-                                AttentionRangeF32Walk.Enabled = false;
-                                b.Attention(q, pos, pages, p, page);
+                                bOff.Attention(q, pos, pages, p, page);
                                 Ref.Attention(q, pos, pages, p, e);
                                 Assert.That(Data.Nmse(walk, e), Is.LessThanOrEqualTo(FloatBound), what + " " + name);
                                 Assert.That(walk, Is.EqualTo(page), what + " " + name + ": walk equals the page walk bitwise");
@@ -81,8 +82,6 @@ public sealed unsafe class F32WalkAttentionTests
         }
         finally
         {
-            Simd.MaxVectorBits = savedBits;
-            AttentionRangeF32Walk.Enabled = savedOn;
             foreach (var a in allocs) NativeMemory.AlignedFree((void*)a);
         }
     }

@@ -23,7 +23,7 @@ public unsafe class HalfConvertTests
         var src = new ushort[n];
         for (int i = 0; i < n; i++) src[i] = (ushort)(i * 40503);   // odd multiplier: a permutation of all 65,536 patterns
         var dst = new float[n];
-        fixed (ushort* s = src) fixed (float* d = dst) HalfConvert.F16ToFloat(s, d, n);
+        fixed (ushort* s = src) fixed (float* d = dst) HalfConvert.F16ToFloat(SimdWidth.Widest, s, d, n);
         int bad = 0;
         for (int i = 0; i < n; i++)
         {
@@ -69,7 +69,7 @@ public unsafe class HalfConvertTests
             want += p; scale += Math.Abs(p);
         }
         float got;
-        fixed (ushort* pw = w) fixed (float* px = x) got = HalfConvert.DotF16(pw, px, n);
+        fixed (ushort* pw = w) fixed (float* px = x) got = HalfConvert.DotF16(SimdWidth.Widest, pw, px, n);
         Assert.That(Math.Abs(got - want), Is.LessThanOrEqualTo(1e-6 * scale + 1e-30));
     }
 }

@@ -4,7 +4,7 @@
 // 16..128 (a group spanning several heads), several pages per list (quantized pages built separately, slices of one
 // quantized run at odd offsets as the policy store presents them, F32 pages mixed in), decode (with and without the
 // split-cache merge), causal prefill, a query that sees only part of the cache, attention mass, and every ISA width
-// (Simd.MaxVectorBits 512 / 256 / 128 / 0). Bound: NMSE ≤ 1e-7 as the other float32 attention tests.
+// (CpuKernelOptions.MaxVectorBits 512 / 256 / 128 / 0). Bound: NMSE ≤ 1e-7 as the other float32 attention tests.
 namespace Engine.Kernels.Tests;
 
 using System.Runtime.InteropServices;
@@ -61,7 +61,7 @@ public sealed unsafe class KvQuantAttentionTests
     private static void CheckVsReference(IBackend b, KvPage[] pages, int heads, int kvHeads, int hd, int[] pos, int seed, string what)
     {
         fixed (KvPage* pp = pages)
-            Assert.That(AttentionRangeQuant.Applies(pp, pages.Length, hd), Is.True, $"the quantized path applies: {what}");
+            Assert.That(AttentionRangeQuant.Applies(CpuKernelOptions.Default, pp, pages.Length, hd), Is.True, $"the quantized path applies: {what}");
         var q = Data.Random(pos.Length * heads * hd, seed);
         var p = new AttentionParams(heads, kvHeads, hd, 1f / MathF.Sqrt(hd));
         var y = new float[q.Length]; var e = new float[q.Length];
@@ -84,12 +84,10 @@ public sealed unsafe class KvQuantAttentionTests
     [TestCaseSource(nameof(TiersAndWidths))]
     public void SinglePage_TokenCountsAndHeadShapes_MatchReference(KvElementType tier, int bits)
     {
-        int saved = Simd.MaxVectorBits;
-        Simd.MaxVectorBits = bits;
-        try
+        var options = new CpuKernelOptions { MaxVectorBits = bits };
         {
-            using var b1 = new CpuBackend(1);
-            using var b3 = new CpuBackend(3);
+            using var b1 = new CpuBackend(1, options: options);
+            using var b3 = new CpuBackend(3, options: options);
             using var arena = new Arena();
             // (heads, kvHeads, hd, group)
             var shapes = new[] { (4, 2, 64, 32), (32, 8, 64, 32), (6, 2, 128, 64), (3, 3, 32, 16), (4, 1, 32, 32), (8, 2, 64, 128) };
@@ -108,7 +106,6 @@ public sealed unsafe class KvQuantAttentionTests
                     CheckVsReference(b3, pages, heads, kvHeads, hd, Range(count - n, n), seed++, what + $" prefill {n}");
                 }
         }
-        finally { Simd.MaxVectorBits = saved; }
     }
 
     /// <summary>Several pages: separately quantized pages (Int4 ones a whole number of groups except the last), an F32 page
@@ -116,12 +113,10 @@ public sealed unsafe class KvQuantAttentionTests
     [TestCaseSource(nameof(TiersAndWidths))]
     public void ManyPages_MixedWithF32AndSliced_MatchReference(KvElementType tier, int bits)
     {
-        int saved = Simd.MaxVectorBits;
-        Simd.MaxVectorBits = bits;
-        try
+        var options = new CpuKernelOptions { MaxVectorBits = bits };
         {
-            using var b1 = new CpuBackend(1);
-            using var b2 = new CpuBackend(2);
+            using var b1 = new CpuBackend(1, options: options);
+            using var b2 = new CpuBackend(2, options: options);
             using var arena = new Arena();
             int seed = 100;
             foreach (var (heads, kvHeads, hd, group) in new[] { (8, 2, 64, 32), (4, 4, 32, 16), (4, 2, 128, 32), (32, 8, 64, 16) })
@@ -149,7 +144,6 @@ public sealed unsafe class KvQuantAttentionTests
                 CheckVsReference(b2, pages, heads, kvHeads, hd, Range(150, 40), seed++, what + " prefill 40 mid-cache");
             }
         }
-        finally { Simd.MaxVectorBits = saved; }
     }
 
     /// <summary>Attention mass over quantized pages equals the reference's, and the output with mass equals the output without.</summary>
@@ -182,18 +176,22 @@ public sealed unsafe class KvQuantAttentionTests
     [TestCase(KvElementType.Int4)]
     public void GenericPathAndSmallGroups_MatchReference(KvElementType tier)
     {
-        using var b = new CpuBackend(2);
+        using var bOn = new CpuBackend(2);
+        using var bOff = new CpuBackend(2, options: new CpuKernelOptions { AttentionQuant = false });
         using var arena = new Arena();
         int heads = 4, kvHeads = 2, hd = 64, width = kvHeads * hd;
         var p = new AttentionParams(heads, kvHeads, hd, 1f / MathF.Sqrt(hd));
         var small = new[] { arena.Page(tier, 77, 0, width, 8, 11) };
-        fixed (KvPage* ps = small) Assert.That(AttentionRangeQuant.Applies(ps, 1, hd), Is.False, "group 8 is not the fast path's");
+        fixed (KvPage* ps = small) Assert.That(AttentionRangeQuant.Applies(bOn.Options, ps, 1, hd), Is.False, "group 8 is not the fast path's");
         var pages = new[] { arena.Page(tier, 300, 0, width, 32, 12) };
+        fixed (KvPage* ps = pages)
+        {
+            Assert.That(AttentionRangeQuant.Applies(bOn.Options, ps, 1, hd), Is.True, "group 32 is the fast path's");
+            Assert.That(AttentionRangeQuant.Applies(bOff.Options, ps, 1, hd), Is.False, "switched off in the options");
+        }
         foreach (var (list, on) in new[] { (small, true), (pages, false) })
         {
-            bool saved = AttentionRangeQuant.Enabled;
-            AttentionRangeQuant.Enabled = on;
-            try
+            var b = on ? bOn : bOff;
             {
                 foreach (int[] pos in new[] { new[] { list[0].TokenCount - 1 }, Range(list[0].TokenCount - 7, 7) })
                 {
@@ -204,7 +202,6 @@ public sealed unsafe class KvQuantAttentionTests
                     Assert.That(Data.Nmse(y, e), Is.LessThanOrEqualTo(FloatBound), $"{tier} enabled={on} G={list[0].GroupSize} rows={pos.Length}");
                 }
             }
-            finally { AttentionRangeQuant.Enabled = saved; }
         }
     }
 }

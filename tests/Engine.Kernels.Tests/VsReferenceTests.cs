@@ -239,11 +239,8 @@ public sealed unsafe class VsReferenceTests
     [Test]
     public void SimdFallbackWidths_MatchReference([Values(256, 128, 0)] int bits)
     {
-        int saved = Simd.MaxVectorBits;
-        Simd.MaxVectorBits = bits;
-        try
         {
-            using var b = new CpuBackend(2);
+            using var b = new CpuBackend(2, options: new CpuKernelOptions { MaxVectorBits = bits });
             foreach (var t in FloatTypes)
                 foreach (int cols in new[] { 1, 3, 4, 7, 8, 15, 16, 17, 33, 63, 64, 65, 255 })
                     CheckMatMul(b, t, 5, cols, cols % 2 == 0 ? 1 : 5, cols, FloatBound);
@@ -260,6 +257,33 @@ public sealed unsafe class VsReferenceTests
                 Assert.That(Data.Nmse(s, se), Is.LessThanOrEqualTo(FloatBound), $"softmax n={n} bits={bits}");
             }
         }
-        finally { Simd.MaxVectorBits = saved; }
+    }
+
+    /// <summary>Kernel variants are per backend: a scalar-only backend and a default one used alternately in one process
+    /// each give exactly what a fresh backend of the same options gives alone (no process-wide switch leaks between them),
+    /// and both match the reference.</summary>
+    [Test]
+    public void BackendsWithDifferentKernelOptions_CoexistInOneProcess()
+    {
+        var scalarOptions = new CpuKernelOptions { MaxVectorBits = 0, Attention512 = false, AttentionQuant = false };
+        var w = Data.Random(37 * 133, 5); var x = Data.Random(3 * 133, 6);
+        using var wt = NativeTensor.FromFloats(DType.F32, w, 37, 133);
+        float[] Run(CpuBackend b) { var y = new float[3 * 37]; b.MatMul(x, 3, wt.View, y); b.Softmax(y); return y; }
+        float[] aloneScalar, aloneDefault;
+        using (var s0 = new CpuBackend(1, options: scalarOptions)) aloneScalar = Run(s0);
+        using (var d0 = new CpuBackend(1)) aloneDefault = Run(d0);
+        using var scalar = new CpuBackend(1, options: scalarOptions);
+        using var wide = new CpuBackend(1);
+        Assert.That(scalar.Options.Width.Use512 || scalar.Options.Width.Use256 || scalar.Options.Width.Use128, Is.False);
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.That(Run(wide), Is.EqualTo(aloneDefault), "default backend, interleaved");
+            Assert.That(Run(scalar), Is.EqualTo(aloneScalar), "scalar backend, interleaved");
+        }
+        var e = new float[3 * 37];
+        Ref.MatMul(x, 3, wt.View, e); Ref.Softmax(e);
+        Assert.That(Data.Nmse(aloneScalar, e), Is.LessThanOrEqualTo(FloatBound));
+        Assert.That(Data.Nmse(aloneDefault, e), Is.LessThanOrEqualTo(FloatBound));
+        Assert.Throws<ArgumentOutOfRangeException>(() => _ = new CpuKernelOptions { MaxVectorBits = 384 });
     }
 }

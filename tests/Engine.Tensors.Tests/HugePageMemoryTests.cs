@@ -1,7 +1,7 @@
 // Owns: tests for HugePageMemory: every byte of a block is writable and reads back, blocks are 64-byte aligned (2 MiB
 // when mapped), large blocks on Linux are mapped (and unmapped on Free), small ones and the disabled path go to the
 // aligned allocator, and Free accepts what each path returned. Expected values are the written pattern itself.
-// Only this class touches HugePageMemory.Enabled (NUnit runs a fixture's tests one at a time here).
+// The huge-page choice is passed to Allocate(bytes, hugePages) explicitly (no process-wide switch to save and restore).
 using System.Runtime.InteropServices;
 
 namespace Engine.Tensors.Tests;
@@ -25,68 +25,49 @@ public unsafe class HugePageMemoryTests
     [Test]
     public void LargeBlockIsMappedOnLinuxWritableAlignedAndFreed()
     {
-        bool was = HugePageMemory.Enabled;
-        try
+        nuint bytes = 3 * HugePageMemory.HugePageBytes + 12;   // not a multiple of the huge page
+        long before = HugePageMemory.MappedBytes;
+        var p = (byte*)HugePageMemory.Allocate(bytes, hugePages: true);
+        Assert.That(p != null, Is.True);
+        Assert.That((ulong)p % 64, Is.EqualTo(0UL));
+        if (OperatingSystem.IsLinux())
         {
-            HugePageMemory.Enabled = true;
-            nuint bytes = 3 * HugePageMemory.HugePageBytes + 12;   // not a multiple of the huge page
-            long before = HugePageMemory.MappedBytes;
-            var p = (byte*)HugePageMemory.Allocate(bytes);
-            Assert.That(p != null, Is.True);
-            Assert.That((ulong)p % 64, Is.EqualTo(0UL));
-            if (OperatingSystem.IsLinux())
-            {
-                Assert.That((ulong)p % HugePageMemory.HugePageBytes, Is.EqualTo(0UL));
-                Assert.That(HugePageMemory.MappedBytes, Is.EqualTo(before + 4 * (long)HugePageMemory.HugePageBytes));
-            }
-            FillAndCheck(p, bytes);
-            HugePageMemory.Free(p);
-            Assert.That(HugePageMemory.MappedBytes, Is.EqualTo(before));
+            Assert.That((ulong)p % HugePageMemory.HugePageBytes, Is.EqualTo(0UL));
+            Assert.That(HugePageMemory.MappedBytes, Is.EqualTo(before + 4 * (long)HugePageMemory.HugePageBytes));
         }
-        finally { HugePageMemory.Enabled = was; }
+        FillAndCheck(p, bytes);
+        HugePageMemory.Free(p);
+        Assert.That(HugePageMemory.MappedBytes, Is.EqualTo(before));
     }
 
     [Test]
     public void DisabledFallsBackToAlignedAllocator()
     {
-        bool was = HugePageMemory.Enabled;
-        try
-        {
-            HugePageMemory.Enabled = false;
-            nuint bytes = 5 * HugePageMemory.HugePageBytes + 100;
-            long before = HugePageMemory.MappedBytes;
-            var p = (byte*)HugePageMemory.Allocate(bytes);
-            Assert.That(p != null, Is.True);
-            Assert.That((ulong)p % 64, Is.EqualTo(0UL));
-            Assert.That(HugePageMemory.MappedBytes, Is.EqualTo(before));   // not mapped
-            FillAndCheck(p, bytes);
-            HugePageMemory.Enabled = true;                         // Free matches how the block was made, not the flag
-            HugePageMemory.Free(p);
-            Assert.That(HugePageMemory.MappedBytes, Is.EqualTo(before));
-        }
-        finally { HugePageMemory.Enabled = was; }
+        nuint bytes = 5 * HugePageMemory.HugePageBytes + 100;
+        long before = HugePageMemory.MappedBytes;
+        var p = (byte*)HugePageMemory.Allocate(bytes, hugePages: false);
+        Assert.That(p != null, Is.True);
+        Assert.That((ulong)p % 64, Is.EqualTo(0UL));
+        Assert.That(HugePageMemory.MappedBytes, Is.EqualTo(before));   // not mapped
+        FillAndCheck(p, bytes);
+        HugePageMemory.Free(p);
+        Assert.That(HugePageMemory.MappedBytes, Is.EqualTo(before));
     }
 
     [Test]
     public void SmallAndEmptyBlocksUseAlignedAllocator()
     {
-        bool was = HugePageMemory.Enabled;
-        try
-        {
-            HugePageMemory.Enabled = true;
-            long before = HugePageMemory.MappedBytes;
-            nuint small = HugePageMemory.MinBytes - 1;
-            var p = (byte*)HugePageMemory.Allocate(small);
-            Assert.That((ulong)p % 64, Is.EqualTo(0UL));
-            Assert.That(HugePageMemory.MappedBytes, Is.EqualTo(before));
-            FillAndCheck(p, small);
-            HugePageMemory.Free(p);
-            var e = HugePageMemory.Allocate(0);
-            Assert.That(e != null, Is.True);
-            HugePageMemory.Free(e);
-            HugePageMemory.Free(null);   // ignored
-        }
-        finally { HugePageMemory.Enabled = was; }
+        long before = HugePageMemory.MappedBytes;
+        nuint small = HugePageMemory.MinBytes - 1;
+        var p = (byte*)HugePageMemory.Allocate(small, hugePages: true);
+        Assert.That((ulong)p % 64, Is.EqualTo(0UL));
+        Assert.That(HugePageMemory.MappedBytes, Is.EqualTo(before));
+        FillAndCheck(p, small);
+        HugePageMemory.Free(p);
+        var e = HugePageMemory.Allocate(0, hugePages: true);
+        Assert.That(e != null, Is.True);
+        HugePageMemory.Free(e);
+        HugePageMemory.Free(null);   // ignored
     }
 
     [Test]
@@ -99,12 +80,9 @@ public unsafe class HugePageMemoryTests
         const string thp = "/sys/kernel/mm/transparent_hugepage/enabled";
         if (!File.Exists(thp) || File.ReadAllText(thp).Contains("[never]"))
             Assert.Ignore("transparent huge pages are not available on this kernel (madvise is then refused; the mapping still works)");
-        bool was = HugePageMemory.Enabled;
-        try
         {
-            HugePageMemory.Enabled = true;
             nuint bytes = 4 * HugePageMemory.HugePageBytes;
-            var p = (byte*)HugePageMemory.Allocate(bytes);
+            var p = (byte*)HugePageMemory.Allocate(bytes, hugePages: true);
             try
             {
                 FillAndCheck(p, bytes);
@@ -124,6 +102,5 @@ public unsafe class HugePageMemoryTests
             }
             finally { HugePageMemory.Free(p); }
         }
-        finally { HugePageMemory.Enabled = was; }
     }
 }

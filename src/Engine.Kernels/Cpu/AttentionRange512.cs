@@ -22,19 +22,15 @@ using System.Runtime.Intrinsics.X86;
 
 public static unsafe class AttentionRange512
 {
-    /// <summary>Switch for A/B benchmarks and tests (default on); off = the generic per-(token, head) path.</summary>
-    public static bool Enabled { get; set; } = true;
-
-    /// <summary>Switch for A/B benchmarks (default on): software prefetch of the next page's rows in a paged walk.</summary>
-    public static bool PagePrefetch { get; set; } = true;
-
-    /// <summary>True when the fast path applies (AVX-512 present, head dim a multiple of 16, at most 256).</summary>
-    public static bool Applies(int headDim) => Enabled && Simd.Use512 && headDim % 16 == 0 && headDim <= 256;
+    /// <summary>True when the fast path applies: on in <paramref name="options"/> (<see cref="CpuKernelOptions.Attention512"/>),
+    /// AVX-512 present and allowed by <paramref name="isa"/>, head dim a multiple of 16, at most 256.</summary>
+    internal static bool Applies(CpuKernelOptions options, SimdWidth isa, int headDim) =>
+        options.Attention512 && isa.Use512 && headDim % 16 == 0 && headDim <= 256;
 
     /// <param name="q">[heads, hd] query row.</param>
     /// <param name="scores">[heads, bt] scratch.</param>
     /// <param name="acc">[heads] rows of <paramref name="accStride"/> floats.</param>
-    internal static void Run(float* q, KvPage* pages, int* pageStart, int pageCount, int lo, int hi, int qpos,
+    internal static void Run(CpuKernelOptions options, SimdWidth isa, float* q, KvPage* pages, int* pageStart, int pageCount, int lo, int hi, int qpos,
         AttentionParams p, float* scores, int bt, float* max, float* sum, float* acc, int accStride)
     {
         int heads = p.HeadCount, hd = p.HeadDim, group = p.HeadCount / p.KvHeadCount, hv = hd / 16;
@@ -42,7 +38,7 @@ public static unsafe class AttentionRange512
         // Next-page prefetch pays where query heads share a KV head (group > 1: the page's rows are re-read from L1 by
         // the group, so the cold misses at each page jump dominate); with group 1 it measured a loss (CPU-time A/B,
         // bench/Engine.Bench --cpu-ab-paged).
-        bool prefetch = PagePrefetch && group > 1;
+        bool prefetch = options.AttentionPagePrefetch && group > 1;
 
         // Scores, page by page (c = logical index inside the block).
         int c0 = 0;
@@ -74,7 +70,7 @@ public static unsafe class AttentionRange512
         }
         int count = c0;
 
-        ExpScores(scores, bt, heads, count, hd, max, sum, acc, accStride);
+        ExpScores(isa, scores, bt, heads, count, hd, max, sum, acc, accStride);
         if (count == 0) return;
 
         // Σ p·V per head with register accumulators.
@@ -100,7 +96,7 @@ public static unsafe class AttentionRange512
                 float* v = (float*)pg.V + (long)j0 * pg.RowStride + (long)(h / group) * hd;
                 float* pr = scores + (long)h * bt + c0;
                 float* a = acc + (long)h * accStride;
-                AccumulateRows(pr, v, pg.RowStride, n, hd, a);
+                AccumulateRows(isa, pr, v, pg.RowStride, n, hd, a);
             }
             c0 += n;
         }
@@ -177,7 +173,7 @@ public static unsafe class AttentionRange512
     /// <summary>Per head h: max[h] = max of its scores [0, count), the scores become exp(s − max), sum[h] = their sum, and
     /// the head's accumulator row (acc + h·accStride, hd floats) is zeroed (count 0: max −∞, sum 0). Shared by the F32,
     /// F32-walk and quantized-tier attention paths. scores: [heads, bt].</summary>
-    internal static void ExpScores(float* scores, int bt, int heads, int count, int hd, float* max, float* sum, float* acc, int accStride)
+    internal static void ExpScores(SimdWidth isa, float* scores, int bt, int heads, int count, int hd, float* max, float* sum, float* acc, int accStride)
     {
         for (int h = 0; h < heads; h++)
         {
@@ -185,10 +181,10 @@ public static unsafe class AttentionRange512
             new Span<float>(a, hd).Clear();
             if (count == 0) { max[h] = float.NegativeInfinity; sum[h] = 0; continue; }
             float* sh = scores + (long)h * bt;
-            float m = Simd.Reduce(new IdentityOp(), new MaxOp(), sh, count, float.NegativeInfinity);
+            float m = Simd.Reduce(isa, new IdentityOp(), new MaxOp(), sh, count, float.NegativeInfinity);
             max[h] = m;
-            Simd.Map(new ExpSubOp(m), sh, sh, count);
-            sum[h] = Simd.Reduce(new IdentityOp(), new AddOp(), sh, count, 0f);
+            Simd.Map(isa, new ExpSubOp(m), sh, sh, count);
+            sum[h] = Simd.Reduce(isa, new IdentityOp(), new AddOp(), sh, count, 0f);
         }
     }
 
@@ -232,11 +228,11 @@ public static unsafe class AttentionRange512
 
     /// <summary>acc[c] += Σ_j p[j] · v[j·rs + c] for j &lt; n, c &lt; hd: register accumulators for hd 64 / 128, Axpy otherwise.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void AccumulateRows(float* p, float* v, int rs, int n, int hd, float* acc)
+    internal static void AccumulateRows(SimdWidth isa, float* p, float* v, int rs, int n, int hd, float* acc)
     {
         if (hd == 64) Accumulate4(p, v, rs, n, acc);
         else if (hd == 128) Accumulate8(p, v, rs, n, acc);
         else
-            for (int j = 0; j < n; j++) Simd.Axpy(p[j], v + (long)j * rs, acc, hd);
+            for (int j = 0; j < n; j++) Simd.Axpy(isa, p[j], v + (long)j * rs, acc, hd);
     }
 }

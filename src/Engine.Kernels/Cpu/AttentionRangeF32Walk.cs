@@ -9,7 +9,7 @@
 // Invariant: results are bitwise equal to AttentionRange512.Run on the same inputs — the same inner loops (Dot64 +
 // Reduce4 four tokens at a time from each page's first visible token, chunks are multiples of 4; register accumulators
 // for Σ p·V, stored and reloaded between chunks, same order) and the same softmax; only the memory walk differs.
-// On by default (switch `Enabled` for A/B): CPU-time A/B `bench/Engine.Bench --cpu-ab-f32walk` (bench/RESULTS.md), llama-1b
+// On by default (CpuKernelOptions.AttentionF32Walk for A/B): CPU-time A/B `bench/Engine.Bench --cpu-ab-f32walk` (bench/RESULTS.md), llama-1b
 // shape, 1 thread: walk/off 0.37–0.53 contiguous decode at 4K–64K, 0.76–0.92 paged (16-token blocks), prefill 0.42–0.90.
 // Group 1 (no shared KV head) keeps AttentionRange512: the walk's gain is the group's L1 reuse.
 // Source: the chunked GQA walk of AttentionRangeQuant (this repository), software prefetch as in AttentionRange512.
@@ -21,34 +21,27 @@ using System.Runtime.Intrinsics.X86;
 
 public static unsafe class AttentionRangeF32Walk
 {
-    /// <summary>Switch for A/B benchmarks and tests (default on): F32 pages with grouped heads take this walk.</summary>
-    public static bool Enabled { get; set; } = true;
-
-    /// <summary>Switch for A/B benchmarks (default on): software prefetch of the next chunk's rows.</summary>
-    public static bool Prefetch { get; set; } = true;
-
-    /// <summary>True when this walk handles the item: enabled, AttentionRange512 applies and heads are grouped.</summary>
-    internal static bool Applies(in AttentionParams p) =>
-        Enabled && AttentionRange512.Applies(p.HeadDim) && p.KvHeadCount > 0 && p.HeadCount / p.KvHeadCount > 1;
-
-    /// <summary>Tokens per chunk for A/B benchmarks (0 = automatic); rounded down to a multiple of 4, at least 4.</summary>
-    public static int Chunk { get; set; }
+    /// <summary>True when this walk handles the item: on in <paramref name="options"/> (<see cref="CpuKernelOptions.AttentionF32Walk"/>),
+    /// AttentionRange512 applies and heads are grouped.</summary>
+    internal static bool Applies(CpuKernelOptions options, SimdWidth isa, in AttentionParams p) =>
+        options.AttentionF32Walk && AttentionRange512.Applies(options, isa, p.HeadDim) && p.KvHeadCount > 0 && p.HeadCount / p.KvHeadCount > 1;
 
     /// <summary>Tokens per chunk, a multiple of 4: 8. Rows read in place are kvDim floats apart (2 KiB for 8 × 64), so a
     /// chunk's head segments fall into few L1 sets (8-way 32 KiB L1: at most ~16 rows of 4 lines stay); the group's
     /// re-reads must hit L1. Measured (bench --cpu-ab-f32walk, llama-1b shape): 8 beat 4/16/32/64 at every context.</summary>
-    internal static int ChunkTokens(int hd) => Chunk > 0 ? Math.Max(4, Chunk & ~3) : 8;
+    internal static int ChunkTokens(CpuKernelOptions options, int hd) =>
+        options.AttentionF32WalkChunk > 0 ? Math.Max(4, options.AttentionF32WalkChunk & ~3) : 8;
 
     /// <param name="q">[heads, hd] query row.</param>
     /// <param name="scores">[heads, bt] scratch.</param>
     /// <param name="acc">[heads] rows of <paramref name="accStride"/> floats.</param>
-    internal static void Run(float* q, KvPage* pages, int* pageStart, int pageCount, int lo, int hi, int qpos,
+    internal static void Run(CpuKernelOptions options, SimdWidth isa, float* q, KvPage* pages, int* pageStart, int pageCount, int lo, int hi, int qpos,
         AttentionParams p, float* scores, int bt, float* max, float* sum, float* acc, int accStride)
     {
         int heads = p.HeadCount, hd = p.HeadDim, kvHeads = p.KvHeadCount, group = heads / kvHeads, hv = hd / 16;
-        int chunk = ChunkTokens(hd);
+        int chunk = ChunkTokens(options, hd);
         float scale = p.Scale;
-        bool prefetch = Prefetch && Sse.IsSupported;
+        bool prefetch = options.AttentionF32WalkPrefetch && Sse.IsSupported;
 
         // Scores (c0 = logical index inside the block of the page's first visible token).
         int c0 = 0;
@@ -79,7 +72,7 @@ public static unsafe class AttentionRangeF32Walk
         }
         int count = c0;
 
-        AttentionRange512.ExpScores(scores, bt, heads, count, hd, max, sum, acc, accStride);
+        AttentionRange512.ExpScores(isa, scores, bt, heads, count, hd, max, sum, acc, accStride);
         if (count == 0) return;
 
         // Σ p·V, same walk.
@@ -103,7 +96,7 @@ public static unsafe class AttentionRangeF32Walk
                     {
                         float* pr = scores + (long)h * bt + c0 + (a - j0);
                         float* ah = acc + (long)h * accStride;
-                        AttentionRange512.AccumulateRows(pr, v, rs, m, hd, ah);
+                        AttentionRange512.AccumulateRows(isa, pr, v, rs, m, hd, ah);
                     }
                 }
             }

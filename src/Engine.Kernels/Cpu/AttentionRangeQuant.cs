@@ -15,7 +15,7 @@
 // While a chunk is processed, the next chunk's rows of the same KV head are software-prefetched: the per-head strided
 // walk restarts every chunk, which the hardware prefetchers lose (measured: Int8 decode at 16K tokens 1.11× → 0.45× of
 // F32, bench/Engine.Bench --cpu-ab-kvtier; prefetching changes no result).
-// Widths: AVX-512 (Simd.Use512), AVX2 (Simd.Use256), scalar — chosen per call by Simd.MaxVectorBits, each exact to the
+// Widths: AVX-512 (isa.Use512), AVX2 (isa.Use256), scalar — chosen per call by the SimdWidth argument (CpuKernelOptions.MaxVectorBits), each exact to the
 // same formulas; results equal the reference within float32 rounding (different summation order), as the contract allows.
 // Applies when every page is F32/F16/Int8/Int4 (at least one not F32), the head dim is a multiple of 16 and every
 // Int8/Int4 page's group size is a multiple of 16 (each 16-channel vector lies inside one scale group); other lists use
@@ -29,13 +29,11 @@ using System.Runtime.Intrinsics.X86;
 
 public static unsafe class AttentionRangeQuant
 {
-    /// <summary>Switch for A/B benchmarks and tests (default on); off = the generic decode-row-then-dot path.</summary>
-    public static bool Enabled { get; set; } = true;
-
-    /// <summary>True when this path handles the page list (see the file header).</summary>
-    internal static bool Applies(KvPage* pages, int count, int headDim)
+    /// <summary>True when this path handles the page list (see the file header) and it is on in <paramref name="options"/>
+    /// (<see cref="CpuKernelOptions.AttentionQuant"/>).</summary>
+    internal static bool Applies(CpuKernelOptions options, KvPage* pages, int count, int headDim)
     {
-        if (!Enabled || headDim % 16 != 0) return false;
+        if (!options.AttentionQuant || headDim % 16 != 0) return false;
         bool quantized = false;
         for (int i = 0; i < count; i++)
         {
@@ -60,7 +58,7 @@ public static unsafe class AttentionRangeQuant
     /// <param name="acc">[heads] rows of <paramref name="accStride"/> floats.</param>
     /// <param name="work">64-byte aligned, <see cref="WorkFloats"/> floats.</param>
     /// <param name="mass">null, or [KvHeadCount, totalTokens] to add softmax weights to (one block per row only).</param>
-    internal static void Run(float* q, KvPage* pages, int* pageStart, int pageCount, int lo, int hi, int qpos,
+    internal static void Run(SimdWidth isa, float* q, KvPage* pages, int* pageStart, int pageCount, int lo, int hi, int qpos,
         AttentionParams p, float* scores, int bt, float* max, float* sum, float* acc, int accStride, float* work, float* mass, int totalTokens)
     {
         int heads = p.HeadCount, hd = p.HeadDim, group = p.HeadCount / p.KvHeadCount, kvHeads = p.KvHeadCount;
@@ -73,7 +71,7 @@ public static unsafe class AttentionRangeQuant
         float* qm = mv + hd;                                 // [heads] q·m
         // AVX-512, hd % 32 == 0: Int4 key rows are unpacked per 32 channels as [16 even channels, 16 odd channels] (no
         // interleave shuffles in the token loop) and q∘s is stored in the same order once per token group.
-        bool split = Simd.Use512 && hd % 32 == 0;
+        bool split = isa.Use512 && hd % 32 == 0;
 
         // Scores, page by page (c0 = logical index inside the block).
         int c0 = 0;
@@ -88,7 +86,7 @@ public static unsafe class AttentionRangeQuant
             {
                 case KvElementType.F32:
                     for (int h = 0; h < heads; h++)
-                        ScoreRows(q + (long)h * hd, (float*)pg.K + j0 * stride + (long)(h / group) * hd, (int)stride, j1 - j0, hd, 0f, scale,
+                        ScoreRows(isa, q + (long)h * hd, (float*)pg.K + j0 * stride + (long)(h / group) * hd, (int)stride, j1 - j0, hd, 0f, scale,
                             scores + (long)h * bt + c0);
                     break;
                 case KvElementType.Int8:
@@ -101,10 +99,10 @@ public static unsafe class AttentionRangeQuant
                         for (int kh = 0; kh < kvHeads; kh++)
                         {
                             if (next > 0) Prefetch((byte*)pg.K + ((a + m) * stride + kh * hd) * es, stride * es, next, hd * es);
-                            if (es == 2) DequantF16(pg, true, a, m, kh * hd, hd, tmp);
-                            else DequantInt8(pg, true, a, m, kh * hd, hd, tmp);
+                            if (es == 2) DequantF16(isa, pg, true, a, m, kh * hd, hd, tmp);
+                            else DequantInt8(isa, pg, true, a, m, kh * hd, hd, tmp);
                             for (int h = kh * group; h < (kh + 1) * group; h++)
-                                ScoreRows(q + (long)h * hd, tmp, hd, m, hd, 0f, scale, scores + (long)h * bt + c0 + (a - j0));
+                                ScoreRows(isa, q + (long)h * hd, tmp, hd, m, hd, 0f, scale, scores + (long)h * bt + c0 + (a - j0));
                         }
                     }
                     break;
@@ -116,11 +114,11 @@ public static unsafe class AttentionRangeQuant
                         int gi = a / g, end = Math.Min(j1, (gi + 1) * g);
                         for (int kh = 0; kh < kvHeads; kh++)
                         {
-                            KeyParams((float*)pg.KScale + (long)gi * stride * 2 + (long)kh * hd * 2, hd, sv, mv);
+                            KeyParams(isa, (float*)pg.KScale + (long)gi * stride * 2 + (long)kh * hd * 2, hd, sv, mv);
                             for (int h = kh * group; h < (kh + 1) * group; h++)
                             {
-                                Simd.Map(new MulScaleOp(1f), q + (long)h * hd, sv, qs + (long)h * hd, hd);
-                                qm[h] = Simd.Dot(q + (long)h * hd, mv, hd);
+                                Simd.Map(isa, new MulScaleOp(1f), q + (long)h * hd, sv, qs + (long)h * hd, hd);
+                                qm[h] = Simd.Dot(isa, q + (long)h * hd, mv, hd);
                                 if (split) Deinterleave32(qs + (long)h * hd, hd);
                             }
                         }
@@ -130,10 +128,10 @@ public static unsafe class AttentionRangeQuant
                             for (int kh = 0; kh < kvHeads; kh++)
                             {
                                 if (next > 0) Prefetch((byte*)pg.K + (b + m) * (stride / 2) + kh * hd / 2, stride / 2, next, hd / 2);
-                                if (split) UnpackInt4Split((byte*)pg.K + b * (stride / 2) + kh * hd / 2, stride / 2, m, hd, tmp);
-                                else UnpackInt4((byte*)pg.K + b * (stride / 2) + kh * hd / 2, stride / 2, m, hd, tmp);
+                                if (split) UnpackInt4Split(isa, (byte*)pg.K + b * (stride / 2) + kh * hd / 2, stride / 2, m, hd, tmp);
+                                else UnpackInt4(isa, (byte*)pg.K + b * (stride / 2) + kh * hd / 2, stride / 2, m, hd, tmp);
                                 for (int h = kh * group; h < (kh + 1) * group; h++)
-                                    ScoreRows(qs + (long)h * hd, tmp, hd, m, hd, qm[h], scale, scores + (long)h * bt + c0 + (b - j0));
+                                    ScoreRows(isa, qs + (long)h * hd, tmp, hd, m, hd, qm[h], scale, scores + (long)h * bt + c0 + (b - j0));
                             }
                         }
                         a = end;
@@ -145,7 +143,7 @@ public static unsafe class AttentionRangeQuant
         }
         int count = c0;
 
-        AttentionRange512.ExpScores(scores, bt, heads, count, hd, max, sum, acc, accStride);
+        AttentionRange512.ExpScores(isa, scores, bt, heads, count, hd, max, sum, acc, accStride);
         if (count == 0) return;
 
         // Σ p·V per head.
@@ -159,7 +157,7 @@ public static unsafe class AttentionRangeQuant
             long stride = pg.RowStride;
             if (pg.Type == KvElementType.F32)
                 for (int h = 0; h < heads; h++)
-                    AccumulateRows(scores + (long)h * bt + c0, (float*)pg.V + j0 * stride + (long)(h / group) * hd, (int)stride, j1 - j0, hd, acc + (long)h * accStride);
+                    AccumulateRows(isa, scores + (long)h * bt + c0, (float*)pg.V + j0 * stride + (long)(h / group) * hd, (int)stride, j1 - j0, hd, acc + (long)h * accStride);
             else
                 for (int a = j0; a < j1; a += chunk)
                 {
@@ -169,11 +167,11 @@ public static unsafe class AttentionRangeQuant
                     for (int kh = 0; kh < kvHeads; kh++)
                     {
                         if (next > 0) Prefetch((byte*)pg.V + (long)(a + m) * rowBytes + (long)kh * segBytes, rowBytes, next, segBytes);
-                        if (pg.Type == KvElementType.Int8) DequantInt8(pg, false, a, m, kh * hd, hd, tmp);
-                        else if (pg.Type == KvElementType.F16) DequantF16(pg, false, a, m, kh * hd, hd, tmp);
-                        else DequantInt4Values(pg, a, m, kh * hd, hd, tmp);
+                        if (pg.Type == KvElementType.Int8) DequantInt8(isa, pg, false, a, m, kh * hd, hd, tmp);
+                        else if (pg.Type == KvElementType.F16) DequantF16(isa, pg, false, a, m, kh * hd, hd, tmp);
+                        else DequantInt4Values(isa, pg, a, m, kh * hd, hd, tmp);
                         for (int h = kh * group; h < (kh + 1) * group; h++)
-                            AccumulateRows(scores + (long)h * bt + c0 + (a - j0), tmp, hd, m, hd, acc + (long)h * accStride);
+                            AccumulateRows(isa, scores + (long)h * bt + c0 + (a - j0), tmp, hd, m, hd, acc + (long)h * accStride);
                     }
                 }
             c0 += j1 - j0;
@@ -203,9 +201,9 @@ public static unsafe class AttentionRangeQuant
     }
 
     /// <summary>sc[j] = (Σ_c qv[c] · k[j·stride + c] + bias) · scale for j &lt; n.</summary>
-    private static void ScoreRows(float* qv, float* k, int stride, int n, int hd, float bias, float scale, float* sc)
+    private static void ScoreRows(SimdWidth isa, float* qv, float* k, int stride, int n, int hd, float bias, float scale, float* sc)
     {
-        if (Simd.Use512 && hd == 64)
+        if (isa.Use512 && hd == 64)
         {
             var q0 = Vector512.Load(qv); var q1 = Vector512.Load(qv + 16);
             var q2 = Vector512.Load(qv + 32); var q3 = Vector512.Load(qv + 48);
@@ -222,7 +220,7 @@ public static unsafe class AttentionRangeQuant
             for (; j < n; j++, k += stride) sc[j] = (Vector512.Sum(AttentionRange512.Dot64(q0, q1, q2, q3, k)) + bias) * scale;
             return;
         }
-        if (Simd.Use256 && !Simd.Use512 && Fma.IsSupported)
+        if (isa.Use256 && !isa.Use512 && Fma.IsSupported)
         {
             // AVX2: four rows at a time, eight lanes per step, one horizontal sum per row
             int j = 0;
@@ -242,18 +240,18 @@ public static unsafe class AttentionRangeQuant
                 sc[j + 2] = (Vector256.Sum(a2) + bias) * scale;
                 sc[j + 3] = (Vector256.Sum(a3) + bias) * scale;
             }
-            for (; j < n; j++, k += stride) sc[j] = (Simd.Dot(qv, k, hd) + bias) * scale;
+            for (; j < n; j++, k += stride) sc[j] = (Simd.Dot(isa, qv, k, hd) + bias) * scale;
             return;
         }
-        for (int j = 0; j < n; j++, k += stride) sc[j] = (Simd.Dot(qv, k, hd) + bias) * scale;
+        for (int j = 0; j < n; j++, k += stride) sc[j] = (Simd.Dot(isa, qv, k, hd) + bias) * scale;
     }
 
     /// <summary>acc[c] += Σ_j p[j] · v[j·stride + c] for j &lt; n.</summary>
-    private static void AccumulateRows(float* pr, float* v, int stride, int n, int hd, float* acc)
+    private static void AccumulateRows(SimdWidth isa, float* pr, float* v, int stride, int n, int hd, float* acc)
     {
-        if (Simd.Use512 && hd == 64) { AttentionRange512.Accumulate4(pr, v, stride, n, acc); return; }
-        if (Simd.Use512 && hd == 128) { AttentionRange512.Accumulate8(pr, v, stride, n, acc); return; }
-        if (Simd.Use256 && !Simd.Use512 && Fma.IsSupported && hd % 32 == 0)
+        if (isa.Use512 && hd == 64) { AttentionRange512.Accumulate4(pr, v, stride, n, acc); return; }
+        if (isa.Use512 && hd == 128) { AttentionRange512.Accumulate8(pr, v, stride, n, acc); return; }
+        if (isa.Use256 && !isa.Use512 && Fma.IsSupported && hd % 32 == 0)
         {
             // AVX2: 32-channel slabs with the four accumulators in registers
             for (int c = 0; c < hd; c += 32)
@@ -273,11 +271,11 @@ public static unsafe class AttentionRangeQuant
             }
             return;
         }
-        for (int j = 0; j < n; j++) Simd.Axpy(pr[j], v + (long)j * stride, acc, hd);
+        for (int j = 0; j < n; j++) Simd.Axpy(isa, pr[j], v + (long)j * stride, acc, hd);
     }
 
     /// <summary>dst[r, c] = q8[a + r, c0 + c] · s[a + r, (c0 + c) / G] for r &lt; m, c &lt; hd (the products KvDecode gives).</summary>
-    private static void DequantInt8(in KvPage pg, bool key, int a, int m, int c0, int hd, float* dst)
+    private static void DequantInt8(SimdWidth isa, in KvPage pg, bool key, int a, int m, int c0, int hd, float* dst)
     {
         long stride = pg.RowStride;
         int g = pg.GroupSize, groups = (int)(stride / g);
@@ -289,14 +287,14 @@ public static unsafe class AttentionRangeQuant
             sbyte* row = data + (a + r) * stride + c0;
             float* sc = scales + (long)(a + r) * groups;
             int c = 0;
-            if (Simd.Use512)
+            if (isa.Use512)
                 for (int gi = gFirst, left = gLeft; c < hd; c += 16, left -= 16)
                 {
                     if (left == 0) { gi++; left = g; }                // g % 16 == 0: a vector never straddles groups
                     var x = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(row + c)));
                     (x * Vector512.Create(sc[gi])).Store(dst + c);
                 }
-            else if (Simd.Use256 && Avx2.IsSupported)
+            else if (isa.Use256 && Avx2.IsSupported)
                 for (int gi = gFirst, left = gLeft; c < hd; c += 8, left -= 8)
                 {
                     if (left == 0) { gi++; left = g; }
@@ -308,14 +306,14 @@ public static unsafe class AttentionRangeQuant
     }
 
     /// <summary>dst[r, c] = half K or V element [a + r, c0 + c] as a float (exact), r &lt; m, c &lt; hd.</summary>
-    private static void DequantF16(in KvPage pg, bool key, int a, int m, int c0, int hd, float* dst)
+    private static void DequantF16(SimdWidth isa, in KvPage pg, bool key, int a, int m, int c0, int hd, float* dst)
     {
         ushort* row = (ushort*)(key ? pg.K : pg.V) + (a * (long)pg.RowStride + c0);
-        for (int r = 0; r < m; r++, row += pg.RowStride, dst += hd) HalfConvert.F16ToFloat(row, dst, hd);
+        for (int r = 0; r < m; r++, row += pg.RowStride, dst += hd) HalfConvert.F16ToFloat(isa, row, dst, hd);
     }
 
     /// <summary>dst[r, c] = v4[a + r, c0 + c] · s + m with (s, m) of (token a + r, channel group (c0 + c) / G).</summary>
-    private static void DequantInt4Values(in KvPage pg, int a, int m, int c0, int hd, float* dst)
+    private static void DequantInt4Values(SimdWidth isa, in KvPage pg, int a, int m, int c0, int hd, float* dst)
     {
         long stride = pg.RowStride;
         int g = pg.GroupSize, groups = (int)(stride / g);
@@ -325,7 +323,7 @@ public static unsafe class AttentionRangeQuant
             byte* row = (byte*)pg.V + (a + r) * (stride / 2) + c0 / 2;
             float* prm = (float*)pg.VScale + (long)(a + r) * groups * 2;
             int c = 0;
-            if (Simd.Use512)
+            if (isa.Use512)
                 for (int gi = gFirst, left = gLeft; c < hd; c += 16, left -= 16)
                 {
                     if (left == 0) { gi++; left = g; }
@@ -333,8 +331,8 @@ public static unsafe class AttentionRangeQuant
                 }
             else
             {
-                Unpack16(row, hd, dst);
-                if (Simd.Use256)
+                Unpack16(isa, row, hd, dst);
+                if (isa.Use256)
                     for (int gi = gFirst, left = gLeft; c < hd; c += 8, left -= 8)
                     {
                         if (left == 0) { gi++; left = g; }
@@ -350,17 +348,17 @@ public static unsafe class AttentionRangeQuant
     }
 
     /// <summary>dst[r, c] = nibble c of row r (rows <paramref name="rowBytes"/> apart) as a float 0..15, r &lt; m, c &lt; hd.</summary>
-    private static void UnpackInt4(byte* src, long rowBytes, int m, int hd, float* dst)
+    private static void UnpackInt4(SimdWidth isa, byte* src, long rowBytes, int m, int hd, float* dst)
     {
-        for (int r = 0; r < m; r++, src += rowBytes, dst += hd) Unpack16(src, hd, dst);
+        for (int r = 0; r < m; r++, src += rowBytes, dst += hd) Unpack16(isa, src, hd, dst);
     }
 
     /// <summary>dst[c] = nibble c of <paramref name="src"/> (even channel in the low nibble) as a float, c &lt; hd (a multiple of 16).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Unpack16(byte* src, int hd, float* dst)
+    private static void Unpack16(SimdWidth isa, byte* src, int hd, float* dst)
     {
         int c = 0;
-        if (Simd.Use512 || (Simd.Use256 && Avx2.IsSupported))
+        if (isa.Use512 || (isa.Use256 && Avx2.IsSupported))
         {
             var mask = Vector128.Create((byte)15);
             for (; c < hd; c += 16)
@@ -369,7 +367,7 @@ public static unsafe class AttentionRangeQuant
                 var lo = b & mask;
                 var hi = Sse2.ShiftRightLogical(b.AsUInt16(), 4).AsByte() & mask;
                 var x = Sse2.UnpackLow(lo, hi);                                           // channel order
-                if (Simd.Use512)
+                if (isa.Use512)
                     Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(x)).Store(dst + c);
                 else
                 {
@@ -396,7 +394,7 @@ public static unsafe class AttentionRangeQuant
 
     /// <summary>Int4 rows as floats 0..15 in the split order of <see cref="Deinterleave32"/>: per 32 channels the 16 low
     /// nibbles (even channels) then the 16 high nibbles (AVX-512, hd % 32 == 0).</summary>
-    private static void UnpackInt4Split(byte* src, long rowBytes, int m, int hd, float* dst)
+    private static void UnpackInt4Split(SimdWidth isa, byte* src, long rowBytes, int m, int hd, float* dst)
     {
         var mask = Vector512.Create(15);
         for (int r = 0; r < m; r++, src += rowBytes, dst += hd)
@@ -419,10 +417,10 @@ public static unsafe class AttentionRangeQuant
     }
 
     /// <summary>Int4 key parameters of one KV head and token group: prm = [hd, (scale, min)] → sv[hd], mv[hd].</summary>
-    private static void KeyParams(float* prm, int hd, float* sv, float* mv)
+    private static void KeyParams(SimdWidth isa, float* prm, int hd, float* sv, float* mv)
     {
         int c = 0;
-        if (Simd.Use512)
+        if (isa.Use512)
         {
             var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
             var odd = even + Vector512<int>.One;

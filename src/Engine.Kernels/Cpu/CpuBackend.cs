@@ -41,16 +41,26 @@ public sealed unsafe class CpuBackend : IBackend
     private RopeParams? _ropeKey;
     private double[] _invFreq = [];
 
+    private readonly SimdWidth _isa;
+
     /// <param name="threadCount">Threads including the caller; ≤ 0 = Environment.ProcessorCount.</param>
     /// <param name="spinMicroseconds">How long idle workers spin for the next op before blocking.</param>
-    public CpuBackend(int threadCount = 0, int spinMicroseconds = 50)
+    /// <param name="options">Kernel variants (null = <see cref="CpuKernelOptions.Default"/>, the production paths).</param>
+    public CpuBackend(int threadCount = 0, int spinMicroseconds = 50, CpuKernelOptions? options = null)
     {
+        Options = options ?? CpuKernelOptions.Default;
+        _isa = Options.Width;
         _pool = new CpuThreadPool(threadCount, spinMicroseconds);
         _scratch = new Scratch(_pool.ThreadCount);
         _massScratch = new Scratch(_pool.ThreadCount);
         _matMul.Scratch = _rope.Scratch = _attention.Scratch = _scratch;
         _attention.MassScratch = _massScratch;
+        _matMul.Isa = _rmsNorm.Isa = _attention.Isa = _add.Isa = _siluMul.Isa = _isa;
+        _attention.Options = Options;
     }
+
+    /// <summary>The kernel variants this backend runs (fixed at construction).</summary>
+    public CpuKernelOptions Options { get; }
 
     public int ThreadCount => _pool.ThreadCount;
     public string Name => $"cpu({ThreadCount}t)";
@@ -106,8 +116,8 @@ public sealed unsafe class CpuBackend : IBackend
                 switch (table.Type)
                 {
                     case DType.F32: new ReadOnlySpan<float>(src, dim).CopyTo(new Span<float>(d, dim)); break;
-                    case DType.F16: HalfConvert.F16ToFloat((ushort*)src, d, dim); break;
-                    case DType.BF16: HalfConvert.Bf16ToFloat((ushort*)src, d, dim); break;
+                    case DType.F16: HalfConvert.F16ToFloat(_isa, (ushort*)src, d, dim); break;
+                    case DType.BF16: HalfConvert.Bf16ToFloat(_isa, (ushort*)src, d, dim); break;
                     default: RowDecode.Row(table.Type, table.Row(ids[i]), new Span<float>(d, dim)); break;
                 }
             }
@@ -157,10 +167,10 @@ public sealed unsafe class CpuBackend : IBackend
         if (x.IsEmpty) return;
         fixed (float* p = x)
         {
-            float max = Simd.Reduce(new IdentityOp(), new MaxOp(), p, x.Length, float.NegativeInfinity);
-            Simd.Map(new ExpSubOp(max), p, p, x.Length);
-            float sum = Simd.Reduce(new IdentityOp(), new AddOp(), p, x.Length, 0f);
-            Simd.Map(new ScaleOp(1f / sum), p, p, x.Length);
+            float max = Simd.Reduce(_isa, new IdentityOp(), new MaxOp(), p, x.Length, float.NegativeInfinity);
+            Simd.Map(_isa, new ExpSubOp(max), p, p, x.Length);
+            float sum = Simd.Reduce(_isa, new IdentityOp(), new AddOp(), p, x.Length, 0f);
+            Simd.Map(_isa, new ScaleOp(1f / sum), p, p, x.Length);
         }
     }
 
@@ -227,7 +237,7 @@ public sealed unsafe class CpuBackend : IBackend
             bool general = withMass;
             for (int i = 0; i < pages.Length && !general; i++) general = pages[i].Type != KvElementType.F32;
             j.General = general;
-            j.Quant = general && AttentionRangeQuant.Applies(pk, pages.Length, p.HeadDim);
+            j.Quant = general && AttentionRangeQuant.Applies(Options, pk, pages.Length, p.HeadDim);
             long massFloats = (long)p.KvHeadCount * total;
             if (withMass)
                 for (int th = 0; th < ThreadCount; th++) new Span<float>(_massScratch.Floats(th, massFloats), (int)massFloats).Clear();

@@ -5,6 +5,7 @@ namespace Engine.Kernels;
 
 internal sealed unsafe class RmsNormJob : CpuJob
 {
+    public SimdWidth Isa = SimdWidth.Widest;   // the backend's CpuKernelOptions.Width
     public float* X, W, Y;      // X, Y: [rows, Dim]; W: [Dim]
     public int Dim;
     public float Eps;
@@ -14,9 +15,9 @@ internal sealed unsafe class RmsNormJob : CpuJob
         for (int r = start; r < end; r++)
         {
             float* x = X + (long)r * Dim, y = Y + (long)r * Dim;
-            float ss = Simd.Reduce(new SquareOp(), new AddOp(), x, Dim, 0f);
+            float ss = Simd.Reduce(Isa, new SquareOp(), new AddOp(), x, Dim, 0f);
             float scale = (float)(1.0 / Math.Sqrt((double)ss / Dim + Eps));
-            Simd.Map(new MulScaleOp(scale), x, W, y, Dim);
+            Simd.Map(Isa, new MulScaleOp(scale), x, W, y, Dim);
         }
     }
 }
@@ -24,9 +25,10 @@ internal sealed unsafe class RmsNormJob : CpuJob
 /// <summary>Element-wise binary op over chunks of a flat range.</summary>
 internal sealed unsafe class BinaryJob<TOp> : CpuJob where TOp : struct, IBinaryOp
 {
+    public SimdWidth Isa = SimdWidth.Widest;   // the backend's CpuKernelOptions.Width
     public float* A, B, Dst;
 
-    public override void Execute(int start, int end, int thread) => Simd.Map(default(TOp), A + start, B + start, Dst + start, end - start);
+    public override void Execute(int start, int end, int thread) => Simd.Map(Isa, default(TOp), A + start, B + start, Dst + start, end - start);
 }
 
 internal sealed unsafe class RopeJob : CpuJob
@@ -88,6 +90,8 @@ internal sealed unsafe class RopeJob : CpuJob
 /// </summary>
 internal sealed unsafe class AttentionJob : CpuJob
 {
+    public CpuKernelOptions Options = CpuKernelOptions.Default;   // the backend's kernel variants
+    public SimdWidth Isa = SimdWidth.Widest;                      // Options.Width
     public float* Q;            // [n, HeadCount, HeadDim]
     public float* Out;          // [n, HeadCount, HeadDim]
     public int* Positions;      // [n]
@@ -124,20 +128,20 @@ internal sealed unsafe class AttentionJob : CpuJob
             if (BlockCount == 1)
             {
                 float* o = Out + (long)t * heads * P.HeadDim;
-                if (Quant) AttentionRangeQuant.Run(Q + (long)t * heads * P.HeadDim, Pages, PageStart, PageCount, lo, hi, Positions[t], P, scores, bt, max, sum,
+                if (Quant) AttentionRangeQuant.Run(Isa, Q + (long)t * heads * P.HeadDim, Pages, PageStart, PageCount, lo, hi, Positions[t], P, scores, bt, max, sum,
                     o, P.HeadDim, quantWork, mass, TotalTokens);
                 else if (General) RangeGeneral(t, lo, hi, scores, bt, max, sum, o, P.HeadDim, row, mass);
                 else Range(t, lo, hi, scores, bt, max, sum, o, P.HeadDim);
                 for (int h = 0; h < heads; h++)
                 {
                     float* oh = o + (long)h * P.HeadDim;
-                    if (sum[h] > 0) Simd.Map(new ScaleOp(1f / sum[h]), oh, oh, P.HeadDim);
+                    if (sum[h] > 0) Simd.Map(Isa, new ScaleOp(1f / sum[h]), oh, oh, P.HeadDim);
                 }
             }
             else
             {
                 float* part = Partials + (long)item * heads * PartialStride;
-                if (Quant) AttentionRangeQuant.Run(Q + (long)t * heads * P.HeadDim, Pages, PageStart, PageCount, lo, hi, Positions[t], P, scores, bt, max, sum,
+                if (Quant) AttentionRangeQuant.Run(Isa, Q + (long)t * heads * P.HeadDim, Pages, PageStart, PageCount, lo, hi, Positions[t], P, scores, bt, max, sum,
                     part, PartialStride, quantWork, null, TotalTokens);
                 else if (General) RangeGeneral(t, lo, hi, scores, bt, max, sum, part, PartialStride, row, null);
                 else Range(t, lo, hi, scores, bt, max, sum, part, PartialStride);
@@ -156,14 +160,14 @@ internal sealed unsafe class AttentionJob : CpuJob
     {
         int heads = P.HeadCount, hd = P.HeadDim, group = P.HeadCount / P.KvHeadCount, qpos = Positions[t];
         float* q = Q + (long)t * heads * hd;
-        if (AttentionRangeF32Walk.Applies(P))
+        if (AttentionRangeF32Walk.Applies(Options, Isa, P))
         {
-            AttentionRangeF32Walk.Run(q, Pages, PageStart, PageCount, lo, hi, qpos, P, scores, bt, max, sum, acc, accStride);
+            AttentionRangeF32Walk.Run(Options, Isa, q, Pages, PageStart, PageCount, lo, hi, qpos, P, scores, bt, max, sum, acc, accStride);
             return;
         }
-        if (AttentionRange512.Applies(hd))
+        if (AttentionRange512.Applies(Options, Isa, hd))
         {
-            AttentionRange512.Run(q, Pages, PageStart, PageCount, lo, hi, qpos, P, scores, bt, max, sum, acc, accStride);
+            AttentionRange512.Run(Options, Isa, q, Pages, PageStart, PageCount, lo, hi, qpos, P, scores, bt, max, sum, acc, accStride);
             return;
         }
         for (int h = 0; h < heads; h++) { max[h] = float.NegativeInfinity; sum[h] = 0; new Span<float>(acc + (long)h * accStride, hd).Clear(); }
@@ -179,7 +183,7 @@ internal sealed unsafe class AttentionJob : CpuJob
                 float* k = (float*)pg.K + (long)j * pg.RowStride;
                 for (int h = 0; h < heads; h++)
                 {
-                    float s = Simd.Dot(q + (long)h * hd, k + h / group * hd, hd) * P.Scale;
+                    float s = Simd.Dot(Isa, q + (long)h * hd, k + h / group * hd, hd) * P.Scale;
                     scores[(long)h * bt + c] = s;
                     if (s > max[h]) max[h] = s;
                 }
@@ -189,8 +193,8 @@ internal sealed unsafe class AttentionJob : CpuJob
         for (int h = 0; h < heads; h++)
         {
             float* sh = scores + (long)h * bt;
-            Simd.Map(new ExpSubOp(max[h]), sh, sh, c);
-            sum[h] = Simd.Reduce(new IdentityOp(), new AddOp(), sh, c, 0f);
+            Simd.Map(Isa, new ExpSubOp(max[h]), sh, sh, c);
+            sum[h] = Simd.Reduce(Isa, new IdentityOp(), new AddOp(), sh, c, 0f);
         }
         c = 0;
         for (int pi = 0; pi < PageCount; pi++)
@@ -201,7 +205,7 @@ internal sealed unsafe class AttentionJob : CpuJob
             for (int j = j0; j < j1; j++, c++)
             {
                 float* v = (float*)pg.V + (long)j * pg.RowStride;
-                for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], v + h / group * hd, acc + (long)h * accStride, hd);
+                for (int h = 0; h < heads; h++) Simd.Axpy(Isa, scores[(long)h * bt + c], v + h / group * hd, acc + (long)h * accStride, hd);
             }
         }
     }
@@ -227,7 +231,7 @@ internal sealed unsafe class AttentionJob : CpuJob
                     float* k = (float*)pg.K + (long)j * pg.RowStride;
                     for (int h = 0; h < heads; h++)
                     {
-                        float s = Simd.Dot(q + (long)h * hd, k + h / group * hd, hd) * P.Scale;
+                        float s = Simd.Dot(Isa, q + (long)h * hd, k + h / group * hd, hd) * P.Scale;
                         scores[(long)h * bt + c] = s;
                         if (s > max[h]) max[h] = s;
                     }
@@ -238,7 +242,7 @@ internal sealed unsafe class AttentionJob : CpuJob
                     KvDecodeSimd.Row(pg, true, j, row, kvDim);                   // other tiers: dequantize the row once for all heads
                     for (int h = 0; h < heads; h++)
                     {
-                        float s = Simd.Dot(q + (long)h * hd, row + h / group * hd, hd) * P.Scale;
+                        float s = Simd.Dot(Isa, q + (long)h * hd, row + h / group * hd, hd) * P.Scale;
                         scores[(long)h * bt + c] = s;
                         if (s > max[h]) max[h] = s;
                     }
@@ -248,8 +252,8 @@ internal sealed unsafe class AttentionJob : CpuJob
         for (int h = 0; h < heads; h++)
         {
             float* sh = scores + (long)h * bt;
-            Simd.Map(new ExpSubOp(max[h]), sh, sh, c);
-            sum[h] = Simd.Reduce(new IdentityOp(), new AddOp(), sh, c, 0f);
+            Simd.Map(Isa, new ExpSubOp(max[h]), sh, sh, c);
+            sum[h] = Simd.Reduce(Isa, new IdentityOp(), new AddOp(), sh, c, 0f);
         }
         c = 0;
         for (int pi = 0; pi < PageCount; pi++)
@@ -261,13 +265,13 @@ internal sealed unsafe class AttentionJob : CpuJob
                 for (int j = j0; j < j1; j++, c++)
                 {
                     float* v = (float*)pg.V + (long)j * pg.RowStride;
-                    for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], v + h / group * hd, acc + (long)h * accStride, hd);
+                    for (int h = 0; h < heads; h++) Simd.Axpy(Isa, scores[(long)h * bt + c], v + h / group * hd, acc + (long)h * accStride, hd);
                 }
             else
                 for (int j = j0; j < j1; j++, c++)
                 {
                     KvDecodeSimd.Row(pg, false, j, row, kvDim);
-                    for (int h = 0; h < heads; h++) Simd.Axpy(scores[(long)h * bt + c], row + h / group * hd, acc + (long)h * accStride, hd);
+                    for (int h = 0; h < heads; h++) Simd.Axpy(Isa, scores[(long)h * bt + c], row + h / group * hd, acc + (long)h * accStride, hd);
                 }
         }
         if (mass == null) return;
@@ -303,9 +307,9 @@ internal sealed unsafe class AttentionJob : CpuJob
                     if (part[hd + 1] == 0) continue;
                     float f = MathF.Exp(part[hd] - m);
                     l += f * part[hd + 1];
-                    Simd.Axpy(f, part, o, hd);
+                    Simd.Axpy(Isa, f, part, o, hd);
                 }
-                Simd.Map(new ScaleOp(1f / l), o, o, hd);
+                Simd.Map(Isa, new ScaleOp(1f / l), o, o, hd);
             }
     }
 }

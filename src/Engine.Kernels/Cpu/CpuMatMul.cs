@@ -44,6 +44,7 @@ internal sealed unsafe class MatMulJob : CpuJob
     public byte* Qx;            // [N, ActBytes] quantized activations, when the weight type has a QuantDot
     public int ActBytes;
     public Scratch Scratch = null!;
+    public SimdWidth Isa = SimdWidth.Widest;   // the backend's CpuKernelOptions.Width
 
     /// <summary>Rows per pool item chunk. One token: ~64 KiB of weights per chunk (streaming, fine-grained balance).
     /// Token batches: ~256 KiB of float rows, so the chunk stays in L2 while every token tile passes over it.
@@ -68,13 +69,13 @@ internal sealed unsafe class MatMulJob : CpuJob
             switch (Type)
             {
                 case DType.F32:
-                    for (int r = start; r < end; r++) Y[r] = Simd.Dot((float*)(W + r * RowBytes), X, Cols);
+                    for (int r = start; r < end; r++) Y[r] = Simd.Dot(Isa, (float*)(W + r * RowBytes), X, Cols);
                     return;
                 case DType.F16:
-                    for (int r = start; r < end; r++) Y[r] = HalfConvert.DotF16((ushort*)(W + r * RowBytes), X, Cols);
+                    for (int r = start; r < end; r++) Y[r] = HalfConvert.DotF16(Isa, (ushort*)(W + r * RowBytes), X, Cols);
                     return;
                 case DType.BF16:
-                    for (int r = start; r < end; r++) Y[r] = HalfConvert.DotBf16((ushort*)(W + r * RowBytes), X, Cols);
+                    for (int r = start; r < end; r++) Y[r] = HalfConvert.DotBf16(Isa, (ushort*)(W + r * RowBytes), X, Cols);
                     return;
             }
         }
@@ -97,8 +98,8 @@ internal sealed unsafe class MatMulJob : CpuJob
             byte* src = W + r * RowBytes;
             switch (Type)
             {
-                case DType.F16: HalfConvert.F16ToFloat((ushort*)src, dst, Cols); break;
-                case DType.BF16: HalfConvert.Bf16ToFloat((ushort*)src, dst, Cols); break;
+                case DType.F16: HalfConvert.F16ToFloat(Isa, (ushort*)src, dst, Cols); break;
+                case DType.BF16: HalfConvert.Bf16ToFloat(Isa, (ushort*)src, dst, Cols); break;
                 default: RowDecode.Row(Type, new ReadOnlySpan<byte>(src, checked((int)RowBytes)), new Span<float>(dst, Cols)); break;
             }
         }
@@ -118,30 +119,30 @@ internal sealed unsafe class MatMulJob : CpuJob
             {
                 float* w0 = w + (long)(r - start) * stride;
                 int t = t0;
-                for (; t <= t1 - 4; t += 4) Dot2x4(w0, w0 + stride, X + (long)t * Cols, Cols, Y + (long)t * Rows + r, Rows);
+                for (; t <= t1 - 4; t += 4) Dot2x4(Isa, w0, w0 + stride, X + (long)t * Cols, Cols, Y + (long)t * Rows + r, Rows);
                 for (; t < t1; t++)
                 {
-                    Y[(long)t * Rows + r] = Simd.Dot(w0, X + (long)t * Cols, Cols);
-                    Y[(long)t * Rows + r + 1] = Simd.Dot(w0 + stride, X + (long)t * Cols, Cols);
+                    Y[(long)t * Rows + r] = Simd.Dot(Isa, w0, X + (long)t * Cols, Cols);
+                    Y[(long)t * Rows + r + 1] = Simd.Dot(Isa, w0 + stride, X + (long)t * Cols, Cols);
                 }
             }
             for (; r < end; r++)
             {
                 float* w0 = w + (long)(r - start) * stride;
                 int t = t0;
-                for (; t <= t1 - 4; t += 4) Dot4(w0, X + (long)t * Cols, Cols, Y + (long)t * Rows + r, Rows);
-                for (; t < t1; t++) Y[(long)t * Rows + r] = Simd.Dot(w0, X + (long)t * Cols, Cols);
+                for (; t <= t1 - 4; t += 4) Dot4(Isa, w0, X + (long)t * Cols, Cols, Y + (long)t * Rows + r, Rows);
+                for (; t < t1; t++) Y[(long)t * Rows + r] = Simd.Dot(Isa, w0, X + (long)t * Cols, Cols);
             }
         }
     }
 
     /// <summary>Two weight rows × 4 consecutive token rows: y[k·yStride + j] = w_j · x_k (j = 0, 1).</summary>
-    private static void Dot2x4(float* w0, float* w1, float* x, int n, float* y, int yStride)
+    private static void Dot2x4(SimdWidth isa, float* w0, float* w1, float* x, int n, float* y, int yStride)
     {
         float* x1 = x + n, x2 = x1 + n, x3 = x2 + n;
         int i = 0;
         float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
-        if (Simd.Use512 && n >= 16)
+        if (isa.Use512 && n >= 16)
         {
             Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
             Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
@@ -161,7 +162,7 @@ internal sealed unsafe class MatMulJob : CpuJob
             s00 = Vector512.Sum(a00); s01 = Vector512.Sum(a01); s02 = Vector512.Sum(a02); s03 = Vector512.Sum(a03);
             s10 = Vector512.Sum(a10); s11 = Vector512.Sum(a11); s12 = Vector512.Sum(a12); s13 = Vector512.Sum(a13);
         }
-        if (Simd.Use256 && n - i >= 8)
+        if (isa.Use256 && n - i >= 8)
         {
             Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default;
             Vector256<float> a10 = default, a11 = default, a12 = default, a13 = default;
@@ -194,12 +195,12 @@ internal sealed unsafe class MatMulJob : CpuJob
     }
 
     /// <summary>y[k·yStride] = w · x_k for the 4 consecutive token rows x_k = x + k·n.</summary>
-    private static void Dot4(float* w, float* x, int n, float* y, int yStride)
+    private static void Dot4(SimdWidth isa, float* w, float* x, int n, float* y, int yStride)
     {
         float* x1 = x + n, x2 = x1 + n, x3 = x2 + n;
         int i = 0;
         float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        if (Simd.Use512 && n >= 16)
+        if (isa.Use512 && n >= 16)
         {
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (; i <= n - 16; i += 16)
@@ -212,7 +213,7 @@ internal sealed unsafe class MatMulJob : CpuJob
             }
             s0 = Vector512.Sum(a0); s1 = Vector512.Sum(a1); s2 = Vector512.Sum(a2); s3 = Vector512.Sum(a3);
         }
-        if (Simd.Use256 && n - i >= 8)
+        if (isa.Use256 && n - i >= 8)
         {
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (; i <= n - 8; i += 8)

@@ -48,33 +48,33 @@ public static unsafe class HalfConvert
     public static float Bf16(ushort h) => BitConverter.Int32BitsToSingle(h << 16);
 
     /// <summary>dst[i] = (float)src[i] for F16 bits.</summary>
-    public static void F16ToFloat(ushort* src, float* dst, int n)
+    public static void F16ToFloat(SimdWidth isa, ushort* src, float* dst, int n)
     {
         int i = 0;
-        if (Simd.Use512)
+        if (isa.Use512)
             for (; i <= n - 16; i += 16) F16x16(src + i).Store(dst + i);
-        if (Simd.Use256)
+        if (isa.Use256)
             for (; i <= n - 8; i += 8) F16x8(src + i).Store(dst + i);
         for (; i < n; i++) dst[i] = F16(src[i]);
     }
 
     /// <summary>dst[i] = (float)src[i] for BF16 bits.</summary>
-    public static void Bf16ToFloat(ushort* src, float* dst, int n)
+    public static void Bf16ToFloat(SimdWidth isa, ushort* src, float* dst, int n)
     {
         int i = 0;
-        if (Simd.Use512)
+        if (isa.Use512)
             for (; i <= n - 16; i += 16) Bf16x16(src + i).Store(dst + i);
-        if (Simd.Use256)
+        if (isa.Use256)
             for (; i <= n - 8; i += 8) Bf16x8(src + i).Store(dst + i);
         for (; i < n; i++) dst[i] = Bf16(src[i]);
     }
 
     /// <summary>Σ x[i]·(float)w[i] for F16 weights (fused convert + FMA; the decode GEMV inner loop).</summary>
-    public static float DotF16(ushort* w, float* x, int n)
+    public static float DotF16(SimdWidth isa, ushort* w, float* x, int n)
     {
         int i = 0;
         float sum = 0;
-        if (Simd.Use512 && n >= 16)
+        if (isa.Use512 && n >= 16)
         {
             Vector512<float> s0 = default, s1 = default;
             for (; i <= n - 32; i += 32)
@@ -85,7 +85,7 @@ public static unsafe class HalfConvert
             for (; i <= n - 16; i += 16) s0 = Vector512.FusedMultiplyAdd(F16x16(w + i), Vector512.Load(x + i), s0);
             sum = Vector512.Sum(s0 + s1);
         }
-        if (Simd.Use256 && n - i >= 8)
+        if (isa.Use256 && n - i >= 8)
         {
             Vector256<float> s0 = default;
             for (; i <= n - 8; i += 8) s0 = Vector256.FusedMultiplyAdd(F16x8(w + i), Vector256.Load(x + i), s0);
@@ -96,11 +96,11 @@ public static unsafe class HalfConvert
     }
 
     /// <summary>Σ x[i]·(float)w[i] for BF16 weights.</summary>
-    public static float DotBf16(ushort* w, float* x, int n)
+    public static float DotBf16(SimdWidth isa, ushort* w, float* x, int n)
     {
         int i = 0;
         float sum = 0;
-        if (Simd.Use512 && n >= 16)
+        if (isa.Use512 && n >= 16)
         {
             Vector512<float> s0 = default, s1 = default;
             for (; i <= n - 32; i += 32)
@@ -111,7 +111,7 @@ public static unsafe class HalfConvert
             for (; i <= n - 16; i += 16) s0 = Vector512.FusedMultiplyAdd(Bf16x16(w + i), Vector512.Load(x + i), s0);
             sum = Vector512.Sum(s0 + s1);
         }
-        if (Simd.Use256 && n - i >= 8)
+        if (isa.Use256 && n - i >= 8)
         {
             Vector256<float> s0 = default;
             for (; i <= n - 8; i += 8) s0 = Vector256.FusedMultiplyAdd(Bf16x8(w + i), Vector256.Load(x + i), s0);

@@ -3,7 +3,8 @@
 // the skeleton walks the widest supported width, then narrower ones, then a scalar tail — every length 1..N is
 // exact to the same formula. Vector512 is used when the AVX-512F ISA is present (checked with Avx512F.IsSupported,
 // not Vector512.IsHardwareAccelerated, which some runtimes report false on AVX-512 hardware); Vector512<T> ops
-// compile to AVX-512 instructions whenever the ISA is there.
+// compile to AVX-512 instructions whenever the ISA is there. The widths a loop may use come in as a SimdWidth argument
+// (CpuKernelOptions.MaxVectorBits caps them per backend: tests and benchmarks of the fallbacks), not from a static.
 // Source: the operator-struct pattern of dotnet/runtime TensorPrimitives, written fresh.
 namespace Engine.Kernels;
 
@@ -31,46 +32,40 @@ public interface IBinaryOp
 
 public static unsafe class Simd
 {
-    /// <summary>Widest vector the skeleton may use (512, 256, 128 or 0 = scalar). For tests and benchmarks of the fallbacks.</summary>
-    public static int MaxVectorBits { get; set; } = 512;
-
-    internal static bool Use512 => MaxVectorBits >= 512 && Avx512F.IsSupported;
-    internal static bool Use256 => MaxVectorBits >= 256 && Vector256.IsHardwareAccelerated;
-    internal static bool Use128 => MaxVectorBits >= 128 && Vector128.IsHardwareAccelerated;
 
     /// <summary>dst[i] = op(x[i]). dst may equal x.</summary>
-    public static void Map<TOp>(TOp op, float* x, float* dst, int n) where TOp : struct, IUnaryOp
+    public static void Map<TOp>(SimdWidth w, TOp op, float* x, float* dst, int n) where TOp : struct, IUnaryOp
     {
         int i = 0;
-        if (Use512)
+        if (w.Use512)
             for (; i <= n - 16; i += 16) op.Invoke(Vector512.Load(x + i)).Store(dst + i);
-        if (Use256)
+        if (w.Use256)
             for (; i <= n - 8; i += 8) op.Invoke(Vector256.Load(x + i)).Store(dst + i);
-        if (Use128)
+        if (w.Use128)
             for (; i <= n - 4; i += 4) op.Invoke(Vector128.Load(x + i)).Store(dst + i);
         for (; i < n; i++) dst[i] = op.Invoke(x[i]);
     }
 
     /// <summary>dst[i] = op(a[i], b[i]). dst may equal a or b.</summary>
-    public static void Map<TOp>(TOp op, float* a, float* b, float* dst, int n) where TOp : struct, IBinaryOp
+    public static void Map<TOp>(SimdWidth w, TOp op, float* a, float* b, float* dst, int n) where TOp : struct, IBinaryOp
     {
         int i = 0;
-        if (Use512)
+        if (w.Use512)
             for (; i <= n - 16; i += 16) op.Invoke(Vector512.Load(a + i), Vector512.Load(b + i)).Store(dst + i);
-        if (Use256)
+        if (w.Use256)
             for (; i <= n - 8; i += 8) op.Invoke(Vector256.Load(a + i), Vector256.Load(b + i)).Store(dst + i);
-        if (Use128)
+        if (w.Use128)
             for (; i <= n - 4; i += 4) op.Invoke(Vector128.Load(a + i), Vector128.Load(b + i)).Store(dst + i);
         for (; i < n; i++) dst[i] = op.Invoke(a[i], b[i]);
     }
 
     /// <summary>combine over map(x[i]), starting from <paramref name="identity"/> (e.g. Σx², max x).</summary>
-    public static float Reduce<TMap, TCombine>(TMap map, TCombine combine, float* x, int n, float identity)
+    public static float Reduce<TMap, TCombine>(SimdWidth w, TMap map, TCombine combine, float* x, int n, float identity)
         where TMap : struct, IUnaryOp where TCombine : struct, IBinaryOp
     {
         int i = 0;
         float result = identity;
-        if (Use512 && n >= 16)
+        if (w.Use512 && n >= 16)
         {
             var acc0 = Vector512.Create(identity);
             var acc1 = acc0;
@@ -84,13 +79,13 @@ public static unsafe class Simd
             var h = combine.Invoke(a.GetLower(), a.GetUpper());
             result = combine.Invoke(result, Horizontal(combine, combine.Invoke(h.GetLower(), h.GetUpper())));
         }
-        if (Use256 && n - i >= 8)
+        if (w.Use256 && n - i >= 8)
         {
             var acc = Vector256.Create(identity);
             for (; i <= n - 8; i += 8) acc = combine.Invoke(acc, map.Invoke(Vector256.Load(x + i)));
             result = combine.Invoke(result, Horizontal(combine, combine.Invoke(acc.GetLower(), acc.GetUpper())));
         }
-        if (Use128 && n - i >= 4)
+        if (w.Use128 && n - i >= 4)
         {
             var acc = Vector128.Create(identity);
             for (; i <= n - 4; i += 4) acc = combine.Invoke(acc, map.Invoke(Vector128.Load(x + i)));
@@ -105,11 +100,11 @@ public static unsafe class Simd
         => c.Invoke(c.Invoke(v.GetElement(0), v.GetElement(1)), c.Invoke(v.GetElement(2), v.GetElement(3)));
 
     /// <summary>Σ a[i]·b[i] with fused multiply-add and several accumulators (float32).</summary>
-    public static float Dot(float* a, float* b, int n)
+    public static float Dot(SimdWidth w, float* a, float* b, int n)
     {
         int i = 0;
         float sum = 0;
-        if (Use512 && n >= 16)
+        if (w.Use512 && n >= 16)
         {
             Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
             for (; i <= n - 64; i += 64)
@@ -122,7 +117,7 @@ public static unsafe class Simd
             for (; i <= n - 16; i += 16) s0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), s0);
             sum = Vector512.Sum((s0 + s1) + (s2 + s3));
         }
-        if (Use256 && n - i >= 8)
+        if (w.Use256 && n - i >= 8)
         {
             Vector256<float> s0 = default, s1 = default;
             for (; i <= n - 16; i += 16)
@@ -133,7 +128,7 @@ public static unsafe class Simd
             for (; i <= n - 8; i += 8) s0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), s0);
             sum += Vector256.Sum(s0 + s1);
         }
-        if (Use128 && n - i >= 4)
+        if (w.Use128 && n - i >= 4)
         {
             Vector128<float> s0 = default;
             for (; i <= n - 4; i += 4) s0 = Vector128.FusedMultiplyAdd(Vector128.Load(a + i), Vector128.Load(b + i), s0);
@@ -144,7 +139,7 @@ public static unsafe class Simd
     }
 
     /// <summary>y[i] += alpha · x[i].</summary>
-    public static void Axpy(float alpha, float* x, float* y, int n) => Map(new MulAddScalar(alpha), x, y, y, n);
+    public static void Axpy(SimdWidth w, float alpha, float* x, float* y, int n) => Map(w, new MulAddScalar(alpha), x, y, y, n);
 }
 
 // ---- operator structs ----

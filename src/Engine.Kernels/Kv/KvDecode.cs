@@ -18,7 +18,7 @@ public static unsafe class KvDecode
                 new ReadOnlySpan<float>((float*)data + j * stride, width).CopyTo(new Span<float>(dst, width));
                 break;
             case KvElementType.F16:
-                HalfConvert.F16ToFloat((ushort*)data + j * stride, dst, width);
+                HalfConvert.F16ToFloat(SimdWidth.Widest, (ushort*)data + j * stride, dst, width);
                 break;
             case KvElementType.Int8:
             {
