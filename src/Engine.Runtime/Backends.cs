@@ -59,6 +59,14 @@ public static class Backends
     /// <summary>The accelerators the GPU backends can use: ILGPU's CPU accelerator (gpu-sim) and every CUDA device.</summary>
     public static IReadOnlyList<GpuDeviceInfo> Devices() => GpuDevice.List();
 
+    /// <summary>The accelerators as Runtime records (<see cref="Devices"/> without Engine.Gpu types), for front ends.</summary>
+    public static IReadOnlyList<AcceleratorInfo> Accelerators() =>
+        GpuDevice.List().Select(d => new AcceleratorInfo(d.Backend, d.Label, d.Name, d.MemoryBytes, d.FreeBytes, d.Multiprocessors, d.WarpSize)).ToList();
+
     /// <summary>A device label for result rows: <c>cuda:NVIDIA H200</c>, <c>cpu-sim</c>, or the backend's name.</summary>
     public static string DeviceLabel(IBackend backend) => backend is GpuBackend g ? g.Device.Label : backend.Name;
 }
+
+/// <summary>One accelerator a GPU backend can use: backend name (gpu / gpu-sim), label, device name, memory (free where
+/// known), multiprocessors, warp size.</summary>
+public sealed record AcceleratorInfo(string Backend, string Label, string Name, long MemoryBytes, long? FreeBytes, int Multiprocessors, int WarpSize);

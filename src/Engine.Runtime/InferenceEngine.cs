@@ -144,8 +144,12 @@ public sealed partial class InferenceEngine : IDisposable
     internal IDisposable PauseServingAfterNextStep() => _serving.PauseAfterNextStep();
 
     /// <summary>Opens <paramref name="path"/> (any format ModelFiles reads), builds the model on the chosen backend
+    /// and the tokenizer from the file's metadata (or EngineOptions.TokenizerPath).</summary>
+    public static InferenceEngine Load(string path, EngineOptions? options = null) => Load(path, options, tokenizerFactory: null);
+
+    /// <summary>Opens <paramref name="path"/> (any format ModelFiles reads), builds the model on the chosen backend
     /// and the tokenizer from the file's metadata (<paramref name="tokenizerFactory"/>; null = no text API).</summary>
-    public static InferenceEngine Load(string path, EngineOptions? options = null, Func<ModelFile, ITextTokenizer?>? tokenizerFactory = null)
+    public static InferenceEngine Load(string path, EngineOptions? options, Func<ModelFile, ITextTokenizer?>? tokenizerFactory)
     {
         options ??= new EngineOptions();
         options.Validate();   // every field, before the file is opened (OptionsValidation)
@@ -194,6 +198,9 @@ public sealed partial class InferenceEngine : IDisposable
 
     public string? ModelPath { get; private init; }
     public ModelConfig Config => _model.Config;
+
+    /// <summary>The loaded model's architecture and sizes, for front ends (no Engine.Model types).</summary>
+    public ModelInfo ModelInfo => new(Config.Architecture, Config.LayerCount, Config.EmbeddingLength, Config.VocabSize, Config.ContextLength);
     public ITextTokenizer? Tokenizer { get; }
     public int ContextLength { get; }
     public string BackendName => _backend.Name;

@@ -1,15 +1,13 @@
 // Asserts the layer arrows of DESIGN.md: each assembly references only the Engine assemblies below it — every project,
-// Runtime and Cli included. The CLI's target is Runtime only; CliNotYetRouted lists the lower layers its commands still
-// use directly (convert/inspect/tokenize/logits/eval/memory: issue 14 step 5 left) — the list may only shrink.
+// Runtime and Cli included. The CLI uses Runtime only (plus Server, which it hosts for `engine serve`, and Evaluation,
+// the benchmarks and the eval harness it runs); its project also sets DisableTransitiveProjectReferences, so a direct
+// use of a lower layer does not even compile.
 using System.Reflection;
 
 namespace Engine.Runtime.Tests;
 
 public class LayeringTests
 {
-    /// <summary>Lower layers the CLI still references directly (to be routed through Runtime's API; never to grow).</summary>
-    private static readonly string[] CliNotYetRouted = ["Engine.Gpu", "Engine.Formats", "Engine.Tokenizers", "Engine.Model", "Engine.Memory", "Engine.Kernels", "Engine.Tensors"];
-
     private static readonly Dictionary<string, string[]> Allowed = new()
     {
         ["Engine.Tensors"] = [],
@@ -21,8 +19,10 @@ public class LayeringTests
         ["Engine.Model"] = ["Engine.Kernels", "Engine.Formats", "Engine.Memory", "Engine.Tensors"],
         ["Engine.Scheduling"] = ["Engine.Memory", "Engine.Kernels", "Engine.Tensors"],
         ["Engine.Runtime"] = ["Engine.Scheduling", "Engine.Model", "Engine.Memory", "Engine.Tokenizers", "Engine.Formats", "Engine.Gpu", "Engine.Kernels", "Engine.Tensors"],
+        // layer 4½: benchmarks and the KV-policy evaluation harness (engine bench / bench-parallel / eval), off Runtime's API
+        ["Engine.Evaluation"] = ["Engine.Runtime", "Engine.Scheduling", "Engine.Model", "Engine.Memory", "Engine.Tokenizers", "Engine.Formats", "Engine.Gpu", "Engine.Kernels", "Engine.Tensors"],
         ["Engine.Server"] = ["Engine.Runtime"],   // layer 5 beside the CLI: the HTTP front of the in-process API
-        ["Engine.Cli"] = ["Engine.Runtime", "Engine.Server", .. CliNotYetRouted],   // `engine serve` hosts Engine.Server
+        ["Engine.Cli"] = ["Engine.Runtime", "Engine.Server", "Engine.Evaluation"],   // `engine serve` hosts Engine.Server
     };
 
     [Test]
@@ -39,6 +39,17 @@ public class LayeringTests
     {
         foreach (var name in new[] { "PauseServing", "ValidateKvPool", "EvictPrefixCache" })
             Assert.That(typeof(InferenceEngine).GetMethod(name, BindingFlags.Public | BindingFlags.Instance), Is.Null, $"{name} is public");
+    }
+
+    [Test]
+    public void BenchmarksAndEvaluationAreNotRuntimeApi()
+    {
+        // they live in Engine.Evaluation (layer 4½), not in Runtime's public surface
+        var leaked = typeof(InferenceEngine).Assembly.GetExportedTypes()
+            .Where(t => t.Namespace is "Engine.Runtime.Benchmarking" or "Engine.Runtime.Evaluation").Select(t => t.FullName).ToArray();
+        Assert.That(leaked, Is.Empty);
+        Assert.That(typeof(Engine.Runtime.Evaluation.KvEvaluator).Assembly.GetName().Name, Is.EqualTo("Engine.Evaluation"));
+        Assert.That(typeof(Engine.Runtime.Benchmarking.ModelBenchmark).Assembly.GetName().Name, Is.EqualTo("Engine.Evaluation"));
     }
 
     [TestCaseSource(nameof(Names))]

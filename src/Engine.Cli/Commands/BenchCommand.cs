@@ -48,7 +48,7 @@ public static class BenchCommand
             {
                 var shape = SyntheticModel.Shape(shapeName!);
                 foreach (var t in Ints.Split(pr.GetValue(types)!))
-                    files.Add(SyntheticModel.Ensure(shape, SyntheticModel.ParseType(t), pr.GetValue(cacheDir), Log));
+                    files.Add(SyntheticModel.EnsureNamed(shape, t, pr.GetValue(cacheDir), Log));
             }
             var results = new List<BenchResult>();
             int[]? parallelCounts = pr.GetValue(parallel) is string pl ? Ints.Parse(pl, "--parallel") : null;

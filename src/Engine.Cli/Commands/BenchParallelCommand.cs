@@ -34,7 +34,7 @@ public static class BenchParallelCommand
         {
             void Log(string s) => Console.Error.WriteLine(s);
             string path = pr.GetValue(synthetic) is string shape
-                ? SyntheticModel.Ensure(SyntheticModel.Shape(shape), SyntheticModel.ParseType(pr.GetValue(type)!), null, Log)
+                ? SyntheticModel.EnsureNamed(SyntheticModel.Shape(shape), pr.GetValue(type)!, null, Log)
                 : GenerationCommandSupport.ResolveModel(pr.GetValue(model));
             var counts = pr.GetValue(parallel)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(s => int.TryParse(s, out int v) ? v : throw new ArgumentException($"--parallel: '{s}' is not a number")).ToArray();

@@ -4,6 +4,8 @@
 using System.CommandLine;
 using Engine.Runtime;
 
+using Engine.Runtime.Tools;
+
 namespace Engine.Cli.Commands;
 
 public static class ChatCommand
@@ -73,7 +75,7 @@ public static class ChatCommand
                 catch (PromptTooLongException e)
                 {
                     history.RemoveAt(history.Count - 1);
-                    Console.Error.WriteLine($"error: {Engine.Tensors.ErrorText.Clean(e.Message)}; use /reset");
+                    Console.Error.WriteLine($"error: {EngineErrors.Clean(e.Message)}; use /reset");
                     continue;
                 }
                 history.Add(new ChatMessage("assistant", reply.ToString().Trim()));

@@ -3,8 +3,8 @@
 // Invariants: the output is written to a temporary file and moved into place only when complete; the input is never
 // overwritten; errors print one line to stderr and exit 1.
 using System.CommandLine;
-using Engine.Formats;
-using Engine.Formats.Gguf;
+
+using Engine.Runtime.Tools;
 
 namespace Engine.Cli.Commands;
 
@@ -25,28 +25,16 @@ public static class ConvertCommand
 
     public static int Run(string modelPath, string? tokenizerPath, string outPath)
     {
-        string tmp = outPath + ".tmp";
         try
         {
-            if (Path.GetFullPath(outPath) == Path.GetFullPath(modelPath))
-                throw new IOException("--out must differ from --model");
-            using var m = ModelFiles.Open(modelPath, tokenizerPath);
-            if (m.Tensors.Count == 0) throw new ModelFormatException(modelPath, -1, "has no tensors: nothing to convert");
-            var metadata = m.Metadata.Where(kv => kv.Key != TokenizerKeys.TokenizerJsonPath).ToList();
-            var w = new GgufWriter();
-            foreach (var (k, v) in metadata) if (k != GgufReader.AlignmentKey) w.AddMetadata(k, v);
-            foreach (var t in m.Tensors) w.AddTensor(t);
-            w.Write(tmp);
-            File.Move(tmp, outPath, overwrite: true);
-            if (m.GetArray<string>(TokenizerKeys.Tokens) == null)
-                Console.Error.WriteLine("warning: no tokenizer metadata embedded (pass --tokenizer)");
-            Console.WriteLine($"wrote {outPath}: {m.Tensors.Count} tensors, {metadata.Count} metadata keys, {new FileInfo(outPath).Length:N0} bytes");
+            var r = ModelConversion.ToGguf(modelPath, tokenizerPath, outPath);
+            if (!r.HasTokenizer) Console.Error.WriteLine("warning: no tokenizer metadata embedded (pass --tokenizer)");
+            Console.WriteLine($"wrote {outPath}: {r.TensorCount} tensors, {r.MetadataCount} metadata keys, {r.Bytes:N0} bytes");
             return 0;
         }
-        catch (Exception e) when (e is ModelFormatException or IOException or UnauthorizedAccessException or ArgumentException)
+        catch (Exception e) when (EngineErrors.IsModelFormatError(e) || e is IOException or UnauthorizedAccessException or ArgumentException)
         {
-            try { File.Delete(tmp); } catch (IOException) { }
-            Console.Error.WriteLine($"error: {Engine.Tensors.ErrorText.Clean(e.Message)}");
+            Console.Error.WriteLine($"error: {EngineErrors.Clean(e.Message)}");
             return 1;
         }
     }

@@ -1,13 +1,9 @@
 // Owns: `engine eval` — the KV-policy quality table (policy × budget → KLD vs full cache, top-1 agreement, bytes of KV
 // held per token, decode tokens/s) over a fixed text, and the planted-needle retrieval test (--needle). Logic lives in
-// Engine.Runtime.Evaluation; this file parses options and prints (table to stdout, --json one object per line).
+// Engine.Evaluation (EvalSession); this file parses options and prints (table to stdout, --json one object per line).
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
-using Engine.Formats;
-using Engine.Memory.Policies;
-using Engine.Model;
-using Engine.Runtime;
 using Engine.Runtime.Evaluation;
 
 namespace Engine.Cli.Commands;
@@ -42,9 +38,9 @@ public static class EvalCommand
             var policies = pr.GetValue(policy)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             // validate every combination before running anything
             int? bt = pr.GetValue(budgetTokens);
-            foreach (var pol in policies) foreach (double b in budgets) KvPolicySpec.Parse(pol, b, bt);
+            foreach (var pol in policies) foreach (double b in budgets) EvalSession.Validate(pol, b, bt);
             bool asJson = pr.GetValue(json);
-            using var be = Backends.Create(pr.GetValue(backend)!, pr.GetValue(threads));
+            using var session = EvalSession.Open(pr.GetValue(backend)!, pr.GetValue(threads));
             if (pr.GetValue(needle))
             {
                 if (!asJson) Console.WriteLine($"{"policy",-14} {"budget",6} {"context",9} {"retrieved",9} {"seconds",8} {"decode ms",10}");
@@ -52,7 +48,7 @@ public static class EvalCommand
                     foreach (double b in budgets)
                     {
                         ct.ThrowIfCancellationRequested();
-                        var r = NeedleEvaluator.Run(be, KvPolicySpec.Parse(pol, b, bt), pr.GetValue(context), pr.GetValue(trials), disk: pr.GetValue(disk));
+                        var r = session.Needle(pol, b, bt, pr.GetValue(context), pr.GetValue(trials), pr.GetValue(disk));
                         if (asJson) Console.WriteLine(JsonSerializer.Serialize(new { policy = r.Policy, budget = r.Budget, context = r.Context, trials = r.Trials, retrieved = r.Retrieved, seconds = Math.Round(r.Seconds, 3), decode_ms = Math.Round(r.DecodeMs, 3), peak_held_mib = Math.Round(r.PeakHeldBytes / 1048576.0, 1) }));
                         else Console.WriteLine($"{r.Policy,-14} {r.Budget,6:0.###} {r.Context,9} {r.Retrieved,9:P0} {r.Seconds,8:F2} {r.DecodeMs,10:F3}");
                     }
@@ -60,25 +56,17 @@ public static class EvalCommand
             }
 
             string path = GenerationCommandSupport.ResolveModel(pr.GetValue(model));
-            using var file = ModelFiles.Open(path);
-            var tok = TokenizerAdapter.FromModelFile(file) ?? throw new ArgumentException($"model {path} carries no tokenizer; eval needs one to tokenize the text");
             string body = pr.GetValue(text) is { } tf ? File.ReadAllText(tf) : KvEvaluator.DefaultText();
-            var pb = new Engine.Memory.Policies.PolicyBackend(be);
-            using var m = ModelLoader.Load(file, pb);
-            int[] ids = tok.Encode(body, addSpecial: true, parseSpecial: false);
-            if (ids.Length > m.Config.ContextLength) ids = ids[..m.Config.ContextLength];
-            int pre = pr.GetValue(prefill) is > 0 and var pv ? pv : Math.Min(128, ids.Length / 4);
-            var ev = new KvEvaluator(m, pb, ids, pre);
-            Console.Error.WriteLine($"eval: {Path.GetFileName(path)}, {ids.Length} tokens ({pre} prefill + {ev.Steps} teacher-forced decode steps), backend {be.Name}");
+            using var ev = session.OpenText(path, body, pr.GetValue(prefill));
+            Console.Error.WriteLine($"eval: {Path.GetFileName(path)}, {ev.Tokens} tokens ({ev.Prefill} prefill + {ev.Steps} teacher-forced decode steps), backend {session.BackendName}");
             var rows = new List<KvEvalResult> { ev.Full() };
             foreach (var pol in policies)
             {
-                var spec0 = KvPolicySpec.Parse(pol, 1.0);
-                bool budgetFree = spec0.Selection == SelectionKind.None && spec0.Retention is RetentionKind.Full or RetentionKind.Int8 or RetentionKind.Kivi4;
+                bool budgetFree = EvalSession.IsBudgetFree(pol);
                 foreach (double b in budgetFree ? [1.0] : budgets)
                 {
                     ct.ThrowIfCancellationRequested();
-                    var r = ev.Evaluate(KvPolicySpec.Parse(pol, b, bt));
+                    var r = ev.Evaluate(pol, b, bt);
                     rows.Add(r);
                     if (asJson) Console.WriteLine(JsonSerializer.Serialize(new
                     {

@@ -3,9 +3,10 @@
 // Invariants: nothing but generated text / requested results ever goes to stdout; every failure is one line on
 // stderr and a non-zero exit code (1 = bad input or file, 130 = cancelled).
 using System.CommandLine;
-using Engine.Formats;
 using Engine.Runtime;
+using Engine.Runtime.Memory;
 using Engine.Runtime.Sampling;
+using Engine.Runtime.Tools;
 using Spectre.Console;
 
 namespace Engine.Cli.Commands;
@@ -140,15 +141,15 @@ internal static class GenerationCommandSupport
         // run / chat are one stream: the CLI says so (MaxConcurrentSequences = 1) and the runtime picks the store (with a KV
         // policy and no disk tier: the single-sequence policy store, which frees what the policy evicts or quantizes).
         WarnThreads(threads);
-        if (memory != null) Engine.Memory.Documents.MemoryLock.OnWait = line => Console.Error.WriteLine(line);
+        if (memory != null) MemoryStore.OnLockWait(line => Console.Error.WriteLine(line));
         var engine = WithProgress($"loading {Path.GetFileName(path)}…", () =>
             InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, KvBudgetBytes = kvBudgetBytes, KvDiskBytes = kvDiskBytes, Memory = memory, MemoryDirectory = memoryDir,
                 KvPolicy = kvPolicy, KvPolicyBudget = kvPolicyBudget ?? new EngineOptions().KvPolicyBudget, KvPolicyBudgetTokens = kvPolicyBudgetTokens, MaxConcurrentSequences = 1 }));
-        var c = engine.Config;
+        var c = engine.ModelInfo;
         Console.Error.WriteLine($"loaded {Path.GetFileName(path)} ({c.Architecture}, {c.LayerCount} layers, dim {c.EmbeddingLength}, vocab {c.VocabSize}, context {engine.ContextLength}) " +
             $"on {engine.BackendName} in {sw.Elapsed.TotalMilliseconds:F0} ms");
-        if (engine.ContextLength > c.ContextLength && c.ContextLength > 0)
-            Console.Error.WriteLine($"warning: --ctx-size {engine.ContextLength} is beyond the {c.ContextLength} tokens the model was trained on; "
+        if (engine.ContextLength > c.TrainedContextLength && c.TrainedContextLength > 0)
+            Console.Error.WriteLine($"warning: --ctx-size {engine.ContextLength} is beyond the {c.TrainedContextLength} tokens the model was trained on; "
                 + "output past that point is usually garbage");
         if (!string.IsNullOrWhiteSpace(kvPolicy))
             Console.Error.WriteLine($"kv policy: {kvPolicy} (budget {kvPolicyBudget ?? new EngineOptions().KvPolicyBudget:G3}"
@@ -166,12 +167,9 @@ internal static class GenerationCommandSupport
     {
         try { return await body(); }
         catch (OperationCanceledException) { Console.Error.WriteLine("cancelled"); return 130; }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or ModelFormatException or ArgumentException
-                                      or InvalidOperationException or NotSupportedException or IOException or FormatException
-                                      or Engine.Memory.Documents.MemoryFormatException or UnauthorizedAccessException
-                                      or InsufficientMemoryException)
+        catch (Exception e) when (EngineErrors.IsInputError(e))
         {
-            Console.Error.WriteLine($"error: {Engine.Tensors.ErrorText.Clean(e.Message)}");
+            Console.Error.WriteLine($"error: {EngineErrors.Clean(e.Message)}");
             return 1;
         }
     }

@@ -3,9 +3,7 @@
 // The file layout equals the shared reference fixtures' `*.logits.f32`, so outputs compare directly.
 using System.CommandLine;
 using System.Runtime.InteropServices;
-using Engine.Formats;
-using Engine.Model;
-using Engine.Runtime;
+using Engine.Runtime.Tools;
 
 namespace Engine.Cli.Commands;
 
@@ -28,28 +26,11 @@ public static class LogitsCommand
         {
             int[] ids = ParseIds(pr.GetValue(tokens)!);
             string outPath = pr.GetValue(output)!;
-            if (Directory.Exists(outPath)) throw new ArgumentException($"--out {Engine.Tensors.ErrorText.Quote(outPath)} is a directory; give a file path");
+            if (Directory.Exists(outPath)) throw new ArgumentException($"--out {EngineErrors.Quote(outPath)} is a directory; give a file path");
             string path = pr.GetValue(model)!;
-            if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
-            using var file = ModelFiles.Open(path);
-            using var be = Backends.Create(pr.GetValue(backend)!, pr.GetValue(threads));
-            using var m = Backends.LoadModel(file, be);
-            int vocab = m.Config.VocabSize;
-            if (ids.Length > m.Config.ContextLength)
-                throw new ArgumentException($"{ids.Length} tokens exceed the model's context length {m.Config.ContextLength}");
-            foreach (int id in ids)
-                if ((uint)id >= (uint)vocab) throw new ArgumentException($"token id {id} is outside the vocabulary (0..{vocab - 1})");
-            using var kv = m.CreateKvStore(ids.Length);
-            var logits = new float[ids.Length * vocab];   // [n_tokens, n_vocab]
-            var sw = System.Diagnostics.Stopwatch.StartNew();
-            if (!pr.GetValue(decode))
-                m.Forward(ForwardBatch.ForSequence(ids, 0), kv, logits, allLogits: true);
-            else
-                for (int t = 0; t < ids.Length; t++)
-                {
-                    ct.ThrowIfCancellationRequested();
-                    m.Forward(ForwardBatch.ForSequence(ids.AsSpan(t, 1), t), kv, logits.AsSpan(t * vocab, vocab), allLogits: false);
-                }
+            var result = ModelLogits.Compute(path, pr.GetValue(backend)!, pr.GetValue(threads), ids, pr.GetValue(decode), ct);
+            var logits = result.Values;   // [n_tokens, n_vocab]
+            int vocab = result.VocabSize;
             if (!BitConverter.IsLittleEndian) throw new NotSupportedException("big-endian hosts are not supported");
             // a temp file beside the target, then a rename: a failed or cancelled write leaves no partial file
             string tmp = outPath + $".tmp{Environment.ProcessId}";
@@ -59,7 +40,7 @@ public static class LogitsCommand
                 File.Move(tmp, outPath, overwrite: true);
             }
             finally { if (File.Exists(tmp)) File.Delete(tmp); }
-            Console.Error.WriteLine($"wrote {ids.Length} × {vocab} logits to {pr.GetValue(output)} ({(pr.GetValue(decode) ? "decode" : "batch")}, {be.Name}, {sw.Elapsed.TotalMilliseconds:F0} ms)");
+            Console.Error.WriteLine($"wrote {ids.Length} × {vocab} logits to {pr.GetValue(output)} ({(pr.GetValue(decode) ? "decode" : "batch")}, {result.BackendName}, {result.ForwardTime.TotalMilliseconds:F0} ms)");
             return Task.FromResult(0);
         }));
         return cmd;

@@ -3,13 +3,10 @@
 // ~/.cache/engine/memories) with a progress bar on stderr; ls lists memories or one memory's documents (stdout);
 // rm removes one document or the whole memory. `engine run --memory NAME` then attends over the memory.
 using System.CommandLine;
-using Engine.Formats;
-using Engine.Kernels;
-using Engine.Model;
-using Engine.Runtime;
-using Engine.Memory.Documents;
 using Engine.Runtime.Memory;
 using Spectre.Console;
+
+using Engine.Runtime.Tools;
 
 namespace Engine.Cli.Commands;
 
@@ -19,7 +16,7 @@ public static class MemoryCommand
 
     public static Command Create()
     {
-        MemoryLock.OnWait = line => Console.Error.WriteLine(line);   // "waiting for memory X: another process is …"
+        MemoryStore.OnLockWait(line => Console.Error.WriteLine(line));   // "waiting for memory X: another process is …"
         var cmd = new Command("memory", "Persistent memory documents: add, list, remove.");
         cmd.Subcommands.Add(Add());
         cmd.Subcommands.Add(List());
@@ -42,55 +39,41 @@ public static class MemoryCommand
             if (!File.Exists(path)) throw new FileNotFoundException($"model file not found: {path}");
             var paths = pr.GetValue(files)!;
             foreach (var f in paths) if (!File.Exists(f)) throw new FileNotFoundException($"document not found: {f}");
-            using var file = ModelFile.Open(path);
-            using var backend = Backends.Create("cpu", pr.GetValue(threads));
-            using var m = ModelLoader.Load(file, backend);
-            var tok = TokenizerAdapter.FromModelFile(file) ?? throw new InvalidOperationException($"{path} has no tokenizer metadata");
             var root = pr.GetValue(dir) ?? MemoryStore.DefaultRoot;
-            var mem = MemoryStore.OpenOrCreate(root, pr.GetValue(name)!, MemoryStore.Identify(file, m.Config), m.Config, pr.GetValue(chunk),
-                cancellationToken: ct);
-            bool committed = false;
-            try
+            // a failed or cancelled add leaves the memory as it was; one it created is removed again (MemoryIngest.Dispose)
+            using var ingest = MemoryIngest.Open(path, pr.GetValue(threads), root, pr.GetValue(name)!, pr.GetValue(chunk), ct);
+            var mem = ingest.Store;
+            foreach (var bad in mem.CorruptDocuments)
+                Console.Error.WriteLine($"warning: memory '{mem.Name}': document {EngineErrors.Quote(bad)} is corrupt; engine memory rm it and add it again");
+            var docs = paths.Select(f => (Name: Path.GetFileName(f), Tokens: ingest.Encode(File.ReadAllText(f)))).ToList();
+            foreach (var d in docs)
+                if (mem.Documents.Any(x => x.Name == d.Name))
+                    throw new ArgumentException($"memory {EngineErrors.Quote(mem.Name)} already holds a document named {EngineErrors.Quote(d.Name)} (engine memory rm it first)");
+            long total = docs.Sum(d => (long)d.Tokens.Length);
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            void Ingest(Action<string, int>? report)
             {
-                foreach (var bad in mem.Memory.CorruptDocuments)
-                    Console.Error.WriteLine($"warning: memory '{mem.Name}': document {Engine.Tensors.ErrorText.Quote(bad)} is corrupt; engine memory rm it and add it again");
-                var docs = paths.Select(f => (Name: Path.GetFileName(f), Tokens: tok.Encode(File.ReadAllText(f), addSpecial: true, parseSpecial: false))).ToList();
                 foreach (var d in docs)
-                    if (mem.List().Any(x => x.Name == d.Name))
-                        throw new ArgumentException($"memory {Engine.Tensors.ErrorText.Quote(mem.Name)} already holds a document named {Engine.Tensors.ErrorText.Quote(d.Name)} (engine memory rm it first)");
-                long total = docs.Sum(d => (long)d.Tokens.Length);
-                var sw = System.Diagnostics.Stopwatch.StartNew();
-                var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-                void Ingest(Action<string, int>? report)
                 {
-                    foreach (var d in docs)
-                    {
-                        ct.ThrowIfCancellationRequested();
-                        mem.Add(m, d.Name, d.Tokens, report == null ? null : new Progress<int>(n => report(d.Name, n)), cancellationToken: ct);
-                        report?.Invoke(d.Name, d.Tokens.Length);
-                    }
+                    ct.ThrowIfCancellationRequested();
+                    ingest.Add(d.Name, d.Tokens, report == null ? null : new Progress<int>(n => report(d.Name, n)), cancellationToken: ct);
+                    report?.Invoke(d.Name, d.Tokens.Length);
                 }
-                Console.Error.WriteLine($"memory '{mem.Name}': adding {docs.Count} documents, {total} tokens…");
-                if (Console.IsErrorRedirected) Ingest(null);
-                else
-                    err.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-                        .Start(ctx =>
-                        {
-                            var tasks = docs.ToDictionary(d => d.Name, d => ctx.AddTask(d.Name, maxValue: d.Tokens.Length));
-                            Ingest((doc, n) => tasks[doc].Value = n);
-                        });
-                ct.ThrowIfCancellationRequested();
-                mem.Save();   // the commit: all files of this add, or none
-                committed = true;
-                Console.Error.WriteLine($"memory '{mem.Name}': added {docs.Count} documents, {total} tokens in {sw.Elapsed.TotalSeconds:F2} s " +
-                    $"({total / Math.Max(1e-9, sw.Elapsed.TotalSeconds):F0} tok/s); {mem.List().Count} documents, {mem.Memory.DiskBytes / 1024.0:F0} KiB on disk");
             }
-            finally
-            {
-                // a failed or cancelled add leaves the memory as it was; one it created is removed again
-                if (!committed && mem.Created) MemoryStore.DeleteCreated(mem, root);
-                else mem.Dispose();
-            }
+            Console.Error.WriteLine($"memory '{mem.Name}': adding {docs.Count} documents, {total} tokens…");
+            if (Console.IsErrorRedirected) Ingest(null);
+            else
+                err.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                    .Start(ctx =>
+                    {
+                        var tasks = docs.ToDictionary(d => d.Name, d => ctx.AddTask(d.Name, maxValue: d.Tokens.Length));
+                        Ingest((doc, n) => tasks[doc].Value = n);
+                    });
+            ct.ThrowIfCancellationRequested();
+            ingest.Save();   // the commit: all files of this add, or none
+            Console.Error.WriteLine($"memory '{mem.Name}': added {docs.Count} documents, {total} tokens in {sw.Elapsed.TotalSeconds:F2} s " +
+                $"({total / Math.Max(1e-9, sw.Elapsed.TotalSeconds):F0} tok/s); {mem.Documents.Count} documents, {mem.DiskBytes / 1024.0:F0} KiB on disk");
             return Task.FromResult(0);
         }));
         return cmd;
@@ -106,9 +89,9 @@ public static class MemoryCommand
             var root = pr.GetValue(dir) ?? MemoryStore.DefaultRoot;
             if (pr.GetValue(name) is { } n)
             {
-                using var mem = MemoryStore.Open(root, n, expected: null, writable: false);
-                Console.Error.WriteLine($"memory '{n}': model {mem.Memory.Identity}, chunk {mem.Memory.ChunkSize} tokens, {mem.Memory.DiskBytes / 1024.0:F0} KiB on disk");
-                foreach (var d in mem.List()) Console.WriteLine($"{d.Name}\t{d.TokenCount} tokens\t{d.ChunkCount} chunks");
+                using var mem = MemoryStore.OpenUnchecked(root, n, writable: false);
+                Console.Error.WriteLine($"memory '{n}': model {mem.IdentityText}, chunk {mem.ChunkSize} tokens, {mem.DiskBytes / 1024.0:F0} KiB on disk");
+                foreach (var d in mem.Documents) Console.WriteLine($"{d.Name}\t{d.TokenCount} tokens\t{d.ChunkCount} chunks");
             }
             else
                 foreach (var m in MemoryStore.Names(root)) Console.WriteLine(m);
@@ -129,7 +112,7 @@ public static class MemoryCommand
             var n = pr.GetValue(name)!;
             if (pr.GetValue(doc) is { } d)
             {
-                using var mem = MemoryStore.Open(root, n, expected: null);
+                using var mem = MemoryStore.OpenUnchecked(root, n);
                 if (!mem.Remove(d)) throw new ArgumentException($"memory '{n}' has no document '{d}'");
                 mem.Save();
                 Console.Error.WriteLine($"removed '{d}' from memory '{n}'");

@@ -5,9 +5,9 @@
 // empty text); otherwise a table of id and piece. Errors: one line on stderr, exit code 1.
 using System.CommandLine;
 using System.Text;
-using Engine.Formats;
-using Engine.Tokenizers;
 using Spectre.Console;
+
+using Engine.Runtime.Tools;
 
 namespace Engine.Cli.Commands;
 
@@ -30,7 +30,7 @@ public static class TokenizeCommand
                 string? path = parse.GetValue(file), inline = parse.GetValue(text);
                 if ((path == null) == (inline == null)) return Fail("give exactly one of TEXT or --file");
                 string input = path != null ? ReadExact(path) : inline!;
-                var tokenizer = Tokenizer.Load(parse.GetValue(model)!);
+                var tokenizer = FileTokenizer.Load(parse.GetValue(model)!);
                 var ids = tokenizer.Encode(input, parse.GetValue(addSpecial), parse.GetValue(parseSpecial));
                 if (parse.GetValue(idsOnly))
                 {
@@ -46,9 +46,9 @@ public static class TokenizeCommand
                 ConsoleOutput.Create().Write(table);
                 return 0;
             }
-            catch (Exception e) when (e is ModelFormatException or IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
+            catch (Exception e) when (EngineErrors.IsModelFormatError(e) || e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
             {
-                return Fail(Engine.Tensors.ErrorText.Clean(e.Message));
+                return Fail(EngineErrors.Clean(e.Message));
             }
         });
         return command;

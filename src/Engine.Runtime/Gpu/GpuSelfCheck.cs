@@ -18,6 +18,14 @@ public static unsafe class GpuSelfCheck
 {
     /// <summary>Runs every check on <paramref name="gpu"/>; returns the number of failures. <paramref name="model"/>:
     /// a GGUF for the whole-model check (null = skipped).</summary>
+    /// <summary>Creates the named GPU backend ("gpu" or "gpu-sim") and runs every check on it (<see cref="Run(GpuBackend, bool, string?, Action{string})"/>).</summary>
+    public static int RunOn(string backend, bool small, string? model, Action<string> log)
+    {
+        if (backend is not ("gpu" or "gpu-sim")) throw new ArgumentException($"--backend must be gpu or gpu-sim, not '{backend}'");
+        using var gpu = (GpuBackend)Backends.Create(backend);
+        return Run(gpu, small, model, log);
+    }
+
     public static int Run(GpuBackend gpu, bool small, string? model, Action<string> log)
     {
         int fails = 0;

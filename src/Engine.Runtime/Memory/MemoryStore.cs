@@ -68,6 +68,9 @@ public sealed class MemoryStore : IDisposable
 
     /// <summary>Opens an existing memory, for writing (exclusive lock) unless <paramref name="writable"/> is false (shared
     /// lock: what a generation needs); <paramref name="expected"/> null skips the model check (listing, removing).</summary>
+    /// <summary>Opens memory <paramref name="name"/> whatever model it belongs to (listing, removing documents).</summary>
+    public static MemoryStore OpenUnchecked(string root, string name, bool writable = true) => Open(root, name, expected: null, writable);
+
     public static MemoryStore Open(string root, string name, MemoryIdentity? expected, bool writable = true, TimeSpan? lockTimeout = null)
     {
         var folder = FolderOf(root, name);
@@ -102,6 +105,25 @@ public sealed class MemoryStore : IDisposable
     }
 
     public IReadOnlyList<MemoryDocumentInfo> List() => Memory.Documents;
+
+    /// <summary>The memory's documents as Runtime records (name, tokens, routed chunks) for front ends.</summary>
+    public IReadOnlyList<MemoryDocumentSummary> Documents => Memory.Documents.Select(d => new MemoryDocumentSummary(d.Name, d.TokenCount, d.ChunkCount)).ToList();
+
+    /// <summary>The model identity the memory is tied to, as text (architecture, shape, hash).</summary>
+    public string IdentityText => Memory.Identity.ToString();
+
+    /// <summary>Tokens per routed chunk.</summary>
+    public int ChunkSize => Memory.ChunkSize;
+
+    /// <summary>Bytes the memory holds on disk.</summary>
+    public long DiskBytes => Memory.DiskBytes;
+
+    /// <summary>Documents whose files failed their check when the memory was opened (remove and add them again).</summary>
+    public IReadOnlyList<string> CorruptDocuments => Memory.CorruptDocuments;
+
+    /// <summary>Where to report "waiting for memory X: another process holds it" lines while a lock is awaited
+    /// (process-wide, as the lock files are; null = silent).</summary>
+    public static void OnLockWait(Action<string>? report) => MemoryLock.OnWait = report;
 
     public bool Remove(string document) => Memory.Remove(document);
 

@@ -65,6 +65,10 @@ public static class SyntheticModel
         : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "engine");
 
     /// <summary>The cached file for (shape, type), written first when absent. Returns its path.</summary>
+    /// <summary><see cref="Ensure"/> with the weight type by name (<see cref="ParseType"/>: f32, f16, q8_0, q4_0 …).</summary>
+    public static string EnsureNamed(SyntheticShape shape, string type, string? cacheDirectory = null, Action<string>? log = null) =>
+        Ensure(shape, ParseType(type), cacheDirectory, log);
+
     public static string Ensure(SyntheticShape shape, DType type, string? cacheDirectory = null, Action<string>? log = null)
     {
         string dir = cacheDirectory ?? DefaultCacheDirectory;
