@@ -33,13 +33,19 @@ public static class OptionsValidation
         Range("EngineOptions.Threads", "--threads", o.Threads, 0, MaxThreads, "0 = all cores");
         Range("EngineOptions.ContextLength", "--ctx-size", o.ContextLength, 0, MaxContextLength, "0 = the model's trained context");
         Range("EngineOptions.PrefillChunk", null, o.PrefillChunk, 1, MaxContextLength);
-        Range("EngineOptions.MaxConcurrentSequences", "--parallel", o.MaxConcurrentSequences, 1, 1 << 16);
-        Range("EngineOptions.BlockSize", null, o.BlockSize, 1, 1 << 16);
-        Range("EngineOptions.MemoryTopK", null, o.MemoryTopK, 1, 1 << 20);
-        if (o.KvBudgetBytes < 0) throw Bad("EngineOptions.KvBudgetBytes", "--kv-budget", o.KvBudgetBytes.ToString(), "0 (default) or a positive size");
-        CheckMemoryBudget("EngineOptions.KvBudgetBytes", "--kv-budget", o.KvBudgetBytes);
-        if (o.KvDiskBytes < 0) throw Bad("EngineOptions.KvDiskBytes", "--kv-disk-mb", o.KvDiskBytes.ToString(), "0 (none) or a positive size");
-        // KvPolicy / KvPolicyBudget / KvPolicyBudgetTokens: KvPolicyWiring.Parse (KvPolicyException, an ArgumentException).
+        // groups: a null group is a caller error too; fields are named by their group path and their shorthand
+        var serving = o.Serving ?? throw Bad("EngineOptions.Serving", null, "null", "a ServingOptions");
+        var kv = o.Kv ?? throw Bad("EngineOptions.Kv", null, "null", "a KvCacheOptions");
+        _ = o.Policy ?? throw Bad("EngineOptions.Policy", null, "null", "a KvPolicyOptions");
+        var docs = o.Documents ?? throw Bad("EngineOptions.Documents", null, "null", "a DocumentMemoryOptions");
+        Range("EngineOptions.Serving.MaxConcurrentSequences (EngineOptions.MaxConcurrentSequences)", "--parallel", serving.MaxConcurrentSequences, 1, 1 << 16);
+        Range("EngineOptions.Kv.BlockSize (EngineOptions.BlockSize)", null, kv.BlockSize, 1, 1 << 16);
+        Range("EngineOptions.Documents.TopK (EngineOptions.MemoryTopK)", null, docs.TopK, 1, 1 << 20);
+        const string budget = "EngineOptions.Kv.BudgetBytes (EngineOptions.KvBudgetBytes)";
+        if (kv.BudgetBytes < 0) throw Bad(budget, "--kv-budget", kv.BudgetBytes.ToString(), "0 (default) or a positive size");
+        CheckMemoryBudget(budget, "--kv-budget", kv.BudgetBytes);
+        if (kv.DiskBytes < 0) throw Bad("EngineOptions.Kv.DiskBytes (EngineOptions.KvDiskBytes)", "--kv-disk-mb", kv.DiskBytes.ToString(), "0 (none) or a positive size");
+        // Policy (Spec / Budget / BudgetTokens): KvPolicyWiring.Parse (KvPolicyException, an ArgumentException).
     }
 
     /// <summary>Throws ArgumentException naming the first bad field of <paramref name="o"/>.</summary>

@@ -48,7 +48,7 @@ internal static class GenerationCommandSupport
         Description = "KV memory budget of the paged engine (bytes, or with K/M/G suffix, e.g. 512M). Default: one full context (run/chat run one stream).",
     };
 
-    /// <summary>`--kv-disk-mb N`: a KV disk tier of N MiB for the paged engine (EngineOptions.KvDiskBytes).</summary>
+    /// <summary>`--kv-disk-mb N`: a KV disk tier of N MiB for the paged engine (EngineOptions.Kv.DiskBytes).</summary>
     public static Option<int> KvDiskOption() => new("--kv-disk-mb")
     {
         Description = "Paged engine: MiB of KV disk tier (a memory-mapped temp file, deleted at exit). When the --kv-budget RAM blocks run out, "
@@ -113,7 +113,7 @@ internal static class GenerationCommandSupport
     public static Option<double> KvPolicyBudgetOption() => new("--kv-budget-fraction")
     {
         Description = "With --kv-policy: the fraction of the sequence in (0, 1] the policy may hold/read.",
-        DefaultValueFactory = _ => new EngineOptions().KvPolicyBudget,
+        DefaultValueFactory = _ => new KvPolicyOptions().Budget,
     };
 
     /// <summary>`--kv-budget-tokens N`: a selection policy's (quest, msa) fixed read budget in tokens per step.</summary>
@@ -143,8 +143,14 @@ internal static class GenerationCommandSupport
         WarnThreads(threads);
         if (memory != null) MemoryStore.OnLockWait(line => Console.Error.WriteLine(line));
         var engine = WithProgress($"loading {Path.GetFileName(path)}…", () =>
-            InferenceEngine.Load(path, new EngineOptions { Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer, KvBudgetBytes = kvBudgetBytes, KvDiskBytes = kvDiskBytes, Memory = memory, MemoryDirectory = memoryDir,
-                KvPolicy = kvPolicy, KvPolicyBudget = kvPolicyBudget ?? new EngineOptions().KvPolicyBudget, KvPolicyBudgetTokens = kvPolicyBudgetTokens, MaxConcurrentSequences = 1 }));
+            InferenceEngine.Load(path, new EngineOptions
+            {
+                Backend = backend, Threads = threads, ContextLength = contextLength, TokenizerPath = tokenizer,
+                Kv = new KvCacheOptions { BudgetBytes = kvBudgetBytes, DiskBytes = kvDiskBytes },
+                Documents = new DocumentMemoryOptions { Name = memory, Directory = memoryDir },
+                Policy = new KvPolicyOptions { Spec = kvPolicy, Budget = kvPolicyBudget ?? new KvPolicyOptions().Budget, BudgetTokens = kvPolicyBudgetTokens },
+                Serving = new ServingOptions { MaxConcurrentSequences = 1 },
+            }));
         var c = engine.ModelInfo;
         Console.Error.WriteLine($"loaded {Path.GetFileName(path)} ({c.Architecture}, {c.LayerCount} layers, dim {c.EmbeddingLength}, vocab {c.VocabSize}, context {engine.ContextLength}) " +
             $"on {engine.BackendName} in {sw.Elapsed.TotalMilliseconds:F0} ms");
@@ -152,7 +158,7 @@ internal static class GenerationCommandSupport
             Console.Error.WriteLine($"warning: --ctx-size {engine.ContextLength} is beyond the {c.TrainedContextLength} tokens the model was trained on; "
                 + "output past that point is usually garbage");
         if (!string.IsNullOrWhiteSpace(kvPolicy))
-            Console.Error.WriteLine($"kv policy: {kvPolicy} (budget {kvPolicyBudget ?? new EngineOptions().KvPolicyBudget:G3}"
+            Console.Error.WriteLine($"kv policy: {kvPolicy} (budget {kvPolicyBudget ?? new KvPolicyOptions().Budget:G3}"
                 + (kvPolicyBudgetTokens is { } bt ? $", selection reads {bt} tokens/step" : "")
                 + (engine.IsPaged ? "; paged path with a disk tier: blocks stay allocated)" : "; single-sequence store: evicted / quantized rows are freed)"));
         return engine;

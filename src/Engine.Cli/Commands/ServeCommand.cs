@@ -44,8 +44,10 @@ public static class ServeCommand
             using var engine = InferenceEngine.Load(path, new EngineOptions
             {
                 Backend = pr.GetValue(backend)!, Threads = pr.GetValue(threads), ContextLength = pr.GetValue(ctx), TokenizerPath = pr.GetValue(tokenizer),
-                KvBudgetBytes = GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), KvDiskBytes = GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)),
-                KvPolicy = pr.GetValue(kvPolicy), KvPolicyBudget = pr.GetValue(kvPolicyBudget), Memory = pr.GetValue(memory), MaxConcurrentSequences = mc,
+                Kv = new KvCacheOptions { BudgetBytes = GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), DiskBytes = GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)) },
+                Policy = new KvPolicyOptions { Spec = pr.GetValue(kvPolicy), Budget = pr.GetValue(kvPolicyBudget) },
+                Documents = new DocumentMemoryOptions { Name = pr.GetValue(memory) },
+                Serving = new ServingOptions { MaxConcurrentSequences = mc },
             });
             var options = new ServerOptions
             {
