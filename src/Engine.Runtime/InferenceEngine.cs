@@ -194,7 +194,7 @@ public sealed partial class InferenceEngine : IDisposable
     }
 
     /// <summary>The tokenizer used when none is given: built from the model file's tokenizer metadata.</summary>
-    public static Func<ModelFile, ITextTokenizer?> DefaultTokenizer { get; set; } = TokenizerAdapter.FromModelFile;
+    public static Func<ModelFile, ITextTokenizer?> DefaultTokenizer { get; } = TokenizerAdapter.FromModelFile;
 
     public string? ModelPath { get; private init; }
     public ModelConfig Config => _model.Config;

@@ -52,6 +52,30 @@ public class LayeringTests
         Assert.That(typeof(Engine.Runtime.Benchmarking.ModelBenchmark).Assembly.GetName().Name, Is.EqualTo("Engine.Evaluation"));
     }
 
+    /// <summary>Process-wide settable statics that are not kernel or engine variants (allowed, with the reason).</summary>
+    private static readonly string[] AllowedMutableStatics =
+    [
+        "Engine.Memory.Documents.MemoryLock.OnWait",   // where "waiting for memory X" lines go (a log hook; MemoryStore.OnLockWait)
+    ];
+
+    [TestCaseSource(nameof(Names))]
+    public void NoPublicMutableStatics(string name)
+    {
+        // variants are parameters (CpuKernelOptions, HugePageMemory.Allocate(bytes, hugePages), EngineOptions), not switches
+        // a test or benchmark flips for the whole process
+        var asm = Assembly.Load(name == "Engine.Cli" ? "engine" : name);
+        const BindingFlags flags = BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly;
+        var found = new List<string>();
+        foreach (var t in asm.GetExportedTypes())
+        {
+            foreach (var p in t.GetProperties(flags))
+                if (p.SetMethod is { IsPublic: true }) found.Add($"{t.FullName}.{p.Name}");
+            foreach (var f in t.GetFields(flags))
+                if (!f.IsInitOnly && !f.IsLiteral) found.Add($"{t.FullName}.{f.Name}");
+        }
+        Assert.That(found.Except(AllowedMutableStatics), Is.Empty, $"{name} has public mutable statics");
+    }
+
     [TestCaseSource(nameof(Names))]
     public void AssemblyReferencesOnlyLowerLayers(string name)
     {
