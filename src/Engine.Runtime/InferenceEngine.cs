@@ -143,6 +143,9 @@ public sealed partial class InferenceEngine : IDisposable
     /// <summary>Test hook: holds the step loop from the end of its next non-empty step until disposed.</summary>
     internal IDisposable PauseServingAfterNextStep() => _serving.PauseAfterNextStep();
 
+    /// <summary>Tests: called on the serving loop's thread, under its lock, after every completed step with the scheduler.</summary>
+    internal Action<Engine.Scheduling.Scheduler>? AfterServingStep { set => _serving.AfterStep = value; }
+
     /// <summary>Opens <paramref name="path"/> (any format ModelFiles reads), builds the model on the chosen backend
     /// and the tokenizer from the file's metadata (<paramref name="tokenizerFactory"/>; null = no text API).</summary>
     public static InferenceEngine Load(string path, EngineOptions? options = null, Func<ModelFile, ITextTokenizer?>? tokenizerFactory = null)

@@ -45,10 +45,12 @@ public sealed record SchedulePlan(
 
 /// <summary>
 /// The executor's report for one scheduled request: the sampled token (required when the request's
-/// ScheduledRequest.SamplesToken is true, unless <paramref name="Finished"/>), and whether the runtime ends it
-/// (e.g. a stop string matched).
+/// ScheduledRequest.SamplesToken is true, unless <paramref name="Finished"/>), whether the runtime ends it
+/// (e.g. a stop string matched), and — for a request whose KV policy packs the rows it keeps into the front of its
+/// table — <paramref name="KeptSlots"/>: the slots it still uses (≥ 0; the scheduler keeps ceil(KeptSlots / BlockSize)
+/// blocks and returns the rest to the pool; later reservations append after KeptSlots). −1 = slots = positions.
 /// </summary>
-public readonly record struct StepResult(long RequestId, int? SampledToken, bool Finished = false);
+public readonly record struct StepResult(long RequestId, int? SampledToken, bool Finished = false, int KeptSlots = -1);
 
 /// <summary>Scheduler counters.</summary>
 public sealed record SchedulerStats(
