@@ -2,7 +2,8 @@
 // ScheduledRequest) and what the executor reports back (StepResult).
 // Invariants: a plan is immutable; the executor applies Moves (in order), then Copies, before the forward; for each ScheduledRequest it
 // computes positions [StartPosition, StartPosition + TokenIds.Length) writing K/V into BlockTable[p / BlockSize]
-// slot p % BlockSize, reading positions < StartPosition from the same table; when SamplesToken it samples one
+// slot p % BlockSize, reading positions < StartPosition from the same table (a request whose KV policy packs its rows —
+// StepResult.KeptSlots — uses the table as row slots instead: the executor knows which); when SamplesToken it samples one
 // token from the logits of the last position. Blocks named in PreemptedIds/FinishedIds/CancelledIds were already
 // returned to the pool.
 using Engine.Memory.Paged;

@@ -22,6 +22,11 @@
 // can move (disk full of referenced blocks, or RAM held by partial blocks and this step's new blocks). A block is
 // offloaded only when it lies wholly below its sequence's computed count, which does not change during Step: so no
 // block the step writes (new, partial, copy-on-write) ever moves.
+// Packing KV policies (StepResult.KeptSlots): the executor may report that a request's policy keeps its rows packed in
+// the first KeptSlots slots of its table; the table then keeps only their blocks (the rest return to the pool at once,
+// for the next admission), later reservations append after those slots, and the request is marked Packed (slots ≠
+// positions: never committed to the prefix cache, never offloaded — its policy rewrites its blocks when it compacts).
+// Admission still checks a request's full length against the pool (a policy's saving is not known in advance).
 // Invariants: a request that fits the pool and the context alone is never dropped (the most important running
 // request can always get blocks by preempting everyone else); Step and OnStepCompleted alternate; computed
 // counts advance only in OnStepCompleted; waiting requests hold no blocks; finished and cancelled requests free

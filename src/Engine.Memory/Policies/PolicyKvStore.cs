@@ -1,6 +1,8 @@
 // Owns: the decorator that applies a KV policy to any float32 IKvStore without touching model code, and the storage of
 // what the policy keeps. Per (layer, sequence) it holds: the float32 rows of Full-tier tokens only, in blocks of
-// BlockTokens slots (RowBlocks) — or, when the inner store keeps rows itself (a disk tier), in the inner store; Int8 rows
+// BlockTokens slots (RowBlocks) — or packed into the row slots of the inner sequence, the request's block table in the
+// shared paged pool (SlotRows, PolicyRowStorage.Slots: the serving path, whose scheduler frees the blocks past SlotsUsed)
+// — or, when the inner store keeps rows itself at their positions (a disk tier), in the inner store; Int8 rows
 // + scales of Int8-tier tokens in blocks; one KIVI Int4 chunk per quantized token group. Pages() runs the retention plan
 // (Planners) over the tokens older than the current write, then settles storage to it — an evicted token's row is freed,
 // a demoted token is quantized and its float32 row freed, blocks left empty are returned and mostly-empty ones squeezed —
