@@ -1,6 +1,7 @@
 // Tests that a KV policy on the serving path frees real memory of the ONE pool the scheduler admits from (issue 14): a
 // packing policy (sinks, h2o, snapkv, arkv, int8, kivi4) keeps its float32 rows in its own blocks of the paged pool,
 // packed to the front of its table, and the scheduler takes back every block past them after each step.
+// On stories260K and the random-weight synthetic "tiny" model (GQA).
 // Oracles from outside the code under test: the byte bound of each policy is computed here from the spec's semantics
 // (budget · length float32 rows, or recent window float32 + older tokens at int8 / int4 sizes) plus at most one partly
 // used block per tier and layer; outputs are compared with the single-sequence policy store (Paged = false: the policy's
@@ -9,6 +10,7 @@
 using Engine.Kernels;
 using Engine.Memory.Paged;
 using Engine.Runtime.Sampling;
+using Engine.Runtime.Benchmarking;
 using Engine.Runtime.Serving;
 using Engine.Scheduling;
 
@@ -17,7 +19,27 @@ namespace Engine.Runtime.Tests.Policies;
 [NonParallelizable]
 public class PooledKvPolicyTests
 {
-    private static string Model => SharedData.Get("reference/stories260K/stories260K.gguf");
+    private static string _tinyDir = "";
+
+    /// <summary>stories260K (MHA, 5 layers) or the random-weight "tiny" synthetic model (GQA: 4 heads over 2 KV heads, 2 layers).</summary>
+    private static string ModelPath(string model) => model switch
+    {
+        "stories" => SharedData.Get("reference/stories260K/stories260K.gguf"),
+        "tiny" => SyntheticModel.Ensure(SyntheticModel.Tiny, Engine.Tensors.DType.F32, _tinyDir),
+        _ => throw new ArgumentException(model),
+    };
+
+    private static string Model => ModelPath("stories");
+
+    [OneTimeSetUp]
+    public void MakeTinyDir()
+    {
+        _tinyDir = Path.Combine(Path.GetTempPath(), "engine-pooled-policy-test-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(_tinyDir);
+    }
+
+    [OneTimeTearDown]
+    public void RemoveTinyDir() { if (Directory.Exists(_tinyDir)) Directory.Delete(_tinyDir, true); }
     private const int BlockSize = 16, Recent = 32, Group = 16;   // KvPolicySpec defaults: RecentFullPrecision, BlockSize (G)
     private static readonly GenerationOptions Greedy = new() { Sampling = SamplingOptions.Greedy, StopAtEndOfGeneration = false };
 
@@ -38,9 +60,9 @@ public class PooledKvPolicyTests
 
     /// <summary>Alone on the single-sequence policy path, on a fresh engine, prefilling in the same chunks (a policy compresses
     /// after each chunk, so the chunking is part of its output).</summary>
-    private static async Task<int[]> Solo(int[] prompt, GenerationOptions o, int prefillChunk = 512)
+    private static async Task<int[]> Solo(int[] prompt, GenerationOptions o, int prefillChunk = 512, string model = "stories")
     {
-        using var e = InferenceEngine.Load(Model, Options(paged: false, prefillChunk: prefillChunk));
+        using var e = InferenceEngine.Load(ModelPath(model), Options(paged: false, prefillChunk: prefillChunk));
         Assert.That(e.IsPaged, Is.False);
         return await Ids(e, prompt, o);
     }
@@ -75,20 +97,26 @@ public class PooledKvPolicyTests
         }
     }
 
-    [TestCase("sinks", 0.25)]
-    [TestCase("h2o", 0.25)]
-    [TestCase("snapkv", 0.25)]
-    [TestCase("arkv", 0.25)]
-    [TestCase("int8", 0.25)]
-    [TestCase("kivi4", 0.25)]
-    public async Task ServedPolicyRequestHoldsItsBudgetInThePoolAtEveryStep(string policy, double budget)
+    [TestCase("stories", "sinks", 0.25)]
+    [TestCase("tiny", "sinks", 0.25)]
+    [TestCase("stories", "h2o", 0.25)]
+    [TestCase("tiny", "h2o", 0.25)]
+    [TestCase("stories", "snapkv", 0.25)]
+    [TestCase("tiny", "snapkv", 0.25)]
+    [TestCase("stories", "arkv", 0.25)]
+    [TestCase("tiny", "arkv", 0.25)]
+    [TestCase("stories", "int8", 0.25)]
+    [TestCase("tiny", "int8", 0.25)]
+    [TestCase("stories", "kivi4", 0.25)]
+    [TestCase("tiny", "kivi4", 0.25)]
+    public async Task ServedPolicyRequestHoldsItsBudgetInThePoolAtEveryStep(string model, string policy, double budget)
     {
         var prompt = Prompt(700, 40);
         const int maxTokens = 200;
         var o = Greedy with { MaxTokens = maxTokens, KvPolicy = policy, KvPolicyBudget = budget };
         // prefill in chunks of 16: the first steps hold at most a chunk beyond the budget
-        var expected = await Solo(prompt, o, prefillChunk: 16);
-        using var e = InferenceEngine.Load(Model, Options(paged: true, prefillChunk: 16));
+        var expected = await Solo(prompt, o, prefillChunk: 16, model: model);
+        using var e = InferenceEngine.Load(ModelPath(model), Options(paged: true, prefillChunk: 16));
         Assert.That(e.IsPaged, Is.True);
         var c = e.Config;
         long blockBytes = BlockPool.BytesPerBlock(c.LayerCount, c.KvHeadCount, c.HeadDim, BlockSize, sizeof(float));
@@ -167,15 +195,19 @@ public class PooledKvPolicyTests
     private static GenerationOptions For(int i, int maxTokens) =>
         Greedy with { MaxTokens = maxTokens, KvPolicy = Mix[i % Mix.Length].Policy, KvPolicyBudget = Mix[i % Mix.Length].Budget };
 
-    [Test]
-    public async Task SixteenConcurrentMixedPoliciesEqualEachAlone()
+    [TestCase("stories")]
+    [TestCase("tiny")]
+    public async Task SixteenConcurrentMixedPoliciesEqualEachAlone(string model)
     {
         const int n = 16;
         var prompts = Enumerable.Range(0, n).Select(i => Prompt(900 + i, 20 + 3 * i)).ToArray();
         var maxTokens = Enumerable.Range(0, n).Select(i => 60 + 5 * i).ToArray();
         var solo = new int[n][];
-        for (int i = 0; i < n; i++) solo[i] = await Solo(prompts[i], For(i, maxTokens[i]));
-        using var e = InferenceEngine.Load(Model, Options(paged: true, maxSequences: n));
+        // every prompt (680 tokens in all) is prefilled in the first step, whatever order the requests arrive in: a policy
+        // compresses after each chunk, so a prompt split over two steps (arrival order decides which one) would be a
+        // different computation from its solo run's
+        for (int i = 0; i < n; i++) solo[i] = await Solo(prompts[i], For(i, maxTokens[i]), model: model);
+        using var e = InferenceEngine.Load(ModelPath(model), Options(paged: true, maxSequences: n, prefillChunk: 1024));
         int maxUsed = 0;
         e.AfterServingStep = s => { maxUsed = Math.Max(maxUsed, s.Pool.UsedCount); s.Validate(); };
         var got = await EngineBurst.Run(e, n, i => Ids(e, prompts[i], For(i, maxTokens[i])));
