@@ -93,7 +93,7 @@ public static class PoolBytesBench
             {
                 BlockCount = blocks, BlockSize = blockSize, MaxTokensPerStep = chunk, MaxRunningRequests = 1, MaxModelLength = context + 1,
             });
-            using var paged = new PagedKvStore(layers, kvDim, blockSize, blocks, context, 1, selfManaged: false);
+            using var paged = new PagedKvStore(layers, kvDim, blockSize, blocks, context, 1);
             using var router = new PolicyKvRouter(paged, new PolicyBackend(cpu), 1, blockSize);
             bool packs = PolicyKvRouter.Packs(spec);
             scheduler.AddRequest(new Request(1, new int[prompt], decode + 1));

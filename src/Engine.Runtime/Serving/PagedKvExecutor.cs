@@ -69,7 +69,7 @@ internal sealed class PagedKvExecutor : IStepExecutor
         string? diskPath = diskBlocks > 0 && kvDiskDirectory != null
             ? Path.Combine(kvDiskDirectory, $"engine-kv-{Environment.ProcessId}-{Guid.NewGuid():N}.bin")
             : null;
-        return new PagedKvStore(c.LayerCount, c.KvDim, blockSize, blocks, contextLength, maxSequences, selfManaged: false,
+        return new PagedKvStore(c.LayerCount, c.KvDim, blockSize, blocks, contextLength, maxSequences,
             diskBlockCount: diskBlocks, diskPath: diskPath);
     }
 

@@ -225,7 +225,7 @@ public class ServedKvPolicyTests
     [Test]
     public void RouterSharesThePagedStoreWithoutDisposingIt()
     {
-        using var paged = new PagedKvStore(2, 8, 4, 8, 32, 2, selfManaged: false);   // 2 layers, kvDim 8, 8 blocks of 4 tokens
+        using var paged = new PagedKvStore(2, 8, 4, 8, 32, 2);   // 2 layers, kvDim 8, 8 blocks of 4 tokens
         using var cpu = new Engine.Kernels.CpuBackend(1);
         var backend = new PolicyBackend(cpu);
         var router = new PolicyKvRouter(paged, backend, 2, blockTokens: 4);
