@@ -2,7 +2,8 @@
 // token ids and usage from the engine's one step loop (Serving.ServingLoop). Every configuration runs in that loop; a
 // single request is a batch of one. What differs is the executor the loop drives (chosen here, once, at construction):
 //   - transformer, EngineOptions.Paged (default), no KV store decorator → PagedKvExecutor: continuous batching over a
-//     paged KV pool, prefix caching, preemption, an optional disk tier, KV policies batched (PolicyKvRouter);
+//     paged KV pool, prefix caching, preemption, an optional disk tier, KV policies batched (PolicyKvRouter; their kept
+//     rows live in the same pool, which gets the evicted rows' blocks back);
 //   - recurrent model (RWKV), no decorator → RecurrentPlanExecutor: one state slot per running request (Paged = false:
 //     one slot), prefix reuse from the state store's checkpoints;
 //   - anything else (Paged = false transformer, a persistent memory, a KV policy with Paged = false, a caller's
@@ -143,6 +144,9 @@ public sealed partial class InferenceEngine : IDisposable
     /// <summary>Test hook: holds the step loop from the end of its next non-empty step until disposed.</summary>
     internal IDisposable PauseServingAfterNextStep() => _serving.PauseAfterNextStep();
 
+    /// <summary>Tests: called on the serving loop's thread, under its lock, after every completed step with the scheduler.</summary>
+    internal Action<Engine.Scheduling.Scheduler>? AfterServingStep { set => _serving.AfterStep = value; }
+
     /// <summary>Opens <paramref name="path"/> (any format ModelFiles reads), builds the model on the chosen backend
     /// and the tokenizer from the file's metadata (or EngineOptions.TokenizerPath).</summary>
     public static InferenceEngine Load(string path, EngineOptions? options = null) => Load(path, options, tokenizerFactory: null);
@@ -173,7 +177,8 @@ public sealed partial class InferenceEngine : IDisposable
                 var withMemory = memory.Decorator(options.MemoryTopK);
                 decorator = kv => withMemory(inner?.Invoke(kv) ?? kv);
             }
-            // A policy runs batched on the paged executor (PolicyKvRouter: every row stays in the pool's blocks) when requests
+            // A policy runs batched on the paged executor (PolicyKvRouter: kept rows packed in the request's pool blocks, the
+            // rest of its blocks returned to the pool after each step) when requests
             // may run concurrently or a disk tier is asked for; an engine that runs one sequence at a time
             // (MaxConcurrentSequences = 1, no disk tier) or Paged = false gets the single-sequence policy store instead,
             // which frees what the policy evicts or quantizes. The runtime decides; callers (the CLI) only state the shape.

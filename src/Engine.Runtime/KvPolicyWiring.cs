@@ -18,7 +18,8 @@ namespace Engine.Runtime;
 /// <param name="Budget">The spec's budget fraction.</param>
 /// <param name="Tokens">Cached tokens (positions) of the sequence.</param>
 /// <param name="HeldBytes">Bytes the policy store has allocated for K/V (kept tokens' rows at their precision, in row blocks,
-/// + selection summaries), all layers — PolicyKvStore.HeldBytes: evicted and quantized tokens' float32 rows are freed.</param>
+/// + selection summaries), all layers — PolicyKvStore.HeldBytes: evicted and quantized tokens' float32 rows are freed. On the
+/// paged serving path an evicting / quantizing policy's float32 rows are counted as the pool blocks the request holds.</param>
 /// <param name="FullBytes">Bytes a float32 cache of the same tokens holds, all layers.</param>
 public sealed record KvPolicyUsage(string Policy, double Budget, int Tokens, double HeldBytes, double FullBytes)
 {

@@ -135,7 +135,7 @@ public sealed class RecurrentPlanExecutor : IStepExecutor
         foreach (var id in plan.CancelledIds) Release(id);
     }
 
-    Span<float> IStepExecutor.Forward(SchedulePlan plan, LiveRequest?[] lives, int[] skipped) => Forward(plan, skipped);
+    Span<float> IStepExecutor.Forward(SchedulePlan plan, LiveRequest?[] lives, int[] skipped, int[] keptSlots) => Forward(plan, skipped);
 
     void IStepExecutor.PromptDone(long id) => SaveCheckpoint(id);   // a later prompt extending this one restores it
 

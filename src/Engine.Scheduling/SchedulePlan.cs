@@ -2,7 +2,8 @@
 // ScheduledRequest) and what the executor reports back (StepResult).
 // Invariants: a plan is immutable; the executor applies Moves (in order), then Copies, before the forward; for each ScheduledRequest it
 // computes positions [StartPosition, StartPosition + TokenIds.Length) writing K/V into BlockTable[p / BlockSize]
-// slot p % BlockSize, reading positions < StartPosition from the same table; when SamplesToken it samples one
+// slot p % BlockSize, reading positions < StartPosition from the same table (a request whose KV policy packs its rows —
+// StepResult.KeptSlots — uses the table as row slots instead: the executor knows which); when SamplesToken it samples one
 // token from the logits of the last position. Blocks named in PreemptedIds/FinishedIds/CancelledIds were already
 // returned to the pool.
 using Engine.Memory.Paged;
@@ -45,10 +46,12 @@ public sealed record SchedulePlan(
 
 /// <summary>
 /// The executor's report for one scheduled request: the sampled token (required when the request's
-/// ScheduledRequest.SamplesToken is true, unless <paramref name="Finished"/>), and whether the runtime ends it
-/// (e.g. a stop string matched).
+/// ScheduledRequest.SamplesToken is true, unless <paramref name="Finished"/>), whether the runtime ends it
+/// (e.g. a stop string matched), and — for a request whose KV policy packs the rows it keeps into the front of its
+/// table — <paramref name="KeptSlots"/>: the slots it still uses (≥ 0; the scheduler keeps ceil(KeptSlots / BlockSize)
+/// blocks and returns the rest to the pool; later reservations append after KeptSlots). −1 = slots = positions.
 /// </summary>
-public readonly record struct StepResult(long RequestId, int? SampledToken, bool Finished = false);
+public readonly record struct StepResult(long RequestId, int? SampledToken, bool Finished = false, int KeptSlots = -1);
 
 /// <summary>Scheduler counters.</summary>
 public sealed record SchedulerStats(

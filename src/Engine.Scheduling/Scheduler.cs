@@ -22,6 +22,11 @@
 // can move (disk full of referenced blocks, or RAM held by partial blocks and this step's new blocks). A block is
 // offloaded only when it lies wholly below its sequence's computed count, which does not change during Step: so no
 // block the step writes (new, partial, copy-on-write) ever moves.
+// Packing KV policies (StepResult.KeptSlots): the executor may report that a request's policy keeps its rows packed in
+// the first KeptSlots slots of its table; the table then keeps only their blocks (the rest return to the pool at once,
+// for the next admission), later reservations append after those slots, and the request is marked Packed (slots ≠
+// positions: never committed to the prefix cache, never offloaded — its policy rewrites its blocks when it compacts).
+// Admission still checks a request's full length against the pool (a policy's saving is not known in advance).
 // Invariants: a request that fits the pool and the context alone is never dropped (the most important running
 // request can always get blocks by preempting everyone else); Step and OnStepCompleted alternate; computed
 // counts advance only in OnStepCompleted; waiting requests hold no blocks; finished and cancelled requests free
@@ -43,6 +48,7 @@ public sealed class Scheduler
         public RequestStatus Status = RequestStatus.Waiting;
         public FinishReason FinishReason;
         public int OutputCount, Computed, PrefixHitTokens, Preemptions;
+        public bool Packed; // its KV policy packs kept rows into the front of its table (StepResult.KeptSlots): slots ≠ positions
         public Entry? Entry; // set while the step being built schedules this request
         public long Id => Request.Id;
     }
@@ -344,8 +350,16 @@ public sealed class Scheduler
             if (r.Status != RequestStatus.Running) continue; // cancelled while in flight
             r.Computed = e.Start + e.Count;
             _computedTokens += e.Count;
-            if (_options.EnablePrefixCaching) _blocks.Commit(r.Id, CollectionsMarshal.AsSpan(r.Tokens), r.Computed);
-            byId.TryGetValue(r.Id, out var res);
+            bool reported = byId.TryGetValue(r.Id, out var res);
+            if (reported && res.KeptSlots >= 0)
+            {
+                // a packing KV policy keeps KeptSlots slots: the table keeps their blocks, the rest goes back to the pool.
+                // Its float32 rows always lie within the reservation; a charge for its own (quantized) arenas above the
+                // reservation is capped here and catches up as later reservations grow the table.
+                _blocks.Shrink(r.Id, Math.Min(res.KeptSlots, _blocks.Get(r.Id).TokenCount));
+                r.Packed = true;
+            }
+            if (_options.EnablePrefixCaching && !r.Packed) _blocks.Commit(r.Id, CollectionsMarshal.AsSpan(r.Tokens), r.Computed);
             var reason = FinishReason.None;
             if (e.Samples && res.SampledToken is int token)
             {
@@ -367,8 +381,9 @@ public sealed class Scheduler
         foreach (var r in _running)
         {
             var table = _blocks.Get(r.Id);
-            if (_inFlight == null && table.TokenCount != r.Computed)
+            if (_inFlight == null && (r.Packed ? table.TokenCount > r.Computed : table.TokenCount != r.Computed))
                 throw new InvalidOperationException($"request {r.Id}: table has {table.TokenCount} slots, computed {r.Computed}");
+            if (r.Packed) continue;   // slots are not positions; its blocks are never offloaded
             for (int k = r.Computed / _options.BlockSize; k < table.Blocks.Count; k++)
                 if (_blocks.Pool.IsOnDisk(table.Blocks[k]))
                     throw new InvalidOperationException($"request {r.Id}: block {k} (id {table.Blocks[k]}) is written by a step but lies on the disk tier");
@@ -430,6 +445,7 @@ public sealed class Scheduler
             for (int i = _running.Count - 1; i >= 0; i--)
             {
                 var q = _running[i];
+                if (q.Packed) continue;   // its policy rewrites its blocks (compaction): they stay in RAM
                 var blocks = _blocks.Get(q.Id).Blocks;
                 int full = q.Computed / b;
                 int lo = pass == 0 ? first : 0, hi = pass == 0 ? full - window : full;
@@ -448,6 +464,7 @@ public sealed class Scheduler
         _blocks.Free(r.Id);
         _running.Remove(r);
         r.Computed = 0;
+        r.Packed = false;
         r.Status = RequestStatus.Waiting;
         r.Preemptions++;
         _waiting.Add(r);

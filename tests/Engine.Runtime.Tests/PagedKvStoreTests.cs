@@ -22,7 +22,7 @@ public unsafe class PagedKvStoreTests
     [Test]
     public void RowsLiveInTheirBlockSlotAndPagesFollowTheTable()
     {
-        using var kv = new PagedKvStore(layerCount: 2, kvDim: 3, blockSize: 4, blockCount: 8, capacity: 32, sequenceCapacity: 2, selfManaged: false);
+        using var kv = new PagedKvStore(layerCount: 2, kvDim: 3, blockSize: 4, blockCount: 8, capacity: 32, sequenceCapacity: 2);
         kv.Bind(1, [5, 6, 2], length: 0);   // blocks 5, 6 are consecutive → one page; 2 → another
         var k = Rows(10, 3, 0); var v = Rows(10, 3, 1000);
         kv.Write(1, 1, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], k, v);
@@ -47,7 +47,7 @@ public unsafe class PagedKvStoreTests
     [Test]
     public void CopyBlockCopiesThePrefixOfEveryLayer()
     {
-        using var kv = new PagedKvStore(2, 2, 4, 4, 16, 2, selfManaged: false);
+        using var kv = new PagedKvStore(2, 2, 4, 4, 16, 2);
         kv.Bind(0, [1], 0);
         for (int l = 0; l < 2; l++) kv.Write(l, 0, [0, 1, 2], Rows(3, 2, 10 * l), Rows(3, 2, 100 + 10 * l));
         kv.CopyBlock(1, 3, 2);
@@ -62,17 +62,16 @@ public unsafe class PagedKvStoreTests
     }
 
     [Test]
-    public void SelfManagedStoreAllocatesAndReturnsBlocks()
+    public void WritesStayInsideTheBoundTableAndBudgetsBuyWholeBlocks()
     {
         using var kv = new PagedKvStore(1, 2, 4, 3, 16);
+        kv.Bind(0, [2, 0], 0);
         kv.Write(0, 0, [0, 1, 2, 3, 4], new float[10], new float[10]);
-        Assert.That(kv.FreeBlockCount, Is.EqualTo(1));
-        Assert.Throws<KvCapacityException>(() => kv.Write(0, 0, [5, 6, 7, 8, 9, 10, 11, 12], new float[16], new float[16]),
-            "13 positions need 4 blocks; the store has 3");
-        kv.Truncate(0, 4);
-        Assert.That(kv.FreeBlockCount, Is.EqualTo(2));
+        Assert.Throws<InvalidOperationException>(() => kv.Write(0, 0, [5, 6, 7, 8], new float[8], new float[8]),
+            "position 8 needs a third block; the table has 2 (the store owns no block ids: the pool does)");
         kv.Clear(0);
-        Assert.That(kv.FreeBlockCount, Is.EqualTo(3));
+        Assert.That(kv.Length(0, 0), Is.Zero);
+        Assert.That(kv.BlockTable(0), Is.Empty);
         Assert.That(PagedKvStore.BlockCountForBudget(10 * 2 * 4 * 16 * 32 * 4 + 5, layerCount: 4, kvDim: 32, blockSize: 16), Is.EqualTo(10));
     }
 
@@ -81,7 +80,7 @@ public unsafe class PagedKvStoreTests
     private static PagedKvStore Scrambled(ModelConfig c, int blockSize, int tokens)
     {
         int blocks = (tokens + blockSize - 1) / blockSize;
-        var kv = new PagedKvStore(c.LayerCount, c.KvDim, blockSize, 2 * blocks + 3, tokens, 1, selfManaged: false);
+        var kv = new PagedKvStore(c.LayerCount, c.KvDim, blockSize, 2 * blocks + 3, tokens, 1);
         int third = blocks / 3;
         var table = Enumerable.Range(0, blocks).Select(i => i < third ? blocks + 1 + i : blocks - 1 - (i - third)).ToArray();
         Assert.That(table.Distinct().Count(), Is.EqualTo(blocks));
@@ -133,6 +132,8 @@ public unsafe class PagedKvStoreTests
             model.Forward(ForwardBatch.ForSequence(b, 0, 1), kv, expected.AsSpan(vocab, vocab), allLogits: false);
         }
         using var paged = new PagedKvStore(model.Config.LayerCount, model.Config.KvDim, 16, 8, 64, 2);
+        paged.Bind(0, [0, 1, 2], 0);   // 40 tokens
+        paged.Bind(1, [5, 3, 4], 0);   // 35 tokens
         var mixed = new ForwardBatch([.. a, .. b], [.. Enumerable.Range(0, a.Length), .. Enumerable.Range(0, b.Length)],
             [.. Enumerable.Repeat(0, a.Length), .. Enumerable.Repeat(1, b.Length)]);
         var actual = new float[2 * vocab];

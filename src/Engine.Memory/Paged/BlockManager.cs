@@ -176,6 +176,23 @@ public sealed class BlockManager
     }
 
     /// <summary>
+    /// Shrinks a sequence's table to its first <paramref name="slotCount"/> slots (≤ TokenCount): the blocks past
+    /// ceil(slotCount / BlockSize) go back to the pool (last first). For a sequence whose KV policy packs kept rows into
+    /// the front of its table; such a table is never shared or committed (prefix caching off, no fork).
+    /// </summary>
+    public void Shrink(long sequenceId, int slotCount)
+    {
+        var table = Get(sequenceId);
+        if ((uint)slotCount > (uint)table.TokenCount)
+            throw new ArgumentOutOfRangeException(nameof(slotCount), slotCount, $"sequence {sequenceId} has {table.TokenCount} slots");
+        int keep = BlocksFor(slotCount);
+        for (int i = table.BlockList.Count - 1; i >= keep; i--) Pool.Release(table.BlockList[i]);
+        table.BlockList.RemoveRange(keep, table.BlockList.Count - keep);
+        table.TokenCount = slotCount;
+        table.CommittedBlockCount = Math.Min(table.CommittedBlockCount, slotCount / BlockSize);
+    }
+
+    /// <summary>
     /// Releases every block of a sequence and forgets its table. Blocks are released last-first so that, among a
     /// sequence's cached blocks, the tail is evicted before the prefix it depends on. Returns false when unknown.
     /// </summary>

@@ -5,16 +5,14 @@
 // IKvStore caller writes and reads a sequence. Pages(layer, seq) returns the block table as KvPages, one page per run
 // of physically consecutive blocks, so the existing IBackend.Attention reads K/V through the table unchanged — disk
 // blocks included: their pages point into the mapping and are read in place (the OS pages them in on demand).
-// Two ways to own blocks:
-//   external (the scheduler-driven runtime): Bind(seq, blockTable, length) before each step; writes must stay inside
-//   the bound table (position p → block table[p / BlockSize], slot p % BlockSize); CopyBlock applies copy-on-write,
-//   MoveBlock a scheduler's offload of a whole block from a RAM id to a disk id.
-//   self-managed (a drop-in IKvStore, e.g. tests): a write past the sequence's blocks takes blocks from the store's
-//   own free list; Truncate/Clear give them back. A store is one or the other (constructor flag).
+// The store owns no block ids: the pool (BlockPool, through the scheduler's BlockManager) does. Bind(seq, blockTable,
+// length) before each step; writes must stay inside the bound table (position p → block table[p / BlockSize], slot
+// p % BlockSize); CopyBlock applies copy-on-write, MoveBlock a scheduler's offload of a whole block from a RAM id to a
+// disk id. (A KV policy that packs rows binds its whole table and uses it as row slots: PolicyRowStorage.Slots.)
 // Invariants: block ids are 0..BlockCount-1 (BlockCount = RamBlockCount + DiskBlockCount); a page (run of consecutive
 // ids) never crosses the RAM/disk boundary; Length(layer, seq) ≤ table length · BlockSize; positions are written
 // without gaps (as ContiguousKvStore). Memory is reserved once (untouched pages are not committed by the OS); the disk
-// file is sparse and deleted on Dispose. Self-managed stores take blocks from RAM only.
+// file is sparse and deleted on Dispose.
 // Element type: F32 only today (exact results); ElementType (the kernels' KvElementType, which KvPage carries) is the
 // hook for per-block F16/Int8/Int4 tiers (BlockMeta.Tier).
 // Source: vLLM PagedAttention (Kwon et al. 2023) block layout, reduced to the page list our attention kernel takes.
@@ -35,7 +33,6 @@ public sealed unsafe class PagedKvStore : IKvStore
     private readonly List<int>[] _tables;         // [seq] block ids in position order
     private readonly int[,] _length;              // [layer, seq]
     private readonly KvPage[][] _pages;           // [seq] reusable page list (grown)
-    private readonly Stack<int>? _free;           // self-managed mode only
     private bool _disposed;
 
     /// <param name="layerCount">Transformer layers.</param>
@@ -44,13 +41,11 @@ public sealed unsafe class PagedKvStore : IKvStore
     /// <param name="blockCount">RAM blocks in the store (the budget; see <see cref="BlockCountForBudget"/>).</param>
     /// <param name="capacity">Most positions one sequence may hold (the context length).</param>
     /// <param name="sequenceCapacity">Sequence ids 0..sequenceCapacity-1.</param>
-    /// <param name="selfManaged">True: writes allocate blocks from the store's own free list. False: blocks come from
-    /// <see cref="Bind"/> (an external BlockManager owns them).</param>
     /// <param name="diskBlockCount">Blocks of the disk tier (ids blockCount..blockCount+diskBlockCount-1), in one
     /// memory-mapped file; 0 = none.</param>
     /// <param name="diskPath">The disk tier's file (created, and deleted on Dispose); null = a temporary file.</param>
     public PagedKvStore(int layerCount, int kvDim, int blockSize, int blockCount, int capacity, int sequenceCapacity = 1,
-        bool selfManaged = true, KvElementType elementType = KvElementType.F32, int diskBlockCount = 0, string? diskPath = null)
+        KvElementType elementType = KvElementType.F32, int diskBlockCount = 0, string? diskPath = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(layerCount, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(kvDim, 1);
@@ -62,7 +57,7 @@ public sealed unsafe class PagedKvStore : IKvStore
         if (elementType != KvElementType.F32) throw new NotSupportedException($"paged KV element type {elementType} is not supported yet (F32 only)");
         LayerCount = layerCount; KvDim = kvDim; BlockSize = blockSize; RamBlockCount = blockCount; DiskBlockCount = diskBlockCount;
         BlockCount = checked(blockCount + diskBlockCount);
-        Capacity = capacity; SequenceCapacity = sequenceCapacity; ElementType = elementType; SelfManaged = selfManaged;
+        Capacity = capacity; SequenceCapacity = sequenceCapacity; ElementType = elementType;
         _k = new float*[layerCount];
         _v = new float*[layerCount];
         nuint bytes = (nuint)((long)blockCount * blockSize * kvDim * sizeof(float));
@@ -84,11 +79,6 @@ public sealed unsafe class PagedKvStore : IKvStore
         _pages = new KvPage[sequenceCapacity][];
         for (int s = 0; s < sequenceCapacity; s++) { _tables[s] = new List<int>(); _pages[s] = new KvPage[4]; }
         _length = new int[layerCount, sequenceCapacity];
-        if (selfManaged)
-        {
-            _free = new Stack<int>(blockCount); // RAM blocks only
-            for (int b = blockCount - 1; b >= 0; b--) _free.Push(b);
-        }
     }
 
     public int LayerCount { get; }
@@ -111,7 +101,6 @@ public sealed unsafe class PagedKvStore : IKvStore
     public long BlocksMoved { get; private set; }
     public int Capacity { get; }
     public int SequenceCapacity { get; }
-    public bool SelfManaged { get; }
 
     /// <summary>Element type of the K/V payload (F32 today; the hook for precision tiers).</summary>
     public KvElementType ElementType { get; }
@@ -128,8 +117,6 @@ public sealed unsafe class PagedKvStore : IKvStore
     /// <summary>True for a block id of the disk tier.</summary>
     public bool IsOnDisk(int block) => block >= RamBlockCount;
 
-    /// <summary>Blocks on the self-managed free list (0 for an externally managed store).</summary>
-    public int FreeBlockCount => _free?.Count ?? 0;
 
     /// <summary>How many blocks of <paramref name="blockSize"/> tokens a byte budget buys (F32 K + V, all layers).</summary>
     public static int BlockCountForBudget(long budgetBytes, int layerCount, int kvDim, int blockSize) =>
@@ -145,7 +132,6 @@ public sealed unsafe class PagedKvStore : IKvStore
     public void Bind(int seqId, ReadOnlySpan<int> blocks, int length)
     {
         Check(0, seqId);
-        if (SelfManaged) throw new InvalidOperationException("Bind is for externally managed stores; this store allocates its own blocks");
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         if ((long)length > (long)blocks.Length * BlockSize)
             throw new ArgumentException($"length {length} does not fit {blocks.Length} blocks of {BlockSize} tokens");
@@ -163,7 +149,6 @@ public sealed unsafe class PagedKvStore : IKvStore
     public void Unbind(int seqId)
     {
         Check(0, seqId);
-        if (SelfManaged) throw new InvalidOperationException("Unbind is for externally managed stores; use Clear");
         _tables[seqId].Clear();
         for (int l = 0; l < LayerCount; l++) _length[l, seqId] = 0;
     }
@@ -230,13 +215,7 @@ public sealed unsafe class PagedKvStore : IKvStore
         }
         int blocksNeeded = (maxPos + 1 + BlockSize - 1) / BlockSize;
         if (blocksNeeded > table.Count)
-        {
-            if (_free == null)
-                throw new InvalidOperationException($"KV position {maxPos} of sequence {seqId} is outside its bound block table ({table.Count} blocks of {BlockSize})");
-            if (blocksNeeded - table.Count > _free.Count)
-                throw new KvCapacityException(maxPos, table.Count * BlockSize + _free.Count * BlockSize);
-            while (table.Count < blocksNeeded) table.Add(_free.Pop());
-        }
+            throw new InvalidOperationException($"KV position {maxPos} of sequence {seqId} is outside its bound block table ({table.Count} blocks of {BlockSize})");
         for (int i = 0; i < n; i++)
         {
             int p = positions[i], block = table[p / BlockSize];
@@ -278,20 +257,10 @@ public sealed unsafe class PagedKvStore : IKvStore
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         for (int l = 0; l < LayerCount; l++)
             if (_length[l, seqId] > length) _length[l, seqId] = length;
-        if (_free == null) return;
-        // Self-managed: give back blocks no layer uses any more.
-        int longest = 0;
-        for (int l = 0; l < LayerCount; l++) longest = Math.Max(longest, _length[l, seqId]);
-        var table = _tables[seqId];
-        int keep = (longest + BlockSize - 1) / BlockSize;
-        while (table.Count > keep) { _free.Push(table[^1]); table.RemoveAt(table.Count - 1); }
     }
 
-    public void Clear(int seqId)
-    {
-        if (SelfManaged) Truncate(seqId, 0);
-        else Unbind(seqId);
-    }
+    /// <summary>Same as <see cref="Unbind"/> (the blocks stay with their owner).</summary>
+    public void Clear(int seqId) => Unbind(seqId);
 
     private void Check(int layer, int seqId)
     {

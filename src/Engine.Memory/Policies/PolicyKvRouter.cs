@@ -1,16 +1,18 @@
 // Owns: the KV store a batched forward sees when requests with KV policies share a paged pool with plain requests. Each
 // slot of the inner (paged) store is routed per step (Route): a plain sequence goes straight to the inner store; a sequence
 // with a policy goes through the PolicyKvStore of its spec (one per distinct spec, created on first use) under a stable
-// policy sequence id, with rows kept in the inner store (PolicyRowStorage.Inner: the policy decides what is presented and
-// read, the inner store's blocks hold every row). Pages() also points the PolicyBackend at the policy store that returned
+// policy sequence id, with its rows in the inner store's blocks: an evicting / quantizing policy packs the kept float32
+// rows into the request's row slots (PolicyRowStorage.Slots — the caller binds the slot over its whole block table and
+// returns the blocks past SlotsUsed to the pool after the step); a full-retention one (full, quest, msa) keeps every row
+// at its position (PolicyRowStorage.Inner). Pages() also points the PolicyBackend at the policy store that returned
 // the pages (null for a plain sequence), so the next Attention call — the model calls Pages then Attention per run of one
 // sequence — is routed to that store's Attend (its pages-identity check still guards it).
 // Invariants: policy stores see the inner store through a non-owning slot view (policy sequence → inner slot bound this
 // step) whose Truncate / Clear / Dispose do nothing — the inner store's blocks belong to its owner (the scheduler); the
 // router never disposes the inner store. A policy sequence id's state lives until Release (the caller clears it when the
 // request finishes, is cancelled or preempted: ids are reused). Not thread-safe (the serving loop thread only).
-// Memory accounting: the inner store's blocks are still allocated for every token (the scheduler counts them); the policy
-// stores add their own Int8/Int4 payload and selection summaries on top.
+// Memory accounting: float32 rows live in the inner store's blocks (the scheduler counts them); the policy stores add their
+// own Int8/Int4 payload and selection summaries on top (OwnBytes; the executor charges them to the same pool).
 using Engine.Kernels;
 
 namespace Engine.Memory.Policies;
@@ -23,13 +25,17 @@ public sealed class PolicyKvRouter : IKvStore
     private readonly Dictionary<KvPolicySpec, PolicyKvStore> _stores = new();
     private readonly PolicyKvStore?[] _route;   // [inner seq] policy store of the sequence bound there this step (null = plain)
     private readonly int[] _policySeq;          // [inner seq] its policy sequence id
+    private readonly int _blockTokens;
     private bool _disposed;
 
     /// <param name="inner">The shared store (not owned).</param>
     /// <param name="backend">The backend the model runs over; its Store is pointed at the policy store of each Pages call.</param>
     /// <param name="policySequences">Policy sequence ids available (at most this many policy requests hold state at once).</param>
-    public PolicyKvRouter(IKvStore inner, PolicyBackend backend, int policySequences)
+    /// <param name="blockTokens">Token slots per block of the inner store (the unit the policy stores pack rows in).</param>
+    public PolicyKvRouter(IKvStore inner, PolicyBackend backend, int policySequences, int blockTokens = PolicyKvStore.DefaultBlockTokens)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(blockTokens, 1);
+        _blockTokens = blockTokens;
         ArgumentNullException.ThrowIfNull(inner); ArgumentNullException.ThrowIfNull(backend);
         ArgumentOutOfRangeException.ThrowIfLessThan(policySequences, 1);
         _inner = inner; _backend = backend;
@@ -50,9 +56,13 @@ public sealed class PolicyKvRouter : IKvStore
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (!_stores.TryGetValue(spec, out var s))
-            _stores.Add(spec, s = new PolicyKvStore(_view, spec, PolicyRowStorage.Inner));
+            _stores.Add(spec, s = new PolicyKvStore(_view, spec, Packs(spec) ? PolicyRowStorage.Slots : PolicyRowStorage.Inner, _blockTokens));
         return s;
     }
+
+    /// <summary>True when a request of <paramref name="spec"/> packs its kept rows into its slots (bind its whole table;
+    /// return the blocks past SlotsUsed after the step); false: rows at their positions (bind its computed length).</summary>
+    public static bool Packs(KvPolicySpec spec) => spec.Retention != RetentionKind.Full;
 
     /// <summary>Routes inner sequence <paramref name="seqId"/> for the coming forward: through the policy store of
     /// <paramref name="spec"/> as policy sequence <paramref name="policySeq"/>, or straight to the inner store (spec null).</summary>

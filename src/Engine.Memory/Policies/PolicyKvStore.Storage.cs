@@ -18,7 +18,7 @@ public sealed unsafe partial class PolicyKvStore
         if (held == Held.Int8) { st.Int8Rows!.Remove(st.Slot[p]); held = Held.None; }
         if (_own)
         {
-            if (held != Held.Full) st.Slot[p] = (st.Rows ??= new RowBlocks(BlockTokens, KvDim * 4, KvDim * 4)).Append(p);
+            if (held != Held.Full) st.Slot[p] = (st.Rows ??= new RowBlocks(BlockTokens, KvDim * 4, KvDim * 4)).Append(p);   // (Slots: set by Rebind)
             k.CopyTo(new Span<float>(st.Rows!.Row(st.Slot[p], 0), KvDim));
             v.CopyTo(new Span<float>(st.Rows.Row(st.Slot[p], 1), KvDim));
         }
@@ -99,6 +99,15 @@ public sealed unsafe partial class PolicyKvStore
         st.Int8Rows?.Compact(st.Slot);
     }
 
+    /// <summary>Slots storage: points st's row slots at the blocks the inner store presents for (layer, seq) now (the
+    /// request's table, bound over all its blocks for this step).</summary>
+    private void Rebind(State st, int layer, int seqId)
+    {
+        if (!_slots) return;
+        var rows = (SlotRows)(st.Rows ??= new SlotRows(BlockTokens, KvDim));
+        rows.Rebind(_inner.Pages(layer, seqId));
+    }
+
     /// <summary>The float32 rows of a Full-tier position (own block or inner store).</summary>
     private void ReadFull(State st, ReadOnlySpan<KvPage> inner, int pos, Span<float> k, Span<float> v)
     {
@@ -169,7 +178,7 @@ public sealed unsafe partial class PolicyKvStore
         public float[] Mass = [];                   // [≥ Length] accumulated attention mass (Σ KV heads); heavy-hitter policies only
         public float[] Snap = [];                   // [≥ Length] SnapKV observation-window score; heavy-hitter policies only
         public nint[] Int4 = [];                    // [groups] Int4 chunk of each quantized group (0 = none); kivi4 only
-        public RowBlocks? Rows;                     // own float32 rows of Full tokens: regions K [B, kvDim], V [B, kvDim]
+        public IRowStore? Rows;                     // own float32 rows of Full tokens: regions K [B, kvDim], V [B, kvDim] (RowBlocks, or SlotRows in the pool)
         public RowBlocks? Int8Rows;                 // int8 rows: K, V [B, kvDim] sbyte; K, V scales [B, kvDim / G] float
         public int Length;
         public int Int4Groups;                      // groups [0, Int4Groups) were quantized (kivi4)

@@ -1,6 +1,8 @@
 // Owns: the decorator that applies a KV policy to any float32 IKvStore without touching model code, and the storage of
 // what the policy keeps. Per (layer, sequence) it holds: the float32 rows of Full-tier tokens only, in blocks of
-// BlockTokens slots (RowBlocks) — or, when the inner store keeps rows itself (a disk tier), in the inner store; Int8 rows
+// BlockTokens slots (RowBlocks) — or packed into the row slots of the inner sequence, the request's block table in the
+// shared paged pool (SlotRows, PolicyRowStorage.Slots: the serving path, whose scheduler frees the blocks past SlotsUsed)
+// — or, when the inner store keeps rows itself at their positions (a disk tier), in the inner store; Int8 rows
 // + scales of Int8-tier tokens in blocks; one KIVI Int4 chunk per quantized token group. Pages() runs the retention plan
 // (Planners) over the tokens older than the current write, then settles storage to it — an evicted token's row is freed,
 // a demoted token is quantized and its float32 row freed, blocks left empty are returned and mostly-empty ones squeezed —
@@ -31,6 +33,11 @@ public enum PolicyRowStorage
     Own,
     /// <summary>In the inner store (every position, e.g. on a disk tier): rows of evicted / quantized tokens stay there.</summary>
     Inner,
+    /// <summary>In the inner store's row slots, packed (SlotRows): the inner sequence is the request's block table in the
+    /// shared paged pool, bound over all its blocks; only kept Full-tier tokens occupy slots [0, SlotsUsed) per layer, so
+    /// the table's owner can return the blocks past <see cref="PolicyKvStore.SlotsUsed"/> to the pool after each step.
+    /// Requires blockTokens = the paged store's block size.</summary>
+    Slots,
 }
 
 public sealed unsafe partial class PolicyKvStore : IKvStore
@@ -45,7 +52,8 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
     private readonly IKvStore _inner;
     private readonly State?[,] _state;          // [layer, seq]
     private readonly bool _passThrough;         // Full retention: the inner store holds and presents everything
-    private readonly bool _own;                 // Full rows in this store's blocks (else in the inner store)
+    private readonly bool _own;                 // Full rows in this store's row storage (else at their positions in the inner store)
+    private readonly bool _slots;               // ... that storage being the inner store's packed row slots (SlotRows)
     private readonly long _int4Bytes, _int4V, _int4KPrm, _int4VPrm;   // one Int4 group chunk: K nibbles, V nibbles, K (scale, min), V (scale, min)
     private KvPage[] _pageArray = new KvPage[16];
     private int _pageCount;
@@ -65,8 +73,9 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
         _inner = inner; Spec = spec; BlockTokens = blockTokens;
         _state = new State?[inner.LayerCount, inner.SequenceCapacity];
         _passThrough = spec.Retention == RetentionKind.Full;
-        _own = !_passThrough && (rows == PolicyRowStorage.Own || (rows == PolicyRowStorage.Auto && inner.GetType() == typeof(ContiguousKvStore)));
-        RowStorage = _own ? PolicyRowStorage.Own : PolicyRowStorage.Inner;
+        _slots = !_passThrough && rows == PolicyRowStorage.Slots;
+        _own = _slots || (!_passThrough && (rows == PolicyRowStorage.Own || (rows == PolicyRowStorage.Auto && inner.GetType() == typeof(ContiguousKvStore))));
+        RowStorage = _slots ? PolicyRowStorage.Slots : _own ? PolicyRowStorage.Own : PolicyRowStorage.Inner;
         int d = inner.KvDim, g = spec.BlockSize;
         _int4V = (long)g * d / 2;
         _int4KPrm = Align64(2L * _int4V);
@@ -124,6 +133,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
         }
         if (!_own) _inner.Write(layer, seqId, positions, k, v);
         var st = _state[layer, seqId] ??= new State();
+        Rebind(st, layer, seqId);
         Grow(st, newLength);
         int first = int.MaxValue;
         foreach (int p in positions) first = Math.Min(first, p);
@@ -147,6 +157,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
         int len = st?.Length ?? 0;
         _pageCount = 0;
         if (st == null || len == 0) return ReadOnlySpan<KvPage>.Empty;
+        Rebind(st, layer, seqId);
         var inner = _own ? ReadOnlySpan<KvPage>.Empty : _inner.Pages(layer, seqId);
         foreach (var pg in inner)
             if (pg.Type != KvElementType.F32) throw new NotSupportedException("PolicyKvStore needs a float32 inner store");
@@ -369,6 +380,32 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
         }
     }
 
+    /// <summary>Slots storage: the row slots <paramref name="seqId"/> uses in its inner sequence, the most over layers (holes
+    /// included; after each Pages() at most one block above the layer's kept Full rows). The inner sequence's blocks past
+    /// ceil(SlotsUsed / B) hold no row. 0 for other storages.</summary>
+    public int SlotsUsed(int seqId)
+    {
+        Check(0, seqId);
+        int used = 0;
+        if (_slots)
+            for (int l = 0; l < LayerCount; l++)
+                if (_state[l, seqId]?.Rows is SlotRows r) used = Math.Max(used, r.Used);
+        return used;
+    }
+
+    /// <summary>Bytes this store holds for <paramref name="seqId"/> outside the inner store, all layers: own float32 row
+    /// blocks (Own storage), int8 rows + scales, Int4 chunks, quest/msa summaries.</summary>
+    public long OwnBytes(int seqId)
+    {
+        Check(0, seqId);
+        long bytes = 0;
+        for (int l = 0; l < LayerCount; l++)
+            if (_state[l, seqId] is { } st)
+                bytes += (_slots ? 0 : st.Rows?.AllocatedBytes ?? 0) + (st.Int8Rows?.AllocatedBytes ?? 0) + st.Int4Chunks * _int4Bytes
+                    + (_selector?.HeldBytes(l, seqId) ?? 0);
+        return bytes;
+    }
+
     /// <summary>Bytes of per-position bookkeeping (tiers, slots, attention scores, Int4 chunk table), all layers and
     /// sequences — grown on demand with the length, not counted in <see cref="HeldBytes"/>.</summary>
     public long MetadataBytes
@@ -418,6 +455,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
                 st.Length = length;
                 st.NewFrom = Math.Min(st.NewFrom, length);
                 if (_selector == null || length % G == 0) continue;   // a block boundary: no summary changes
+                Rebind(st, l, seqId);
                 // re-summarise the block the new end falls in from its remaining rows (kept tokens, decoded; evicted ones are
                 // gone, so unlike the write-time summary they no longer count)
                 var inner = _own ? ReadOnlySpan<KvPage>.Empty : _inner.Pages(l, seqId);

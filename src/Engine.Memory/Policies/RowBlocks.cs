@@ -12,7 +12,23 @@ using System.Runtime.InteropServices;
 
 namespace Engine.Memory.Policies;
 
-internal sealed unsafe class RowBlocks : IDisposable
+/// <summary>Where a <see cref="PolicyKvStore"/> keeps one tier's rows of one (layer, sequence): slots that name one token's
+/// row each, appended in position order, made holes by Remove and squeezed by Compact (slot order kept).</summary>
+internal unsafe interface IRowStore : IDisposable
+{
+    /// <summary>Slots per block (the allocation and free unit).</summary>
+    int B { get; }
+    /// <summary>Tokens stored (non-hole slots).</summary>
+    int Live { get; }
+    /// <summary>Bytes of the blocks held now.</summary>
+    long AllocatedBytes { get; }
+    int Append(int position);
+    byte* Row(int slotId, int region);
+    void Remove(int slotId);
+    void Compact(int[] slotOf);
+}
+
+internal sealed unsafe class RowBlocks : IRowStore
 {
     private sealed class Block
     {

@@ -3,7 +3,7 @@
 //   PagedKvStore bound by the scheduler (the serving loop): the device pool has the store's RAM block count and block
 //   size, and block id b is device block b — so prefix caching (shared ids), continuous batching (one batch, many
 //   tables), chunked prefill and preemption (ids freed/reused) work unchanged; CopyBlock mirrors copy-on-write.
-//   Any other store (single-sequence path: DeviceKvLengths from CreateKvStore, or a contiguous / self-managed one):
+//   Any other store (single-sequence path: DeviceKvLengths from CreateKvStore, or a contiguous one):
 //   the store keeps the lengths (written first, so capacity errors come before any device work) and sequence s owns
 //   device blocks s·B .. s·B + B − 1 (B = ceil(capacity / 16)).
 // Invariants: the host store never receives K/V rows from here (the bound paged store's host blocks stay untouched);
@@ -64,7 +64,7 @@ public sealed class GpuTransformerExecutor : ITransformerExecutor
         var tables = new List<int>();
         var seqOffset = new Dictionary<int, int>();
         var paged = kv as PagedKvStore;
-        bool bound = paged is { SelfManaged: false };
+        bool bound = paged != null;
         if (!bound) Bookkeep(batch, kv);   // lengths first: capacity / gap errors before any device work
         pool = PoolFor(kv, paged);
         int bs = pool.BlockSize;

@@ -65,7 +65,7 @@ internal sealed class ContiguousKvExecutor : IStepExecutor
     public void PromptDone(long id) { }
     public void Finished(long id) { }
 
-    public Span<float> Forward(SchedulePlan plan, LiveRequest?[] lives, int[] skipped)
+    public Span<float> Forward(SchedulePlan plan, LiveRequest?[] lives, int[] skipped, int[] keptSlots)
     {
         if (plan.Requests.Count != 1) throw new InvalidOperationException($"the single-sequence store runs one request per step, got {plan.Requests.Count}");
         var r = plan.Requests[0];

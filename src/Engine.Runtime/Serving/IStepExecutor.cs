@@ -30,8 +30,10 @@ internal interface IStepExecutor : IDisposable
 
     /// <summary>Runs the plan (block moves and copies, one forward). <paramref name="skipped"/>[i] receives the leading
     /// tokens of request i's chunk that were not computed (a prefix the executor restored). Returns the logits
-    /// [k, vocab] of the k-th request whose SamplesToken is set (valid until the next call).</summary>
-    Span<float> Forward(SchedulePlan plan, LiveRequest?[] lives, int[] skipped);
+    /// [k, vocab] of the k-th request whose SamplesToken is set (valid until the next call). <paramref name="keptSlots"/>[i]
+    /// (−1 on entry) receives the slots request i's KV policy still uses when it packs kept rows into its table
+    /// (StepResult.KeptSlots: the scheduler returns the blocks past them to the pool).</summary>
+    Span<float> Forward(SchedulePlan plan, LiveRequest?[] lives, int[] skipped, int[] keptSlots);
 
     /// <summary>Before the first token of <paramref name="id"/> is sampled: its memory holds exactly its prompt.</summary>
     void PromptDone(long id);

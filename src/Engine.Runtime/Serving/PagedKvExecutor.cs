@@ -6,12 +6,17 @@
 // blocks) and the scheduler the same disk block count; a plan's BlockMove orders copy cold blocks there before the
 // forward, which then reads them in place. The file is deleted on Dispose.
 // KV policies (a PolicyBackend given): the model runs over a PolicyKvRouter on the paged store — each step routes every
-// slot either straight to the paged store or through the PolicyKvStore of the request's spec (rows stay in the paged
-// blocks; the policy decides what is presented and read), so policy requests batch with plain ones. A request's policy
-// sequence id (stable across steps, unlike its slot) is taken when it is first scheduled and its state cleared (Release,
-// under the loop lock before the next step) once it finishes, is cancelled, fails or is preempted (recompute restarts it
-// from position 0). Scheduler prefix caching is off then: a policy request's K/V rows depend on what its policy kept.
-// The blocks of every token stay allocated (the scheduler's accounting is unchanged).
+// slot either straight to the paged store or through the PolicyKvStore of the request's spec, so policy requests batch
+// with plain ones. A request's policy sequence id (stable across steps, unlike its slot) is taken when it is first
+// scheduled and its state cleared (Release, under the loop lock before the next step) once it finishes, is cancelled,
+// fails or is preempted (recompute restarts it from position 0). Scheduler prefix caching is off then: a policy
+// request's K/V rows depend on what its policy kept.
+// One pool: an evicting / quantizing policy (PolicyKvRouter.Packs) keeps its float32 rows in the request's own blocks of
+// the shared pool, packed to the front of its table (PolicyRowStorage.Slots: the slot is bound over the whole table), and
+// after the forward this executor reports the slots it still uses — the most over layers, plus the bytes of its int8 /
+// Int4 / selection arenas in slot units (those arenas are the policy store's own; the pool's budget is charged for
+// them) — as KeptSlots; the scheduler keeps ceil(KeptSlots / BlockSize) blocks and frees the rest, which other requests
+// are admitted into. Full-retention policies (full, quest, msa) keep every row at its position.
 using Engine.Memory;
 using Engine.Memory.Paged;
 using Engine.Memory.Policies;
@@ -44,7 +49,7 @@ internal sealed class PagedKvExecutor : IStepExecutor
         if (policyBackend != null)
         {
             // the model was built over policyBackend; the router points it at the policy store of each Pages call
-            _router = new PolicyKvRouter(_kv, policyBackend, maxSequences);
+            _router = new PolicyKvRouter(_kv, policyBackend, maxSequences, blockSize);
             for (int i = maxSequences - 1; i >= 0; i--) _freePolicySeqs.Push(i);
         }
     }
@@ -64,7 +69,7 @@ internal sealed class PagedKvExecutor : IStepExecutor
         string? diskPath = diskBlocks > 0 && kvDiskDirectory != null
             ? Path.Combine(kvDiskDirectory, $"engine-kv-{Environment.ProcessId}-{Guid.NewGuid():N}.bin")
             : null;
-        return new PagedKvStore(c.LayerCount, c.KvDim, blockSize, blocks, contextLength, maxSequences, selfManaged: false,
+        return new PagedKvStore(c.LayerCount, c.KvDim, blockSize, blocks, contextLength, maxSequences,
             diskBlockCount: diskBlocks, diskPath: diskPath);
     }
 
@@ -98,12 +103,30 @@ internal sealed class PagedKvExecutor : IStepExecutor
     public void Finished(long id)
     {
         if (_router != null && _policySeqs.TryGetValue(id, out var ps))
-            _lastPolicyUsage = KvPolicyWiring.Usage(_router.StoreFor(ps.Spec), ps.Seq);
+        {
+            var store = _router.StoreFor(ps.Spec);
+            var u = KvPolicyWiring.Usage(store, ps.Seq);
+            if (PolicyKvRouter.Packs(ps.Spec))   // what the pool held for it after its last step: its blocks + own arenas
+                u = u with { HeldBytes = PoolBytes(store, ps.Seq) + store.OwnBytes(ps.Seq) };
+            _lastPolicyUsage = u;
+        }
     }
+
+    /// <summary>Bytes of one slot (one position's K and V, every layer) in the pool.</summary>
+    private long SlotBytes => 2L * _kv.LayerCount * _kv.KvDim * sizeof(float);
+
+    /// <summary>Pool bytes the float32 rows of a packing policy request take: the blocks of its most-used layer.</summary>
+    private long PoolBytes(PolicyKvStore store, int seq) =>
+        (long)((store.SlotsUsed(seq) + _kv.BlockSize - 1) / _kv.BlockSize) * _kv.BytesPerBlock;
+
+    /// <summary>The slots a packing policy request keeps after a step: its float32 rows (the most over layers) plus its own
+    /// arenas' bytes (int8 rows, Int4 chunks, selection summaries) in slot units, so the pool's budget counts them too.</summary>
+    private int KeptSlots(PolicyKvStore store, int seq) =>
+        store.SlotsUsed(seq) + (int)((store.OwnBytes(seq) + SlotBytes - 1) / SlotBytes);
 
     public void PromptDone(long id) { }
 
-    public Span<float> Forward(SchedulePlan plan, LiveRequest?[] lives, int[] skipped)
+    public Span<float> Forward(SchedulePlan plan, LiveRequest?[] lives, int[] skipped, int[] keptSlots)
     {
         foreach (var move in plan.Moves) _kv.MoveBlock(move.SourceBlock, move.DestinationBlock); // before copies: a source may be reused
         foreach (var copy in plan.Copies)
@@ -121,8 +144,9 @@ internal sealed class PagedKvExecutor : IStepExecutor
         for (int i = 0; i < requests.Count; i++)
         {
             var r = requests[i];
-            _kv.Bind(i, r.BlockTable, r.StartPosition);
-            if (_router != null) Route(_router, i, r.RequestId, lives[i]);
+            // a packing policy request's slot is bound over its whole table (rows packed in slots, not positions)
+            bool packs = _router != null && Route(_router, i, r.RequestId, lives[i]) is { } spec && PolicyKvRouter.Packs(spec);
+            _kv.Bind(i, r.BlockTable, packs ? r.BlockTable.Length * _kv.BlockSize : r.StartPosition);
             var ids = r.TokenIds;
             for (int t = 0; t < ids.Length; t++, at++)
             {
@@ -136,21 +160,26 @@ internal sealed class PagedKvExecutor : IStepExecutor
         if (_logits.Length < _logitRows.Count * vocab) _logits = new float[Math.Max(_logitRows.Count * vocab, 2 * _logits.Length)];
         var batch = new ForwardBatch(_tokens, _positions, _seqs);
         _model.Forward(batch, (IKvStore?)_router ?? _kv, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_logitRows), _logits);
+        if (_router != null)
+            for (int i = 0; i < requests.Count; i++)
+                if (_policySeqs.TryGetValue(requests[i].RequestId, out var ps) && PolicyKvRouter.Packs(ps.Spec))
+                    keptSlots[i] = KeptSlots(_router.StoreFor(ps.Spec), ps.Seq);
         return _logits.AsSpan(0, _logitRows.Count * vocab);
     }
 
     /// <summary>Routes slot <paramref name="slot"/> of this step: through the policy store of its request's spec under the
-    /// request's policy sequence id (taken on its first step), or straight to the paged store.</summary>
-    private void Route(PolicyKvRouter router, int slot, long requestId, LiveRequest? live)
+    /// request's policy sequence id (taken on its first step), or straight to the paged store. Returns the request's policy.</summary>
+    private KvPolicySpec? Route(PolicyKvRouter router, int slot, long requestId, LiveRequest? live)
     {
         if (!_policySeqs.TryGetValue(requestId, out var ps))
         {
-            if (live?.Policy is not { } spec) { router.Route(slot, null); return; }
+            if (live?.Policy is not { } spec) { router.Route(slot, null); return null; }
             if (!_freePolicySeqs.TryPop(out int seq))
                 throw new InvalidOperationException("no free KV policy sequence id (more policy requests than MaxConcurrentSequences hold state)");
             _policySeqs[requestId] = ps = (spec, seq);
         }
         router.Route(slot, ps.Spec, ps.Seq);
+        return ps.Spec;
     }
 
     public void Dispose()

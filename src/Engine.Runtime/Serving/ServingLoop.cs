@@ -77,6 +77,10 @@ internal sealed class ServingLoop : IDisposable
         }
     }
 
+    /// <summary>Tests: called on the loop thread under the lock after every completed step, with the scheduler (block
+    /// tables of the running requests, the pool).</summary>
+    internal Action<Scheduler>? AfterStep { get; set; }
+
     /// <summary>Checks the block pool's and scheduler's invariants (tests).</summary>
     public void Validate() { lock (_lock) _scheduler.Validate(); }
 
@@ -170,7 +174,7 @@ internal sealed class ServingLoop : IDisposable
         var finishedNow = new List<(LiveRequest Live, GenerationUsage Usage)>();
         Func<long, bool> isLive = _live.ContainsKey;
         LiveRequest?[] lives = [];
-        int[] skipped = [];
+        int[] skipped = [], kept = [];
         bool stepped = false;
         while (!_stop.IsCancellationRequested)
         {
@@ -190,7 +194,7 @@ internal sealed class ServingLoop : IDisposable
                 if (plan.IsEmpty) _emptySteps++;
                 _exec.Release(plan, isLive);
                 count = plan.Requests.Count;
-                if (lives.Length < count) { lives = new LiveRequest?[count]; skipped = new int[count]; }
+                if (lives.Length < count) { lives = new LiveRequest?[count]; skipped = new int[count]; kept = new int[count]; }
                 for (int i = 0; i < count; i++) lives[i] = _live.GetValueOrDefault(plan.Requests[i].RequestId);
             }
             if (plan.IsEmpty)
@@ -206,7 +210,7 @@ internal sealed class ServingLoop : IDisposable
             Exception? failure = null;
             try
             {
-                Execute(plan, lives, skipped, results, finishedNow);
+                Execute(plan, lives, skipped, kept, results, finishedNow);
             }
             catch (Exception e)
             {
@@ -229,6 +233,7 @@ internal sealed class ServingLoop : IDisposable
                 else
                 {
                     _scheduler.OnStepCompleted(results);
+                    AfterStep?.Invoke(_scheduler);
                     _tokensScheduled += plan.TotalTokens;
                     _lastStepTokens = plan.TotalTokens;
                     _maxRequestsPerStep = Math.Max(_maxRequestsPerStep, plan.Requests.Count);
@@ -255,9 +260,11 @@ internal sealed class ServingLoop : IDisposable
 
     /// <summary>Runs one plan on the executor, then samples every request that samples this step: fills results and
     /// the list of requests that end.</summary>
-    private void Execute(SchedulePlan plan, LiveRequest?[] lives, int[] skipped, List<StepResult> results, List<(LiveRequest, GenerationUsage)> finished)
+    private void Execute(SchedulePlan plan, LiveRequest?[] lives, int[] skipped, int[] kept, List<StepResult> results,
+        List<(LiveRequest, GenerationUsage)> finished)
     {
-        var logits = _exec.Forward(plan, lives, skipped);
+        Array.Fill(kept, -1, 0, plan.Requests.Count);
+        var logits = _exec.Forward(plan, lives, skipped, kept);
         int row = 0;
         for (int i = 0; i < plan.Requests.Count; i++)
         {
@@ -268,13 +275,17 @@ internal sealed class ServingLoop : IDisposable
                 l.Computed += r.TokenCount - skipped[i];
                 l.Steps++;
             }
-            if (!r.SamplesToken) continue;   // a prefill chunk: nothing to report
+            if (!r.SamplesToken)   // a prefill chunk: nothing to report but the slots a packing KV policy kept
+            {
+                if (kept[i] >= 0) results.Add(new StepResult(r.RequestId, null, KeptSlots: kept[i]));
+                continue;
+            }
             var rowLogits = logits.Slice(row++ * _vocab, _vocab);
             var live = lives[i];
-            if (live == null || live.Cancelled) { results.Add(new StepResult(r.RequestId, null, Finished: true)); continue; }
+            if (live == null || live.Cancelled) { results.Add(new StepResult(r.RequestId, null, Finished: true, KeptSlots: kept[i])); continue; }
             if (live.Generated == 0) _exec.PromptDone(r.RequestId);
             var (token, usage) = live.OnLogits(rowLogits, _contextLength);
-            results.Add(new StepResult(r.RequestId, token, Finished: usage != null));
+            results.Add(new StepResult(r.RequestId, token, Finished: usage != null, KeptSlots: kept[i]));
             if (usage != null) finished.Add((live, usage));
         }
     }

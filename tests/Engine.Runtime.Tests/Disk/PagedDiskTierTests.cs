@@ -26,7 +26,7 @@ public class PagedDiskTierTests
         const int layers = 2, dim = 3, b = 4, ram = 3, disk = 4;
         string dir = Path.Combine(Path.GetTempPath(), "engine-paged-disk-" + Guid.NewGuid().ToString("N"));
         string file = Path.Combine(dir, "kv.bin");
-        var kv = new PagedKvStore(layers, dim, b, ram, capacity: 64, sequenceCapacity: 2, selfManaged: false, diskBlockCount: disk, diskPath: file);
+        var kv = new PagedKvStore(layers, dim, b, ram, capacity: 64, sequenceCapacity: 2, diskBlockCount: disk, diskPath: file);
         try
         {
             Assert.That((kv.RamBlockCount, kv.DiskBlockCount, kv.BlockCount), Is.EqualTo((3, 4, 7)));

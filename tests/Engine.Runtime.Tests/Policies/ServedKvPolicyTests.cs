@@ -225,32 +225,39 @@ public class ServedKvPolicyTests
     [Test]
     public void RouterSharesThePagedStoreWithoutDisposingIt()
     {
-        using var paged = new PagedKvStore(2, 8, 4, 8, 32, 2, selfManaged: false);   // 2 layers, kvDim 8, 8 blocks of 4 tokens
+        using var paged = new PagedKvStore(2, 8, 4, 8, 32, 2);   // 2 layers, kvDim 8, 8 blocks of 4 tokens
         using var cpu = new Engine.Kernels.CpuBackend(1);
         var backend = new PolicyBackend(cpu);
-        var router = new PolicyKvRouter(paged, backend, 2);
-        paged.Bind(0, [0, 1, 2, 3], 0);
+        var router = new PolicyKvRouter(paged, backend, 2, blockTokens: 4);
+        var sinks = KvPolicySpec.Parse("sinks", 0.5, null);
+        paged.Bind(0, [0, 1, 2, 3], 16);   // a packing policy's slot is bound over its whole table (16 row slots)
         paged.Bind(1, [4, 5, 6, 7], 0);
-        router.Route(0, KvPolicySpec.Parse("sinks", 0.5, null), 1);
+        router.Route(0, sinks, 1);
         router.Route(1, null);
         var row = Enumerable.Range(0, 8).Select(x => (float)x).ToArray();
+        int presented = 0;
         for (int p = 0; p < 16; p++)
-            for (int l = 0; l < 2; l++) { router.Write(l, 0, [p], row, row); router.Write(l, 1, [p], row, row); }
+            for (int l = 0; l < 2; l++)
+            {
+                router.Write(l, 0, [p], row, row); router.Write(l, 1, [p], row, row);
+                if (p == 15 && l == 0) foreach (var pg in router.Pages(0, 0)) presented += pg.TokenCount;
+                else router.Pages(l, 0);
+            }
+        var store = router.StoreFor(sinks);
         Assert.Multiple(() =>
         {
-            Assert.That(paged.Length(0, 0), Is.EqualTo(16), "policy rows are stored in the paged blocks");
+            Assert.That(store.RowStorage, Is.EqualTo(PolicyRowStorage.Slots), "an evicting policy packs its rows into the pool's blocks");
             Assert.That(router.Length(0, 0), Is.EqualTo(16));
             Assert.That(router.Length(0, 1), Is.EqualTo(16));
+            Assert.That(presented, Is.InRange(1, 8), "sinks at 0.5 presents at most half the tokens");
+            Assert.That(store.SlotsUsed(1), Is.InRange(presented, presented + 3), "kept rows packed: at most one partly used block above them");
         });
-        int presented = 0;
-        foreach (var pg in router.Pages(0, 0)) presented += pg.TokenCount;
-        Assert.That(backend.Store, Is.SameAs(router.StoreFor(KvPolicySpec.Parse("sinks", 0.5, null))), "attention goes to the store that returned the pages");
-        Assert.That(presented, Is.LessThan(16), "sinks at 0.5 presents fewer tokens than written");
+        Assert.That(backend.Store, Is.SameAs(store), "attention goes to the store that returned the pages");
         router.Pages(0, 1);
         Assert.That(backend.Store, Is.Null, "a plain sequence: pass-through attention");
-        router.Release(KvPolicySpec.Parse("sinks", 0.5, null), 1);
-        Assert.That(router.StoreFor(KvPolicySpec.Parse("sinks", 0.5, null)).Length(0, 1), Is.Zero, "released state is gone");
-        Assert.That(paged.Length(0, 0), Is.EqualTo(16), "releasing policy state leaves the paged rows to their owner");
+        router.Release(sinks, 1);
+        Assert.That(store.Length(0, 1), Is.Zero, "released state is gone");
+        Assert.That(store.SlotsUsed(1), Is.Zero);
         router.Dispose();
         Assert.That(paged.Pages(0, 1).Length, Is.GreaterThan(0), "the paged store is still usable after the router is disposed");
     }
