@@ -41,7 +41,7 @@ public sealed unsafe class CpuBackend : IBackend
     private RopeParams? _ropeKey;
     private double[] _invFreq = [];
     private readonly bool _repack;
-    private readonly Dictionary<nint, RepackedMatrix> _repacked = new();
+    private readonly Dictionary<nint, (RepackedMatrix M, RepackArena Arena)> _repacked = new();
     private readonly RepackedMatMulJob _repackedMatMul = new();
     private int* _offsets;               // [n, cols / 32] activation block offsets for repacked weights
     private long _offsetCount;
@@ -64,31 +64,55 @@ public sealed unsafe class CpuBackend : IBackend
     public string Name => $"cpu({ThreadCount}t)";
 
     /// <summary>Repacks the Q4_0/Q8_0 matrices (when this machine has the kernels and the backend was built with
-    /// repackWeights) one by one, largest first, and releases each one's mapped file pages right after its copy, so the
-    /// process holds about one copy of the weights. Matrices already prepared are skipped.</summary>
+    /// repackWeights) into one huge-page arena, largest first, and releases each one's mapped file pages right after its
+    /// copy, so the process holds about one copy of the weights. A matrix prepared again is repacked again (the bytes at
+    /// an address may belong to another file by now).</summary>
     public void PrepareWeights(IReadOnlyList<TensorView> matrices)
     {
         if (!_repack) return;
-        foreach (var w in matrices.OrderByDescending(m => m.ByteLength))
+        var path = QuantDot.BestPath;
+        var todo = matrices.Where(w => w.Data != 0 && RepackedMatrix.CanRepack(w, path))
+            .DistinctBy(w => w.Data).OrderByDescending(w => w.ByteLength).ToList();
+        if (todo.Count == 0) return;
+        ReleaseWeights(todo);
+        long total = 0;
+        foreach (var w in todo) total += (RepackedMatrix.PackedBytes(w) + 63) & ~63L;
+        var arena = new RepackArena((byte*)HugePageMemory.Allocate((nuint)total));
+        long offset = 0;
+        foreach (var w in todo)
         {
-            if (w.Data == 0 || _repacked.ContainsKey(w.Data)) continue;
-            var m = RepackedMatrix.TryCreate(w, QuantDot.BestPath);
+            var m = RepackedMatrix.TryCreate(w, path, arena.Base + offset);
+            offset += (RepackedMatrix.PackedBytes(w) + 63) & ~63L;
             if (m == null) continue;
-            _repacked.Add(w.Data, m);
+            _repacked.Add(w.Data, (m, arena));
+            arena.Live++;
             MappedFile.ReleaseResidentPages(w.Data, w.ByteLength);
         }
+        if (arena.Live == 0) arena.Free();
     }
 
     public void ReleaseWeights(IReadOnlyList<TensorView> matrices)
     {
         foreach (var w in matrices)
-            if (_repacked.Remove(w.Data, out var m)) m.Dispose();
+            if (_repacked.Remove(w.Data, out var e))
+            {
+                e.M.Dispose();
+                if (--e.Arena.Live == 0) e.Arena.Free();
+            }
+    }
+
+    /// <summary>One native block holding several repacked matrices; freed when the last of them is released.</summary>
+    private sealed class RepackArena(byte* bytes)
+    {
+        public byte* Base { get; private set; } = bytes;
+        public int Live;
+        public void Free() { HugePageMemory.Free(Base); Base = null; }
     }
 
     /// <summary>The repacked copy of <paramref name="w"/>, if it has one (same address, type and shape).</summary>
     internal RepackedMatrix? Repacked(TensorView w) =>
-        _repacked.Count != 0 && _repacked.TryGetValue(w.Data, out var m) && m.Type == w.Type && m.Cols == w.RowLength
-            && m.Rows == w.RowCount && m.SourceBytes == w.ByteLength ? m : null;
+        _repacked.Count != 0 && _repacked.TryGetValue(w.Data, out var e) && e.M.Type == w.Type && e.M.Cols == w.RowLength
+            && e.M.Rows == w.RowCount && e.M.SourceBytes == w.ByteLength ? e.M : null;
 
     public void MatMul(ReadOnlySpan<float> x, int n, TensorView w, Span<float> y)
     {
@@ -325,7 +349,8 @@ public sealed unsafe class CpuBackend : IBackend
         _massScratch.Dispose();
         if (_qx != null) { NativeMemory.AlignedFree(_qx); _qx = null; _qxBytes = 0; }
         if (_offsets != null) { NativeMemory.AlignedFree(_offsets); _offsets = null; _offsetCount = 0; }
-        foreach (var m in _repacked.Values) m.Dispose();
+        foreach (var e in _repacked.Values) e.M.Dispose();
+        foreach (var a in _repacked.Values.Select(e => e.Arena).Distinct()) a.Free();
         _repacked.Clear();
         if (_partials != null) { NativeMemory.AlignedFree(_partials); _partials = null; _partialBytes = 0; }
     }

@@ -1,7 +1,7 @@
 // Owns: Q4_0 / Q8_0 weight matrices re-laid out once at load into interleaved 8-row blocks ("repacked", as
 // llama.cpp's CPU REPACK does), and their GEMV (one token) / GEMM (4 tokens per pass) kernels × Q8_0 activations.
-// Layout, per group of 8 consecutive rows (nb = cols / 32 blocks): a quants region of nb × Q bytes, then a scales
-// region of nb × 16 bytes (the 8 rows' float16 d, row order). Block b's quants are Q/32 chunks of 32 bytes; chunk c
+// Layout, per group of 8 consecutive rows (nb = cols / 32 blocks): nb blocks of 16 + Q bytes, each the 8 rows' float16
+// d (row order) followed by the block's quants: Q/32 chunks of 32 bytes (one stream; Q bytes per block); chunk c
 // holds 4 consecutive quant bytes of each row: byte 4r + k = row r's qs[4c + k]. Q4_0 (Q = 128, 4 chunks): the low
 // nibble is element 4c + k, the high nibble element 16 + 4c + k, stored unsigned (0..15). Q8_0 (Q = 256, 8 chunks):
 // element 4c + k stored as u8 = q + 128 (q ^ 0x80). Rows after the last full group follow in the original layout,
@@ -50,10 +50,11 @@ internal sealed unsafe class RepackedMatrix : IDisposable
 
     private byte* _data;
     private readonly bool _vnni;
+    private readonly bool _ownsData;
 
-    private RepackedMatrix(DType type, int rows, int cols, long rowBytes, byte* data, bool vnni, nint source, long sourceBytes)
+    private RepackedMatrix(DType type, int rows, int cols, long rowBytes, byte* data, bool ownsData, bool vnni, nint source, long sourceBytes)
     {
-        Type = type; Rows = rows; Cols = cols; RowBytes = rowBytes; _data = data; _vnni = vnni;
+        Type = type; Rows = rows; Cols = cols; RowBytes = rowBytes; _data = data; _ownsData = ownsData; _vnni = vnni;
         Source = source; SourceBytes = sourceBytes;
     }
 
@@ -79,28 +80,42 @@ internal sealed unsafe class RepackedMatrix : IDisposable
     /// <summary>The multiplier of Σy in the start value of a block's integer sum.</summary>
     public static int OffsetFactor(DType type) => type == DType.Q4_0 ? -8 : -128;
 
-    /// <summary>Repacks <paramref name="w"/>, or returns null when the type/path has no repacked kernel, the matrix has fewer
-    /// than 8 rows, or a block scale is inf/NaN (those keep the original path).</summary>
+    /// <summary>Whether <paramref name="w"/> can be repacked on <paramref name="path"/> (type, path, at least 8 rows).</summary>
+    public static bool CanRepack(TensorView w, QuantKernelPath path) =>
+        Supported(w.Type, path) && w.Shape.Length >= 2 && w.RowLength % 32 == 0 && w.RowCount >= GroupRows
+        && w.ByteLength >= w.RowBytes * w.RowCount;
+
+    /// <summary>Bytes the repacked copy of <paramref name="w"/> takes (the original's).</summary>
+    public static long PackedBytes(TensorView w) => w.RowBytes * w.RowCount;
+
+    /// <summary>Repacks <paramref name="w"/> into its own native memory; see <see cref="TryCreate(TensorView, QuantKernelPath, byte*)"/>.</summary>
     public static RepackedMatrix? TryCreate(TensorView w, QuantKernelPath path)
     {
-        if (!Supported(w.Type, path) || w.Shape.Length < 2 || w.RowLength % 32 != 0) return null;
+        if (!CanRepack(w, path)) return null;
+        byte* dst = (byte*)NativeMemory.AlignedAlloc((nuint)PackedBytes(w), 64);
+        var m = TryCreate(w, path, dst, ownsData: true);
+        if (m == null) NativeMemory.AlignedFree(dst);
+        return m;
+    }
+
+    /// <summary>Repacks <paramref name="w"/> into <paramref name="dst"/> (<see cref="PackedBytes"/> bytes, 64-byte aligned,
+    /// owned by the caller and kept alive while the matrix is used), or returns null when it cannot (<see cref="CanRepack"/>)
+    /// or a block scale is inf/NaN — those keep the original path.</summary>
+    public static RepackedMatrix? TryCreate(TensorView w, QuantKernelPath path, byte* dst) => TryCreate(w, path, dst, ownsData: false);
+
+    private static RepackedMatrix? TryCreate(TensorView w, QuantKernelPath path, byte* dst, bool ownsData)
+    {
+        if (!CanRepack(w, path)) return null;
         int rows = w.RowCount, cols = w.RowLength;
-        if (rows < GroupRows) return null;
         long rowBytes = w.RowBytes, total = rowBytes * rows;
-        if (w.ByteLength < total) return null;
         byte* src = (byte*)w.Data;
-        byte* dst = (byte*)NativeMemory.AlignedAlloc((nuint)total, 64);
-        var m = new RepackedMatrix(w.Type, rows, cols, rowBytes, dst, path == QuantKernelPath.Avx2Vnni, w.Data, w.ByteLength);
+        var m = new RepackedMatrix(w.Type, rows, cols, rowBytes, dst, false, path == QuantKernelPath.Avx2Vnni, w.Data, w.ByteLength);
         int bad = 0;
         Parallel.For(0, m.Groups, g => { if (!m.PackGroup(src + g * m.GroupBytes, dst + g * m.GroupBytes)) Volatile.Write(ref bad, 1); });
         long packed = m.Groups * m.GroupBytes;
         Buffer.MemoryCopy(src + packed, dst + packed, total - packed, total - packed);
-        if (bad != 0 || !FiniteScales(src + packed, rows - m.Groups * GroupRows, m.Blocks, rowBytes, w.Type))
-        {
-            m.Dispose();
-            return null;
-        }
-        return m;
+        if (bad != 0 || !FiniteScales(src + packed, rows - m.Groups * GroupRows, m.Blocks, rowBytes, w.Type)) return null;
+        return ownsData ? new RepackedMatrix(w.Type, rows, cols, rowBytes, dst, true, m._vnni, w.Data, w.ByteLength) : m;
     }
 
     private static bool Finite(ushort h) => (h & 0x7C00) != 0x7C00;
@@ -118,8 +133,7 @@ internal sealed unsafe class RepackedMatrix : IDisposable
     private bool PackGroup(byte* src, byte* dst)
     {
         int nb = Blocks, q = QuantBytes, bb = Type == DType.Q4_0 ? 18 : 34;
-        byte xor = Type == DType.Q4_0 ? (byte)0 : (byte)0x80;
-        ushort* scales = (ushort*)(dst + (long)nb * q);
+        uint xor = Type == DType.Q4_0 ? 0u : 0x80808080u;
         bool ok = true;
         for (int r = 0; r < GroupRows; r++)
         {
@@ -129,11 +143,11 @@ internal sealed unsafe class RepackedMatrix : IDisposable
                 byte* blk = row + b * bb;
                 ushort d = *(ushort*)blk;
                 ok &= Finite(d);
-                scales[b * GroupRows + r] = d;
-                byte* qd = dst + (long)b * q;
+                byte* bd = dst + (long)b * (q + 16);
+                ((ushort*)bd)[r] = d;
+                byte* qd = bd + 16 + 4 * r;
                 for (int c = 0; c < q / 32; c++)
-                    for (int k = 0; k < 4; k++)
-                        qd[32 * c + 4 * r + k] = (byte)(blk[2 + 4 * c + k] ^ xor);
+                    *(uint*)(qd + 32 * c) = Unsafe.ReadUnaligned<uint>(blk + 2 + 4 * c) ^ xor;
             }
         }
         return ok;
@@ -149,14 +163,15 @@ internal sealed unsafe class RepackedMatrix : IDisposable
         int nb = Blocks, q = QuantBytes, bb = Type == DType.Q4_0 ? 18 : 34, r = row % GroupRows;
         byte xor = Type == DType.Q4_0 ? (byte)0 : (byte)0x80;
         byte* g = _data + (row / GroupRows) * GroupBytes;
-        ushort* scales = (ushort*)(g + (long)nb * q);
         for (int b = 0; b < nb; b++)
         {
             Span<byte> blk = dst.Slice(b * bb, bb);
-            blk[0] = (byte)scales[b * GroupRows + r]; blk[1] = (byte)(scales[b * GroupRows + r] >> 8);
+            byte* gb = g + (long)b * (q + 16);
+            ushort d = ((ushort*)gb)[r];
+            blk[0] = (byte)d; blk[1] = (byte)(d >> 8);
             for (int c = 0; c < q / 32; c++)
                 for (int k = 0; k < 4; k++)
-                    blk[2 + 4 * c + k] = (byte)(g[(long)b * q + 32 * c + 4 * r + k] ^ xor);
+                    blk[2 + 4 * c + k] = (byte)(gb[16 + 32 * c + 4 * r + k] ^ xor);
         }
     }
 
@@ -230,7 +245,8 @@ internal sealed unsafe class RepackedMatrix : IDisposable
 
     public void Dispose()
     {
-        if (_data != null) { NativeMemory.AlignedFree(_data); _data = null; }
+        if (_data != null && _ownsData) NativeMemory.AlignedFree(_data);
+        _data = null;
     }
 
     // ---- kernels ----
@@ -270,13 +286,12 @@ internal sealed unsafe class RepackedMatrix : IDisposable
 
         public static void Gemv(byte* g, int nb, byte* y, int* corr, float* o)
         {
-            byte* sc = g + (long)nb * 128;
             Vector256<byte> m = Vector256.Create((byte)0x0F);
             Vector256<float> acc = Vector256<float>.Zero;
-            for (int b = 0; b < nb; b++, g += 128)
+            for (int b = 0; b < nb; b++, g += 144)
             {
-                Vector256<byte> q0 = Vector256.Load(g), q1 = Vector256.Load(g + 32), q2 = Vector256.Load(g + 64), q3 = Vector256.Load(g + 96);
-                acc = Tok(acc, Scales(sc + 16 * b), y + Q8Bytes * b, corr[b],
+                Vector256<byte> q0 = Vector256.Load(g + 16), q1 = Vector256.Load(g + 48), q2 = Vector256.Load(g + 80), q3 = Vector256.Load(g + 112);
+                acc = Tok(acc, Scales(g), y + Q8Bytes * b, corr[b],
                     q0 & m, Vector256.ShiftRightLogical(q0.AsUInt16(), 4).AsByte() & m,
                     q1 & m, Vector256.ShiftRightLogical(q1.AsUInt16(), 4).AsByte() & m,
                     q2 & m, Vector256.ShiftRightLogical(q2.AsUInt16(), 4).AsByte() & m,
@@ -287,19 +302,18 @@ internal sealed unsafe class RepackedMatrix : IDisposable
 
         public static void Gemm4(byte* g, int nb, byte* y, long ys, int* corr, float* o, long os)
         {
-            byte* sc = g + (long)nb * 128;
             Vector256<byte> m = Vector256.Create((byte)0x0F);
             Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
             byte* y0 = y, y1 = y + ys, y2 = y + 2 * ys, y3 = y + 3 * ys;
             int* c0 = corr, c1 = corr + nb, c2 = corr + 2 * nb, c3 = corr + 3 * nb;
-            for (int b = 0; b < nb; b++, g += 128)
+            for (int b = 0; b < nb; b++, g += 144)
             {
-                Vector256<byte> q0 = Vector256.Load(g), q1 = Vector256.Load(g + 32), q2 = Vector256.Load(g + 64), q3 = Vector256.Load(g + 96);
+                Vector256<byte> q0 = Vector256.Load(g + 16), q1 = Vector256.Load(g + 48), q2 = Vector256.Load(g + 80), q3 = Vector256.Load(g + 112);
                 Vector256<byte> l0 = q0 & m, h0 = Vector256.ShiftRightLogical(q0.AsUInt16(), 4).AsByte() & m;
                 Vector256<byte> l1 = q1 & m, h1 = Vector256.ShiftRightLogical(q1.AsUInt16(), 4).AsByte() & m;
                 Vector256<byte> l2 = q2 & m, h2 = Vector256.ShiftRightLogical(q2.AsUInt16(), 4).AsByte() & m;
                 Vector256<byte> l3 = q3 & m, h3 = Vector256.ShiftRightLogical(q3.AsUInt16(), 4).AsByte() & m;
-                Vector256<float> dw = Scales(sc + 16 * b);
+                Vector256<float> dw = Scales(g);
                 long ob = (long)Q8Bytes * b;
                 a0 = Tok(a0, dw, y0 + ob, c0[b], l0, h0, l1, h1, l2, h2, l3, h3);
                 a1 = Tok(a1, dw, y1 + ob, c1[b], l0, h0, l1, h1, l2, h2, l3, h3);
@@ -327,26 +341,24 @@ internal sealed unsafe class RepackedMatrix : IDisposable
 
         public static void Gemv(byte* g, int nb, byte* y, int* corr, float* o)
         {
-            byte* sc = g + (long)nb * 256;
             Vector256<float> acc = Vector256<float>.Zero;
-            for (int b = 0; b < nb; b++, g += 256)
-                acc = Tok(acc, Scales(sc + 16 * b), y + Q8Bytes * b, corr[b],
-                    Vector256.Load(g), Vector256.Load(g + 32), Vector256.Load(g + 64), Vector256.Load(g + 96),
-                    Vector256.Load(g + 128), Vector256.Load(g + 160), Vector256.Load(g + 192), Vector256.Load(g + 224));
+            for (int b = 0; b < nb; b++, g += 272)
+                acc = Tok(acc, Scales(g), y + Q8Bytes * b, corr[b],
+                    Vector256.Load(g + 16), Vector256.Load(g + 48), Vector256.Load(g + 80), Vector256.Load(g + 112),
+                    Vector256.Load(g + 144), Vector256.Load(g + 176), Vector256.Load(g + 208), Vector256.Load(g + 240));
             acc.Store(o);
         }
 
         public static void Gemm4(byte* g, int nb, byte* y, long ys, int* corr, float* o, long os)
         {
-            byte* sc = g + (long)nb * 256;
             Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
             byte* y0 = y, y1 = y + ys, y2 = y + 2 * ys, y3 = y + 3 * ys;
             int* c0 = corr, c1 = corr + nb, c2 = corr + 2 * nb, c3 = corr + 3 * nb;
-            for (int b = 0; b < nb; b++, g += 256)
+            for (int b = 0; b < nb; b++, g += 272)
             {
-                Vector256<byte> w0 = Vector256.Load(g), w1 = Vector256.Load(g + 32), w2 = Vector256.Load(g + 64), w3 = Vector256.Load(g + 96);
-                Vector256<byte> w4 = Vector256.Load(g + 128), w5 = Vector256.Load(g + 160), w6 = Vector256.Load(g + 192), w7 = Vector256.Load(g + 224);
-                Vector256<float> dw = Scales(sc + 16 * b);
+                Vector256<byte> w0 = Vector256.Load(g + 16), w1 = Vector256.Load(g + 48), w2 = Vector256.Load(g + 80), w3 = Vector256.Load(g + 112);
+                Vector256<byte> w4 = Vector256.Load(g + 144), w5 = Vector256.Load(g + 176), w6 = Vector256.Load(g + 208), w7 = Vector256.Load(g + 240);
+                Vector256<float> dw = Scales(g);
                 long ob = (long)Q8Bytes * b;
                 a0 = Tok(a0, dw, y0 + ob, c0[b], w0, w1, w2, w3, w4, w5, w6, w7);
                 a1 = Tok(a1, dw, y1 + ob, c1[b], w0, w1, w2, w3, w4, w5, w6, w7);
