@@ -75,13 +75,13 @@ public sealed unsafe class RepackedMatrixTests
                     using var m = RepackedMatrix.TryCreate(nt.View, path)!;
                     int ab = QuantDot.ActivationBytes(t, cols), nb = cols / 32;
                     var qx = new byte[ab * n];
-                    var corr = new int[nb * n];
+                    var corr = new ActBlock[nb * n];
                     for (int i = 0; i < n; i++)
                         QuantDot.QuantizeActivation(t, QuantDotTests.Gaussian(rnd, cols, i == 2 ? 100f : 1f), qx.AsSpan(i * ab, ab));
                     var y = new float[n * rows];
                     var single = new float[rows];
                     int items = m.Groups + 1;
-                    fixed (byte* px = qx) fixed (int* pc = corr) fixed (float* py = y, ps = single)
+                    fixed (byte* px = qx) fixed (ActBlock* pc = corr) fixed (float* py = y, ps = single)
                     {
                         for (int i = 0; i < n; i++) RepackedMatrix.BlockOffsets(t, px + i * ab, nb, pc + i * nb);
                         // two pieces, as two threads would run them

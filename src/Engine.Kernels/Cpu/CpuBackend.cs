@@ -43,7 +43,7 @@ public sealed unsafe class CpuBackend : IBackend
     private readonly bool _repack;
     private readonly Dictionary<nint, (RepackedMatrix M, RepackArena Arena)> _repacked = new();
     private readonly RepackedMatMulJob _repackedMatMul = new();
-    private int* _offsets;               // [n, cols / 32] activation block offsets for repacked weights
+    private ActBlock* _offsets;          // [n, cols / 32] activation block offsets and scales for repacked weights
     private long _offsetCount;
 
     /// <param name="threadCount">Threads including the caller; ≤ 0 = Environment.ProcessorCount.</param>
@@ -154,7 +154,7 @@ public sealed unsafe class CpuBackend : IBackend
             {
                 if (_offsets != null) NativeMemory.AlignedFree(_offsets);
                 _offsetCount = Math.Max((long)n * nb, 2 * _offsetCount);
-                _offsets = (int*)NativeMemory.AlignedAlloc((nuint)(_offsetCount * sizeof(int)), 64);
+                _offsets = (ActBlock*)NativeMemory.AlignedAlloc((nuint)(_offsetCount * sizeof(ActBlock)), 64);
             }
             q.Offsets = _offsets;
             _pool.Run(q, n, Math.Max(1, QuantizeChunkFloats / Math.Max(1, m.Cols)));

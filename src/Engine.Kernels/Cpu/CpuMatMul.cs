@@ -25,7 +25,7 @@ internal sealed unsafe class QuantizeJob : CpuJob
     public byte* Qx;            // [n, ActBytes]
     public int Cols, ActBytes;
     public DType Type;
-    public int* Offsets;        // [n, Cols / 32] block offsets for a repacked weight (RepackedMatrix.BlockOffsets), or null
+    public ActBlock* Offsets;   // [n, Cols / 32] block offsets and scales for a repacked weight (RepackedMatrix.BlockOffsets), or null
 
     public override void Execute(int start, int end, int thread)
     {
@@ -42,7 +42,7 @@ internal sealed unsafe class RepackedMatMulJob : CpuJob
 {
     public RepackedMatrix M = null!;
     public byte* Qx;            // [N, ActBytes]
-    public int* Offsets;        // [N, Cols / 32]
+    public ActBlock* Offsets;   // [N, Cols / 32]
     public float* Y;            // [N, Rows]
     public int N, ActBytes;
 

@@ -42,6 +42,14 @@ internal struct MaddAcc : IDotAcc
         acc + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), Vector256.Create((short)1));
 }
 
+/// <summary>What the repacked kernels need of one Q8_0 activation block besides its quants: the integer offset
+/// (OffsetFactor · Σ qs) and the float value of its scale d.</summary>
+internal struct ActBlock
+{
+    public int Offset;
+    public float Scale;
+}
+
 /// <summary>A Q4_0 or Q8_0 matrix repacked into interleaved 8-row groups (see the file header), in native memory.</summary>
 internal sealed unsafe class RepackedMatrix : IDisposable
 {
@@ -175,8 +183,8 @@ internal sealed unsafe class RepackedMatrix : IDisposable
         }
     }
 
-    /// <summary>corr[b] = OffsetFactor · Σ qs of activation block b of one Q8_0 row (nb blocks).</summary>
-    public static void BlockOffsets(DType type, byte* qx, int nb, int* corr)
+    /// <summary>dst[b] = (OffsetFactor · Σ qs, d) of activation block b of one Q8_0 row (nb blocks).</summary>
+    public static void BlockOffsets(DType type, byte* qx, int nb, ActBlock* dst)
     {
         int f = OffsetFactor(type);
         Vector256<byte> flip = Vector256.Create((byte)0x80);
@@ -184,7 +192,8 @@ internal sealed unsafe class RepackedMatrix : IDisposable
         {
             // Σ (q + 128) over 32 bytes with vpsadbw, then − 32·128
             Vector256<ulong> s = Avx2.SumAbsoluteDifferences(Vector256.Load(qx + Q8Bytes * b + 2) ^ flip, Vector256<byte>.Zero).AsUInt64();
-            corr[b] = f * ((int)(s.GetElement(0) + s.GetElement(1) + s.GetElement(2) + s.GetElement(3)) - 32 * 128);
+            dst[b].Offset = f * ((int)(s.GetElement(0) + s.GetElement(1) + s.GetElement(2) + s.GetElement(3)) - 32 * 128);
+            dst[b].Scale = Fp16.Read(qx + Q8Bytes * b);
         }
     }
 
@@ -193,7 +202,7 @@ internal sealed unsafe class RepackedMatrix : IDisposable
     /// the tail rows — and t in [0, n). Activation row t is at qx + t·qxStride (Q8_0), its block offsets at corr + t·nb
     /// (<see cref="BlockOffsets"/>). <paramref name="tokenTile"/> tokens run per pass over the groups (a multiple of 4).
     /// </summary>
-    public void MatMul(int groupStart, int groupEnd, byte* qx, long qxStride, int* corr, int n, float* y, long yStride, int tokenTile)
+    public void MatMul(int groupStart, int groupEnd, byte* qx, long qxStride, ActBlock* corr, int n, float* y, long yStride, int tokenTile)
     {
         ObjectDisposedException.ThrowIf(_data == null, this);
         int nb = Blocks, groups = Groups;
@@ -219,7 +228,7 @@ internal sealed unsafe class RepackedMatrix : IDisposable
         else Run<Q8Kernel>(groupStart, groupEnd, qx, qxStride, corr, n, y, yStride, tokenTile, nb);
     }
 
-    private void Run<TK>(int g0, int g1, byte* qx, long qxStride, int* corr, int n, float* y, long yStride, int tokenTile, int nb)
+    private void Run<TK>(int g0, int g1, byte* qx, long qxStride, ActBlock* corr, int n, float* y, long yStride, int tokenTile, int nb)
         where TK : struct, IGroupKernel
     {
         long gb = GroupBytes;
@@ -265,33 +274,33 @@ internal sealed unsafe class RepackedMatrix : IDisposable
 
     private interface IGroupKernel
     {
-        static abstract void Gemv(byte* g, int nb, byte* y, int* corr, float* o);
-        static abstract void Gemm4(byte* g, int nb, byte* y, long ys, int* corr, float* o, long os);
+        static abstract void Gemv(byte* g, int nb, byte* y, ActBlock* corr, float* o);
+        static abstract void Gemm4(byte* g, int nb, byte* y, long ys, ActBlock* corr, float* o, long os);
     }
 
     private struct Q4Kernel<TDot> : IGroupKernel where TDot : struct, IDotAcc
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<float> Tok(Vector256<float> acc, Vector256<float> dw, byte* yb, int corr,
+        private static Vector256<float> Tok(Vector256<float> acc, Vector256<float> dw, byte* yb, ActBlock* a,
             Vector256<byte> l0, Vector256<byte> h0, Vector256<byte> l1, Vector256<byte> h1,
             Vector256<byte> l2, Vector256<byte> h2, Vector256<byte> l3, Vector256<byte> h3)
         {
-            Vector256<int> s0 = Vector256.Create(corr), s1 = Vector256<int>.Zero;
+            Vector256<int> s0 = Vector256.Create(a->Offset), s1 = Vector256<int>.Zero;
             s0 = TDot.Acc(s0, l0, B4(yb + 2)); s1 = TDot.Acc(s1, h0, B4(yb + 18));
             s0 = TDot.Acc(s0, l1, B4(yb + 6)); s1 = TDot.Acc(s1, h1, B4(yb + 22));
             s0 = TDot.Acc(s0, l2, B4(yb + 10)); s1 = TDot.Acc(s1, h2, B4(yb + 26));
             s0 = TDot.Acc(s0, l3, B4(yb + 14)); s1 = TDot.Acc(s1, h3, B4(yb + 30));
-            return Fma.MultiplyAdd(dw * Vector256.Create(Fp16.Read(yb)), Avx.ConvertToVector256Single(s0 + s1), acc);
+            return Fma.MultiplyAdd(dw * Vector256.Create(a->Scale), Avx.ConvertToVector256Single(s0 + s1), acc);
         }
 
-        public static void Gemv(byte* g, int nb, byte* y, int* corr, float* o)
+        public static void Gemv(byte* g, int nb, byte* y, ActBlock* corr, float* o)
         {
             Vector256<byte> m = Vector256.Create((byte)0x0F);
             Vector256<float> acc = Vector256<float>.Zero;
             for (int b = 0; b < nb; b++, g += 144)
             {
                 Vector256<byte> q0 = Vector256.Load(g + 16), q1 = Vector256.Load(g + 48), q2 = Vector256.Load(g + 80), q3 = Vector256.Load(g + 112);
-                acc = Tok(acc, Scales(g), y + Q8Bytes * b, corr[b],
+                acc = Tok(acc, Scales(g), y + Q8Bytes * b, corr + b,
                     q0 & m, Vector256.ShiftRightLogical(q0.AsUInt16(), 4).AsByte() & m,
                     q1 & m, Vector256.ShiftRightLogical(q1.AsUInt16(), 4).AsByte() & m,
                     q2 & m, Vector256.ShiftRightLogical(q2.AsUInt16(), 4).AsByte() & m,
@@ -300,12 +309,12 @@ internal sealed unsafe class RepackedMatrix : IDisposable
             acc.Store(o);
         }
 
-        public static void Gemm4(byte* g, int nb, byte* y, long ys, int* corr, float* o, long os)
+        public static void Gemm4(byte* g, int nb, byte* y, long ys, ActBlock* corr, float* o, long os)
         {
             Vector256<byte> m = Vector256.Create((byte)0x0F);
             Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
             byte* y0 = y, y1 = y + ys, y2 = y + 2 * ys, y3 = y + 3 * ys;
-            int* c0 = corr, c1 = corr + nb, c2 = corr + 2 * nb, c3 = corr + 3 * nb;
+            ActBlock* c0 = corr, c1 = corr + nb, c2 = corr + 2 * nb, c3 = corr + 3 * nb;
             for (int b = 0; b < nb; b++, g += 144)
             {
                 Vector256<byte> q0 = Vector256.Load(g + 16), q1 = Vector256.Load(g + 48), q2 = Vector256.Load(g + 80), q3 = Vector256.Load(g + 112);
@@ -315,10 +324,10 @@ internal sealed unsafe class RepackedMatrix : IDisposable
                 Vector256<byte> l3 = q3 & m, h3 = Vector256.ShiftRightLogical(q3.AsUInt16(), 4).AsByte() & m;
                 Vector256<float> dw = Scales(g);
                 long ob = (long)Q8Bytes * b;
-                a0 = Tok(a0, dw, y0 + ob, c0[b], l0, h0, l1, h1, l2, h2, l3, h3);
-                a1 = Tok(a1, dw, y1 + ob, c1[b], l0, h0, l1, h1, l2, h2, l3, h3);
-                a2 = Tok(a2, dw, y2 + ob, c2[b], l0, h0, l1, h1, l2, h2, l3, h3);
-                a3 = Tok(a3, dw, y3 + ob, c3[b], l0, h0, l1, h1, l2, h2, l3, h3);
+                a0 = Tok(a0, dw, y0 + ob, c0 + b, l0, h0, l1, h1, l2, h2, l3, h3);
+                a1 = Tok(a1, dw, y1 + ob, c1 + b, l0, h0, l1, h1, l2, h2, l3, h3);
+                a2 = Tok(a2, dw, y2 + ob, c2 + b, l0, h0, l1, h1, l2, h2, l3, h3);
+                a3 = Tok(a3, dw, y3 + ob, c3 + b, l0, h0, l1, h1, l2, h2, l3, h3);
             }
             a0.Store(o); a1.Store(o + os); a2.Store(o + 2 * os); a3.Store(o + 3 * os);
         }
@@ -327,43 +336,43 @@ internal sealed unsafe class RepackedMatrix : IDisposable
     private struct Q8Kernel : IGroupKernel
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<float> Tok(Vector256<float> acc, Vector256<float> dw, byte* yb, int corr,
+        private static Vector256<float> Tok(Vector256<float> acc, Vector256<float> dw, byte* yb, ActBlock* a,
             Vector256<byte> w0, Vector256<byte> w1, Vector256<byte> w2, Vector256<byte> w3,
             Vector256<byte> w4, Vector256<byte> w5, Vector256<byte> w6, Vector256<byte> w7)
         {
-            Vector256<int> s0 = Vector256.Create(corr), s1 = Vector256<int>.Zero;
+            Vector256<int> s0 = Vector256.Create(a->Offset), s1 = Vector256<int>.Zero;
             s0 = VnniAcc.Acc(s0, w0, B4(yb + 2)); s1 = VnniAcc.Acc(s1, w1, B4(yb + 6));
             s0 = VnniAcc.Acc(s0, w2, B4(yb + 10)); s1 = VnniAcc.Acc(s1, w3, B4(yb + 14));
             s0 = VnniAcc.Acc(s0, w4, B4(yb + 18)); s1 = VnniAcc.Acc(s1, w5, B4(yb + 22));
             s0 = VnniAcc.Acc(s0, w6, B4(yb + 26)); s1 = VnniAcc.Acc(s1, w7, B4(yb + 30));
-            return Fma.MultiplyAdd(dw * Vector256.Create(Fp16.Read(yb)), Avx.ConvertToVector256Single(s0 + s1), acc);
+            return Fma.MultiplyAdd(dw * Vector256.Create(a->Scale), Avx.ConvertToVector256Single(s0 + s1), acc);
         }
 
-        public static void Gemv(byte* g, int nb, byte* y, int* corr, float* o)
+        public static void Gemv(byte* g, int nb, byte* y, ActBlock* corr, float* o)
         {
             Vector256<float> acc = Vector256<float>.Zero;
             for (int b = 0; b < nb; b++, g += 272)
-                acc = Tok(acc, Scales(g), y + Q8Bytes * b, corr[b],
+                acc = Tok(acc, Scales(g), y + Q8Bytes * b, corr + b,
                     Vector256.Load(g + 16), Vector256.Load(g + 48), Vector256.Load(g + 80), Vector256.Load(g + 112),
                     Vector256.Load(g + 144), Vector256.Load(g + 176), Vector256.Load(g + 208), Vector256.Load(g + 240));
             acc.Store(o);
         }
 
-        public static void Gemm4(byte* g, int nb, byte* y, long ys, int* corr, float* o, long os)
+        public static void Gemm4(byte* g, int nb, byte* y, long ys, ActBlock* corr, float* o, long os)
         {
             Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
             byte* y0 = y, y1 = y + ys, y2 = y + 2 * ys, y3 = y + 3 * ys;
-            int* c0 = corr, c1 = corr + nb, c2 = corr + 2 * nb, c3 = corr + 3 * nb;
+            ActBlock* c0 = corr, c1 = corr + nb, c2 = corr + 2 * nb, c3 = corr + 3 * nb;
             for (int b = 0; b < nb; b++, g += 272)
             {
                 Vector256<byte> w0 = Vector256.Load(g + 16), w1 = Vector256.Load(g + 48), w2 = Vector256.Load(g + 80), w3 = Vector256.Load(g + 112);
                 Vector256<byte> w4 = Vector256.Load(g + 144), w5 = Vector256.Load(g + 176), w6 = Vector256.Load(g + 208), w7 = Vector256.Load(g + 240);
                 Vector256<float> dw = Scales(g);
                 long ob = (long)Q8Bytes * b;
-                a0 = Tok(a0, dw, y0 + ob, c0[b], w0, w1, w2, w3, w4, w5, w6, w7);
-                a1 = Tok(a1, dw, y1 + ob, c1[b], w0, w1, w2, w3, w4, w5, w6, w7);
-                a2 = Tok(a2, dw, y2 + ob, c2[b], w0, w1, w2, w3, w4, w5, w6, w7);
-                a3 = Tok(a3, dw, y3 + ob, c3[b], w0, w1, w2, w3, w4, w5, w6, w7);
+                a0 = Tok(a0, dw, y0 + ob, c0 + b, w0, w1, w2, w3, w4, w5, w6, w7);
+                a1 = Tok(a1, dw, y1 + ob, c1 + b, w0, w1, w2, w3, w4, w5, w6, w7);
+                a2 = Tok(a2, dw, y2 + ob, c2 + b, w0, w1, w2, w3, w4, w5, w6, w7);
+                a3 = Tok(a3, dw, y3 + ob, c3 + b, w0, w1, w2, w3, w4, w5, w6, w7);
             }
             a0.Store(o); a1.Store(o + os); a2.Store(o + 2 * os); a3.Store(o + 3 * os);
         }
