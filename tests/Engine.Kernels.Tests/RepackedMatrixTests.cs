@@ -162,6 +162,12 @@ public sealed unsafe class RepackedMatrixTests
                             if (single[r] != b[i * rows + r]) Assert.Fail($"{t} {threads}t {rows}x{cols} n={n} token {i} row {r}: batch {b[i * rows + r]} vs single {single[r]}");
                     }
                 }
+                int[] ids = [0, rows - 1, rows / 2, 0];
+                var ga = new float[ids.Length * cols];
+                var gb = new float[ids.Length * cols];
+                plain.GetRows(w.View, ids, ga);
+                packed.GetRows(w.View, ids, gb);
+                Assert.That(gb, Is.EqualTo(ga), $"GetRows of a repacked table {rows}x{cols}");
                 packed.ReleaseWeights([w.View]);
                 Assert.That(packed.Repacked(w.View), Is.Null, "released");
             }

@@ -45,6 +45,7 @@ public sealed unsafe class CpuBackend : IBackend
     private readonly RepackedMatMulJob _repackedMatMul = new();
     private ActBlock* _offsets;          // [n, cols / 32] activation block offsets and scales for repacked weights
     private long _offsetCount;
+    private byte[] _rowBuffer = [];      // one row of a repacked table (GetRows)
 
     /// <param name="threadCount">Threads including the caller; ≤ 0 = Environment.ProcessorCount.</param>
     /// <param name="spinMicroseconds">How long idle workers spin for the next op before blocking.</param>
@@ -184,6 +185,19 @@ public sealed unsafe class CpuBackend : IBackend
     {
         OpChecks.GetRows(table, ids, dst.Length);
         int dim = table.RowLength;
+        if (Repacked(table) is { } rp)
+        {
+            // a tied embedding that was repacked for MatMul: read its rows back from the copy, so the mapped pages the
+            // copy replaced are not faulted in again (each fault maps a whole fault-around window of the file)
+            if (_rowBuffer.Length < rp.RowBytes) _rowBuffer = new byte[rp.RowBytes];
+            var row = _rowBuffer.AsSpan(0, (int)rp.RowBytes);
+            for (int i = 0; i < ids.Length; i++)
+            {
+                rp.CopyRow(ids[i], row);
+                RowDecode.Row(table.Type, row, dst.Slice(i * dim, dim));
+            }
+            return;
+        }
         fixed (float* pd = dst)
         {
             for (int i = 0; i < ids.Length; i++)
