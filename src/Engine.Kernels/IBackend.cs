@@ -66,6 +66,14 @@ public interface IBackend : IDisposable
     /// x: [n, cols], y: [n, rows].</summary>
     void MatMul(ReadOnlySpan<float> x, int n, TensorView w, Span<float> y);
 
+    /// <summary>Called once with a model's weight matrices after loading: the backend may keep its own layout of them
+    /// for MatMul (the CPU backend repacks Q4_0/Q8_0 into interleaved 8-row blocks and releases the mapped pages it
+    /// copied). MatMul results for a prepared matrix may differ from an unprepared one's by float rounding. Default: nothing.</summary>
+    void PrepareWeights(IReadOnlyList<TensorView> matrices) { }
+
+    /// <summary>Frees what <see cref="PrepareWeights"/> made for these matrices (their model is being disposed). Default: nothing.</summary>
+    void ReleaseWeights(IReadOnlyList<TensorView> matrices) { }
+
     /// <summary>dst[i, :] = dequantized row ids[i] of <paramref name="table"/> (ne = [dim, vocab]). dst: [ids.Length, dim].</summary>
     void GetRows(TensorView table, ReadOnlySpan<int> ids, Span<float> dst);
 

@@ -32,7 +32,11 @@ public sealed class TransformerModel : ILanguageModel
         Config = config; Weights = weights; _backend = backend; _owner = owner;
         _rope = new RopeParams(config.RopeStyle, config.RopeDimensions, config.RopeFreqBase, config.RopeFreqScale, weights.RopeFreqFactors);
         _attention = new AttentionParams(config.HeadCount, config.KvHeadCount, config.HeadDim, 1f / MathF.Sqrt(config.HeadDim));
+        _matrices = [weights.Output, .. weights.Layers.SelectMany(l => new[] { l.Query, l.Key, l.Value, l.Output, l.Gate, l.Up, l.Down })];
+        backend.PrepareWeights(_matrices);   // the CPU backend repacks Q4_0/Q8_0 here (once per model)
     }
+
+    private readonly Engine.Tensors.TensorView[] _matrices;
 
     public ModelConfig Config { get; }
     public TransformerWeights Weights { get; }
@@ -156,6 +160,7 @@ public sealed class TransformerModel : ILanguageModel
     public void Dispose()
     {
         Executor?.Dispose();
+        _backend.ReleaseWeights(_matrices);
         _owner?.Dispose();
     }
 

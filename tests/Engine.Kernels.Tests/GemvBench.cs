@@ -92,3 +92,54 @@ public sealed unsafe class GemvBench
         }
     }
 }
+
+/// <summary>Hand-run A/B of the repacked Q4_0/Q8_0 kernels against the row-by-row ones, interleaved in one process
+/// (same matrices, copies cycled so the weights stream from DRAM): best-of wall time per MatMul.
+///   dotnet test tests/Engine.Kernels.Tests -c Release --filter "FullyQualifiedName~RepackedBench" --logger "console;verbosity=detailed"</summary>
+[TestFixture, Explicit("hand-run benchmark"), Category("Bench")]
+public sealed class RepackedBench
+{
+    [Test]
+    public void RowByRow_vs_Repacked()
+    {
+        const int rows = 8192, cols = 2048;
+        var o = TestContext.Out;
+        var w32 = Data.Random(rows * cols, 1, 0.05f);
+        foreach (var t in new[] { DType.Q4_0, DType.Q8_0 })
+        {
+            int copyCount = (int)Math.Max(2, (160L << 20) / t.ByteCount((long)rows * cols));
+            var copies = Enumerable.Range(0, copyCount).Select(_ => NativeTensor.FromFloats(t, w32, rows, cols)).ToArray();
+            foreach (int threads in new[] { 1, 2 })
+            {
+                using var plain = new CpuBackend(threads, options: new CpuKernelOptions { RepackWeights = false });
+                using var packed = new CpuBackend(threads);
+                packed.PrepareWeights(copies.Select(c => c.View).ToArray());
+                foreach (int n in new[] { 1, 16, 64 })
+                {
+                    var x = Data.Random(n * cols, 2);
+                    var y = new float[n * rows];
+                    int k = 0;
+                    var best = new double[2];
+                    for (int round = 0; round < 3; round++)
+                        for (int which = 0; which < 2; which++)
+                        {
+                            var b = which == 0 ? plain : packed;
+                            b.MatMul(x, n, copies[k++ % copies.Length].View, y);
+                            double bs = double.MaxValue;
+                            for (int i = 0; i < Math.Max(4, 40 / n); i++)
+                            {
+                                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                                b.MatMul(x, n, copies[k++ % copies.Length].View, y);
+                                bs = Math.Min(bs, System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds);
+                            }
+                            best[which] = round == 0 ? bs : Math.Min(best[which], bs);
+                        }
+                    long wb = copies[0].View.ByteLength;
+                    o.WriteLine($"{t} {rows}×{cols} n={n,-2} {threads}t: row-by-row {best[0] * 1e3,7:F2} ms ({wb / best[0] / 1e9,5:F1} GB/s)  " +
+                        $"repacked {best[1] * 1e3,7:F2} ms ({wb / best[1] / 1e9,5:F1} GB/s)  ×{best[0] / best[1]:F2}");
+                }
+            }
+            foreach (var c in copies) c.Dispose();
+        }
+    }
+}

@@ -40,16 +40,24 @@ public sealed unsafe class CpuBackend : IBackend
     private readonly BinaryJob<SiluMulOp> _siluMul = new();
     private RopeParams? _ropeKey;
     private double[] _invFreq = [];
+    private readonly bool _repack;
+    private readonly Dictionary<nint, (RepackedMatrix M, RepackArena Arena)> _repacked = new();
+    private readonly RepackedMatMulJob _repackedMatMul = new();
+    private ActBlock* _offsets;          // [n, cols / 32] activation block offsets and scales for repacked weights
+    private long _offsetCount;
+    private byte[] _rowBuffer = [];      // one row of a repacked table (GetRows)
 
     private readonly SimdWidth _isa;
 
     /// <param name="threadCount">Threads including the caller; ≤ 0 = Environment.ProcessorCount.</param>
     /// <param name="spinMicroseconds">How long idle workers spin for the next op before blocking.</param>
-    /// <param name="options">Kernel variants (null = <see cref="CpuKernelOptions.Default"/>, the production paths).</param>
+    /// <param name="options">Kernel variants (null = <see cref="CpuKernelOptions.Default"/>, the production paths;
+    /// <see cref="CpuKernelOptions.RepackWeights"/> decides whether PrepareWeights repacks Q4_0/Q8_0 matrices).</param>
     public CpuBackend(int threadCount = 0, int spinMicroseconds = 50, CpuKernelOptions? options = null)
     {
         Options = options ?? CpuKernelOptions.Default;
         _isa = Options.Width;
+        _repack = Options.RepackWeights;
         _pool = new CpuThreadPool(threadCount, spinMicroseconds);
         _scratch = new Scratch(_pool.ThreadCount);
         _massScratch = new Scratch(_pool.ThreadCount);
@@ -65,10 +73,62 @@ public sealed unsafe class CpuBackend : IBackend
     public int ThreadCount => _pool.ThreadCount;
     public string Name => $"cpu({ThreadCount}t)";
 
+    /// <summary>Repacks the Q4_0/Q8_0 matrices (when this machine has the kernels and the backend was built with
+    /// repackWeights) into one huge-page arena, largest first, and releases each one's mapped file pages right after its
+    /// copy, so the process holds about one copy of the weights. A matrix prepared again is repacked again (the bytes at
+    /// an address may belong to another file by now).</summary>
+    public void PrepareWeights(IReadOnlyList<TensorView> matrices)
+    {
+        if (!_repack) return;
+        var path = QuantDot.BestPath;
+        var todo = matrices.Where(w => w.Data != 0 && RepackedMatrix.CanRepack(w, path))
+            .DistinctBy(w => w.Data).OrderByDescending(w => w.ByteLength).ToList();
+        if (todo.Count == 0) return;
+        ReleaseWeights(todo);
+        long total = 0;
+        foreach (var w in todo) total += (RepackedMatrix.PackedBytes(w) + 63) & ~63L;
+        var arena = new RepackArena((byte*)HugePageMemory.Allocate((nuint)total));
+        long offset = 0;
+        foreach (var w in todo)
+        {
+            var m = RepackedMatrix.TryCreate(w, path, arena.Base + offset);
+            offset += (RepackedMatrix.PackedBytes(w) + 63) & ~63L;
+            if (m == null) continue;
+            _repacked.Add(w.Data, (m, arena));
+            arena.Live++;
+            MappedFile.ReleaseResidentPages(w.Data, w.ByteLength);
+        }
+        if (arena.Live == 0) arena.Free();
+    }
+
+    public void ReleaseWeights(IReadOnlyList<TensorView> matrices)
+    {
+        foreach (var w in matrices)
+            if (_repacked.Remove(w.Data, out var e))
+            {
+                e.M.Dispose();
+                if (--e.Arena.Live == 0) e.Arena.Free();
+            }
+    }
+
+    /// <summary>One native block holding several repacked matrices; freed when the last of them is released.</summary>
+    private sealed class RepackArena(byte* bytes)
+    {
+        public byte* Base { get; private set; } = bytes;
+        public int Live;
+        public void Free() { HugePageMemory.Free(Base); Base = null; }
+    }
+
+    /// <summary>The repacked copy of <paramref name="w"/>, if it has one (same address, type and shape).</summary>
+    internal RepackedMatrix? Repacked(TensorView w) =>
+        _repacked.Count != 0 && _repacked.TryGetValue(w.Data, out var e) && e.M.Type == w.Type && e.M.Cols == w.RowLength
+            && e.M.Rows == w.RowCount && e.M.SourceBytes == w.ByteLength ? e.M : null;
+
     public void MatMul(ReadOnlySpan<float> x, int n, TensorView w, Span<float> y)
     {
         OpChecks.MatMul(x.Length, n, w, y.Length);
         if (n == 0) return;
+        if (Repacked(w) is { } rp) { RepackedMatMul(x, n, rp, y); return; }
         fixed (float* px = x, py = y)
         {
             var j = _matMul;
@@ -92,6 +152,33 @@ public sealed unsafe class CpuBackend : IBackend
         }
     }
 
+    private void RepackedMatMul(ReadOnlySpan<float> x, int n, RepackedMatrix m, Span<float> y)
+    {
+        fixed (float* px = x, py = y)
+        {
+            int nb = m.Blocks;
+            var q = _quantize;
+            q.X = px; q.Cols = m.Cols; q.Type = m.Type; q.ActBytes = QuantDot.ActivationBytes(m.Type, m.Cols);
+            q.Qx = QxBuffer((long)n * q.ActBytes);
+            if (_offsetCount < (long)n * nb)
+            {
+                if (_offsets != null) NativeMemory.AlignedFree(_offsets);
+                _offsetCount = Math.Max((long)n * nb, 2 * _offsetCount);
+                _offsets = (ActBlock*)NativeMemory.AlignedAlloc((nuint)(_offsetCount * sizeof(ActBlock)), 64);
+            }
+            q.Offsets = _offsets;
+            _pool.Run(q, n, Math.Max(1, QuantizeChunkFloats / Math.Max(1, m.Cols)));
+            q.Offsets = null; q.X = null;
+            var j = _repackedMatMul;
+            j.M = m; j.Qx = q.Qx; j.Offsets = _offsets; j.Y = py; j.N = n; j.ActBytes = q.ActBytes;
+            int items = m.Groups + (m.Groups * RepackedMatrix.GroupRows < m.Rows ? 1 : 0);
+            int chunk = (long)n * m.Rows * m.Cols < InlineMultiplyAdds ? items
+                : Math.Max(1, MatMulJob.ChunkRows(m.Rows, m.RowBytes, n, ThreadCount) / RepackedMatrix.GroupRows);
+            _pool.Run(j, items, chunk);
+            j.Qx = null; j.Offsets = null; j.Y = null;
+        }
+    }
+
     private byte* QxBuffer(long bytes)
     {
         if (_qxBytes < bytes)
@@ -107,6 +194,19 @@ public sealed unsafe class CpuBackend : IBackend
     {
         OpChecks.GetRows(table, ids, dst.Length);
         int dim = table.RowLength;
+        if (Repacked(table) is { } rp)
+        {
+            // a tied embedding that was repacked for MatMul: read its rows back from the copy, so the mapped pages the
+            // copy replaced are not faulted in again (each fault maps a whole fault-around window of the file)
+            if (_rowBuffer.Length < rp.RowBytes) _rowBuffer = new byte[rp.RowBytes];
+            var row = _rowBuffer.AsSpan(0, (int)rp.RowBytes);
+            for (int i = 0; i < ids.Length; i++)
+            {
+                rp.CopyRow(ids[i], row);
+                RowDecode.Row(table.Type, row, dst.Slice(i * dim, dim));
+            }
+            return;
+        }
         fixed (float* pd = dst)
         {
             for (int i = 0; i < ids.Length; i++)
@@ -271,6 +371,10 @@ public sealed unsafe class CpuBackend : IBackend
         _scratch.Dispose();
         _massScratch.Dispose();
         if (_qx != null) { NativeMemory.AlignedFree(_qx); _qx = null; _qxBytes = 0; }
+        if (_offsets != null) { NativeMemory.AlignedFree(_offsets); _offsets = null; _offsetCount = 0; }
+        foreach (var e in _repacked.Values) e.M.Dispose();
+        foreach (var a in _repacked.Values.Select(e => e.Arena).Distinct()) a.Free();
+        _repacked.Clear();
         if (_partials != null) { NativeMemory.AlignedFree(_partials); _partials = null; _partialBytes = 0; }
     }
 }

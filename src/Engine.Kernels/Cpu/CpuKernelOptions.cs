@@ -53,6 +53,10 @@ public sealed record CpuKernelOptions
     /// decode-row-then-dot path.</summary>
     public bool AttentionQuant { get; init; } = true;
 
+    /// <summary>Whether <see cref="CpuBackend.PrepareWeights"/> repacks Q4_0/Q8_0 matrices into interleaved 8-row blocks
+    /// (faster GEMV/GEMM where the AVX2/AVX-VNNI kernels exist); false keeps every matrix on the row-by-row kernels.</summary>
+    public bool RepackWeights { get; init; } = true;
+
     /// <summary>The SIMD widths these options allow on this machine.</summary>
     public SimdWidth Width => SimdWidth.Cap(MaxVectorBits);
 }

@@ -25,12 +25,32 @@ internal sealed unsafe class QuantizeJob : CpuJob
     public byte* Qx;            // [n, ActBytes]
     public int Cols, ActBytes;
     public DType Type;
+    public ActBlock* Offsets;   // [n, Cols / 32] block offsets and scales for a repacked weight (RepackedMatrix.BlockOffsets), or null
 
     public override void Execute(int start, int end, int thread)
     {
         for (int t = start; t < end; t++)
+        {
             QuantDot.QuantizeActivation(Type, new ReadOnlySpan<float>(X + (long)t * Cols, Cols), new Span<byte>(Qx + (long)t * ActBytes, ActBytes));
+            if (Offsets != null) RepackedMatrix.BlockOffsets(Type, Qx + (long)t * ActBytes, Cols / 32, Offsets + (long)t * (Cols / 32));
+        }
     }
+}
+
+/// <summary>MatMul with a repacked Q4_0/Q8_0 weight (one pool item = one 8-row group; item Groups = the tail rows).</summary>
+internal sealed unsafe class RepackedMatMulJob : CpuJob
+{
+    public RepackedMatrix M = null!;
+    public byte* Qx;            // [N, ActBytes]
+    public ActBlock* Offsets;   // [N, Cols / 32]
+    public float* Y;            // [N, Rows]
+    public int N, ActBytes;
+
+    /// <summary>Tokens per pass over a chunk's groups: ~256 KiB of activations, a multiple of 4.</summary>
+    public int TokenTile => Math.Max(4, (int)(256 * 1024 / Math.Max(1, ActBytes)) & ~3);
+
+    public override void Execute(int start, int end, int thread) =>
+        M.MatMul(start, end, Qx, ActBytes, Offsets, N, Y, M.Rows, TokenTile);
 }
 
 internal sealed unsafe class MatMulJob : CpuJob
