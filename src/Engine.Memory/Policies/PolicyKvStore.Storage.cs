@@ -15,6 +15,7 @@ public sealed unsafe partial class PolicyKvStore
     {
         var held = p < st.Length ? st.Stored[p] : Held.None;
         if (held == Held.Int4) { UnpackInt4(st, p / G); held = st.Stored[p]; }
+        if (LowBitTier && p < st.Length && p / G < st.Low.Length && st.Low[p / G] != 0) { UnpackLow(st, p / G); held = st.Stored[p]; }
         if (held == Held.Int8) { st.Int8Rows!.Remove(st.Slot[p]); held = Held.None; }
         if (_own)
         {
@@ -61,6 +62,7 @@ public sealed unsafe partial class PolicyKvStore
             Array.Resize(ref st.Slot, cap);
             if (Spec.NeedsAttentionMass) { Array.Resize(ref st.Mass, cap); Array.Resize(ref st.Snap, cap); }
             if (Spec.Retention == RetentionKind.Kivi4) Array.Resize(ref st.Int4, (cap + G - 1) / G);
+            if (LowBitTier) Array.Resize(ref st.Low, (cap + G - 1) / G);
         }
     }
 
@@ -133,6 +135,10 @@ public sealed unsafe partial class PolicyKvStore
         switch (st.Stored[pos])
         {
             case Held.Full: ReadFull(st, inner, pos, k, v); return true;
+            case Held.Low:
+                var lp = LowPage(st, pos / G, 0, G);
+                fixed (float* pk = k, pv = v) { KvDecode.Row(lp, true, pos % G, pk, KvDim); KvDecode.Row(lp, false, pos % G, pv, KvDim); }
+                return true;
             case Held.Int8:
             case Held.Int4:
                 var pg = st.Stored[pos] == Held.Int8 ? Int8Page(st, st.Slot[pos], pos, 1) : Int4Page(st, pos / G, G);
@@ -161,7 +167,7 @@ public sealed unsafe partial class PolicyKvStore
     }
 
     /// <summary>Per-(layer, sequence) policy state. Per-position arrays are indexed by position and grown on demand.</summary>
-    private sealed class State : IDisposable
+    private sealed partial class State : IDisposable
     {
         public KvTier[] Tiers = [];                 // [≥ Length] planned tier
         public Held[] Stored = [];                  // [≥ Length] what holds the position now (None past Length)
@@ -185,6 +191,9 @@ public sealed unsafe partial class PolicyKvStore
             for (int g = 0; g < Int4.Length; g++)
                 if (Int4[g] != 0) { NativeMemory.AlignedFree((void*)Int4[g]); Int4[g] = 0; }
             Int4Chunks = 0;
+            DisposeLow();
         }
+
+        partial void DisposeLow();                  // PolicyKvStore.Mix.cs
     }
 }

@@ -40,7 +40,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
 
     // What holds a position; numbered like KvTier (None = Evicted) so "storage matches the plan" is a byte-wise equality
     // of the two arrays (Settle and BuildPages skip settled / evicted runs with vectorized span searches).
-    private enum Held : byte { Full = KvTier.Full, Int8 = KvTier.Int8, Int4 = KvTier.Int4, None = KvTier.Evicted }
+    private enum Held : byte { Full = KvTier.Full, Int8 = KvTier.Int8, Int4 = KvTier.Int4, None = KvTier.Evicted, Low = KvTier.LowBit }
 
     private readonly IKvStore _inner;
     private readonly State?[,] _state;          // [layer, seq]
@@ -216,6 +216,8 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
                 st.Int4Groups = Math.Max(st.Int4Groups, groups);
                 break;
             }
+            case RetentionKind.Kivi:
+            case RetentionKind.Mix: RetainLow(st, inner, len); break;   // PolicyKvStore.Mix.cs
         }
     }
 
@@ -263,6 +265,13 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
                     if (p != g * G) throw new InvalidOperationException($"Int4 run at position {p} does not start its group");
                     while (q < len && q < (g + 1) * G && st.Stored[q] == Held.Int4) q++;
                     Add(Int4Page(st, g, q - p));
+                    break;
+                }
+                case Held.Low:
+                {
+                    int g = p / G;
+                    while (q < len && q < (g + 1) * G && st.Stored[q] == Held.Low) q++;
+                    Add(LowPage(st, g, p - g * G, q - p));
                     break;
                 }
             }
@@ -351,7 +360,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
         Check(layer, seqId);
         var st = _state[layer, seqId];
         if (st == null) return 0;
-        long bytes = (st.Rows?.AllocatedBytes ?? 0) + (st.Int8Rows?.AllocatedBytes ?? 0) + st.Int4Chunks * _int4Bytes
+        long bytes = (st.Rows?.AllocatedBytes ?? 0) + (st.Int8Rows?.AllocatedBytes ?? 0) + st.Int4Chunks * _int4Bytes + st.LowBytes
             + (_selector?.HeldBytes(layer, seqId) ?? 0);
         if (!_own) bytes += (long)st.Length * 2 * KvDim * sizeof(float);
         return bytes;
@@ -378,7 +387,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
             long sum = 0;
             foreach (var st in _state)
                 if (st != null)
-                    sum += 2L * st.Tiers.Length + 4L * (st.Slot.Length + st.Mass.Length + st.Snap.Length) + 8L * st.Int4.Length;
+                    sum += 2L * st.Tiers.Length + 4L * (st.Slot.Length + st.Mass.Length + st.Snap.Length) + 8L * (st.Int4.Length + st.Low.Length);
             return sum;
         }
     }
@@ -413,6 +422,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
                 for (int g = keep; g < st.Int4.Length; g++)
                     if (st.Int4[g] != 0) { NativeMemory.AlignedFree((void*)st.Int4[g]); st.Int4[g] = 0; st.Int4Chunks--; }
                 st.Int4Groups = Math.Min(st.Int4Groups, keep);
+                if (LowBitTier) TruncateLow(st, length);
                 st.Rows?.Compact(st.Slot);
                 st.Int8Rows?.Compact(st.Slot);
                 st.Length = length;

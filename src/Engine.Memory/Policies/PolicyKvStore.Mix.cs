@@ -1,0 +1,155 @@
+// Owns: the low-bit KIVI tier storage of PolicyKvStore (kivi2 / kivi3 and the byte-budget compositions mix2/3/4 and
+// auto): one native chunk per quantized group of G = BlockSize tokens (KiviLowBit layout: K codes, V codes, key params
+// [W, 2] half, value params [G, W / C, 2] half), applying MixPlanner's plan (quantize complete groups, drop float32 rows
+// of tokens planned LowBit, free evicted groups), the Kivi page views (a page lies inside one group) and the chunk
+// bookkeeping for rewrites / truncation. The rest of the store (Full rows, pages, attention mass) is shared.
+// Invariants: Low[g] != 0 ⇔ group g is quantized; every kept token of a quantized group has codes in its chunk (a token
+// held Full there is a duplicate that can be dropped at no cost); LowBytes = Σ bytes of the chunks held. A write into a
+// quantized group first decodes the group's LowBit tokens to Full rows and frees the chunk (as UnpackInt4 does).
+// Byte budget: Spec.Budget · length · (float32 K + V row) per (layer, sequence) for mix/auto; allocation may exceed it by
+// the partly used float32 row block (RowBlocks) only.
+using System.Runtime.InteropServices;
+using Engine.Kernels;
+using Engine.Tensors.Quants;
+
+namespace Engine.Memory.Policies;
+
+public sealed unsafe partial class PolicyKvStore
+{
+    private bool LowBitTier => Spec.Retention is RetentionKind.Kivi or RetentionKind.Mix;
+
+    /// <summary>Bits of the bulk tier of (layer, seq) (0 before its first plan or for other policies).</summary>
+    public int LowBits(int layer, int seqId)
+    {
+        Check(layer, seqId);
+        return _state[layer, seqId]?.LowBits ?? 0;
+    }
+
+    private long LowGroupBytes(int bits) => KiviLowBit.GroupBytes(G, KvDim, bits, Spec.ValueGroupFor(KvDim));
+
+    /// <summary>Plans (MixPlanner) and applies the composed tiers over the positions older than the current write.</summary>
+    private void RetainLow(State st, ReadOnlySpan<KvPage> inner, int len)
+    {
+        int fresh = len - Math.Min(st.NewFrom, len), old = len - fresh;
+        if (old == 0) return;
+        long row = 2L * KvDim * sizeof(float);
+        if (st.LowBits == 0)
+            st.LowBits = Spec.Bits != 0 ? Spec.Bits : MixPlanner.ChooseBits(Spec.Budget, KvDim, G, Spec.ValueGroupFor(KvDim));
+        var costs = new MixCosts(row, LowGroupBytes(st.LowBits), G, Spec.SinkTokens, Spec.RecentFullPrecision);
+        long? budget = Spec.Retention == RetentionKind.Mix ? (long)Math.Floor(Spec.Budget * len * row) : null;
+        int groups = (old + G - 1) / G;
+        var grouped = new bool[groups];
+        for (int g = 0; g < groups; g++) grouped[g] = st.Low[g] != 0;
+        var tiers = st.Tiers.AsSpan(0, old);
+        var scores = Spec.NeedsAttentionMass ? st.Mass.AsSpan(0, old) : new float[old];   // kivi2/3 do not rank
+        MixPlanner.Plan(tiers, grouped, scores, costs, budget, fresh * row);
+        // new chunks first (they need the float32 rows), then freed groups, then dropped rows
+        for (int g = 0; g < groups; g++)
+        {
+            if (grouped[g] && st.Low[g] == 0) QuantizeGroup(st, inner, g, st.LowBits);
+            else if (!grouped[g] && st.Low[g] != 0) FreeGroup(st, g);
+        }
+        for (int t = 0; t < old; t++)
+        {
+            var tier = st.Tiers[t]; var held = st.Stored[t];
+            if ((byte)tier == (byte)held) continue;
+            if (tier == KvTier.LowBit && held == Held.Full) { DropFull(st, t); st.Stored[t] = Held.Low; }
+            else if (tier == KvTier.Evicted && held == Held.Full) { DropFull(st, t); st.Stored[t] = Held.None; }
+            else if (tier == KvTier.Evicted && held == Held.Low) st.Stored[t] = Held.None;
+            else throw new InvalidOperationException($"KV policy {Spec.Name}: position {t} planned {tier} but held as {held}");
+        }
+    }
+
+    private void QuantizeGroup(State st, ReadOnlySpan<KvPage> inner, int g, int bits)
+    {
+        int w = KvDim, cg = Spec.ValueGroupFor(KvDim), rb = KiviLowBit.RowBytes(w, bits);
+        var rowsK = new float[G * w]; var rowsV = new float[G * w];
+        for (int i = 0; i < G; i++)
+        {
+            int p = g * G + i;
+            if (st.Stored[p] == Held.Full) ReadFull(st, inner, p, rowsK.AsSpan(i * w, w), rowsV.AsSpan(i * w, w));
+            else if (st.Stored[p] != Held.None) throw new InvalidOperationException($"position {p} held as {st.Stored[p]} cannot be quantized");
+        }
+        long bytes = LowGroupBytes(bits);
+        byte* c = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        var chunk = new Span<byte>(c, (int)bytes);
+        long vOff = (long)G * rb, kpOff = 2L * G * rb, vpOff = kpOff + 4L * w;
+        KiviLowBit.QuantizeKeys(rowsK, w, G, w, bits, chunk[..(G * rb)], MemoryMarshal.Cast<byte, Half>(chunk.Slice((int)kpOff, 4 * w)));
+        KiviLowBit.QuantizeValues(rowsV, w, G, w, bits, cg, chunk.Slice((int)vOff, G * rb), MemoryMarshal.Cast<byte, Half>(chunk[(int)vpOff..]));
+        st.Low[g] = (nint)c; st.LowBytes += bytes;
+    }
+
+    private void FreeGroup(State st, int g)
+    {
+        NativeMemory.AlignedFree((void*)st.Low[g]);
+        st.Low[g] = 0;
+        st.LowBytes -= LowGroupBytes(st.LowBits);
+    }
+
+    /// <summary>Tokens [offset, offset + count) of group g's chunk as a Kivi page.</summary>
+    private KvPage LowPage(State st, int g, int offset, int count)
+    {
+        nint c = st.Low[g];
+        if (c == 0) throw new InvalidOperationException($"low-bit group {g} is not held");
+        int bits = st.LowBits, w = KvDim, rb = KiviLowBit.RowBytes(w, bits), cg = Spec.ValueGroupFor(KvDim);
+        long vOff = (long)G * rb, kpOff = 2L * G * rb, vpOff = kpOff + 4L * w;
+        var pg = new KvPage(c, c + (nint)vOff, G, g * G, w)
+        { Type = KvElementType.Kivi, Bits = bits, GroupSize = cg, KScale = c + (nint)kpOff, VScale = c + (nint)vpOff };
+        return KvPages.Slice(pg, offset, count);
+    }
+
+    /// <summary>A write into quantized group g: its LowBit tokens become Full (decoded rows) and the chunk is freed.</summary>
+    private void UnpackLow(State st, int g)
+    {
+        var chunk = LowPage(st, g, 0, G);
+        nint mem = st.Low[g];
+        st.Low[g] = 0;                              // detached first: the StoreFull calls below must not unpack it again
+        int end = Math.Min((g + 1) * G, st.Length);
+        var rk = new float[KvDim]; var rv = new float[KvDim];
+        for (int q = g * G; q < end; q++)
+        {
+            if (st.Stored[q] != Held.Low) continue;
+            fixed (float* pk = rk, pv = rv)
+            {
+                KvDecode.Row(chunk, true, q - g * G, pk, KvDim);
+                KvDecode.Row(chunk, false, q - g * G, pv, KvDim);
+            }
+            st.Stored[q] = Held.None;
+            st.Tiers[q] = KvTier.Full;
+            StoreFull(st, q, rk, rv);
+        }
+        NativeMemory.AlignedFree((void*)mem);
+        st.LowBytes -= LowGroupBytes(st.LowBits);
+    }
+
+    /// <summary>Truncation to <paramref name="length"/>: groups past it are freed, a group cut in two is unpacked.</summary>
+    private void TruncateLow(State st, int length)
+    {
+        for (int g = length / G; g < st.Low.Length; g++)
+        {
+            if (st.Low[g] == 0) continue;
+            if (g * G < length)
+            {
+                // positions ≥ length were already released by the caller; keep [gG, length) as Full rows
+                int saved = st.Length; st.Length = length;
+                UnpackLow(st, g);
+                st.Length = saved;
+            }
+            else FreeGroup(st, g);
+        }
+    }
+
+    private sealed partial class State
+    {
+        public nint[] Low = [];                     // [groups] low-bit chunk of each quantized group (0 = none); kivi2/3, mix, auto
+        public long LowBytes;                       // bytes of the chunks held
+        public int LowBits;                         // bits of this (layer, seq)'s bulk tier (chosen at its first plan)
+
+        partial void DisposeLow()
+        {
+            for (int g = 0; g < Low.Length; g++)
+                if (Low[g] != 0) { NativeMemory.AlignedFree((void*)Low[g]); Low[g] = 0; }
+            LowBytes = 0;
+        }
+    }
+}
