@@ -48,6 +48,8 @@ public sealed record KvPolicySpec(RetentionKind Retention, SelectionKind Selecti
         for (int g = Math.Min(ValueGroup, kvDim); g > 1; g--) if (kvDim % g == 0) return g;
         return 1;
     }
+    /// <summary>The Full tier (sinks, incomplete key group, recent tokens, heavy hitters) is kept as IEEE half rows (mix/auto).</summary>
+    public bool HalfRows => Retention == RetentionKind.Mix;
     /// <summary>Budget is a fraction of the full float32 cache's bytes (mix / auto), not of its tokens.</summary>
     public bool ByteBudget => Retention == RetentionKind.Mix;
 

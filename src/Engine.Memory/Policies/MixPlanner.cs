@@ -18,28 +18,33 @@ namespace Engine.Memory.Policies;
 /// <param name="Sinks">Leading tokens always kept at full precision.</param>
 /// <param name="Recent">Kivi mode: the recent tokens kept Full before a group is quantized (KIVI's residual); Mix mode:
 /// the last ⌈Recent / G⌉ complete groups are evicted only after every older group.</param>
-public readonly record struct MixCosts(long RowBytes, long GroupBytes, int Group, int Sinks, int Recent);
+/// <param name="RowBlock">Rows per allocation block of the Full tier: the planned rows are rounded up to whole blocks,
+/// so what is allocated (not just what is used) stays within the budget.</param>
+public readonly record struct MixCosts(long RowBytes, long GroupBytes, int Group, int Sinks, int Recent, int RowBlock = 1);
 
 public static class MixPlanner
 {
-    /// <summary>Bits the bulk gets for a byte budget fraction (auto): the widest of 4, 3, 2 whose low-bit bytes per token
-    /// leave at least a fifth of the budget for full-precision tokens; 2 when none does (eviction covers the rest).</summary>
+    /// <summary>Bits the bulk gets for a byte budget fraction (auto): the widest of 4, 3, 2 at which the budget still holds
+    /// at least half of the tokens (bytes per token at b bits ≤ 2 · budget · float32 row), else 3. Measured on stories260K
+    /// (bench/RESULTS.md, issue 15): evicting the lowest-scored half of the groups at 4 bits loses less than keeping all
+    /// of them at 2 bits, and 2 bits alone costs KLD ≈ 0.03–0.07 there.</summary>
     public static int ChooseBits(double budget, int kvDim, int group, int valueGroup)
     {
         double row = 2.0 * kvDim * sizeof(float);
         foreach (int b in (int[])[4, 3, 2])
-            if (Engine.Tensors.Quants.KiviLowBit.GroupBytes(group, kvDim, b, valueGroup) / (double)group <= 0.8 * budget * row) return b;
-        return 2;
+            if (Engine.Tensors.Quants.KiviLowBit.GroupBytes(group, kvDim, b, valueGroup) / (double)group <= 2 * budget * row) return b;
+        return 3;
     }
 
     /// <summary>
     /// Plans positions [0, tiers.Length) (the tokens older than the current write). tiers: Full / LowBit / Evicted now (in:
     /// what is held; out: the plan). grouped[g]: group g has a chunk (in) / keeps or gets one (out). scores: attention mass per
     /// token. <paramref name="budgetBytes"/> null = keep everything (kivi2/kivi3: groups older than the recent window are
-    /// quantized, nothing is evicted). <paramref name="extraBytes"/>: bytes already committed elsewhere (the current write's
-    /// rows). Returns the planned bytes (Full rows + chunks + extra).
+    /// quantized, nothing is evicted). <paramref name="freshRows"/>: Full rows of the current write (not planned, but
+    /// held). Returns the planned bytes: Full rows (with the fresh ones, rounded up to whole row blocks) + chunks. The
+    /// plan stays within the budget unless the sinks, the incomplete group and the fresh rows alone exceed it.
     /// </summary>
-    public static long Plan(Span<KvTier> tiers, Span<bool> grouped, ReadOnlySpan<float> scores, MixCosts c, long? budgetBytes, long extraBytes)
+    public static long Plan(Span<KvTier> tiers, Span<bool> grouped, ReadOnlySpan<float> scores, MixCosts c, long? budgetBytes, int freshRows)
     {
         int len = tiers.Length, G = c.Group;
         int complete = budgetBytes == null ? Math.Max(0, len - c.Recent) / G : len / G;
@@ -57,12 +62,14 @@ public static class MixPlanner
         {
             for (int g = 0; g < complete; g++)
                 for (int t = g * G; t < (g + 1) * G; t++) if (!Mandatory(t) && tiers[t] == KvTier.Full) tiers[t] = KvTier.LowBit;
-            return Cost(tiers, grouped, c, extraBytes);
+            return Cost(tiers, grouped, c, freshRows);
         }
-        long cost = extraBytes;                      // mandatory rows + chunks (the optional rows are decided in step 3)
-        for (int t = 0; t < len; t++) if (Mandatory(t) && tiers[t] != KvTier.Evicted) cost += c.RowBytes;
+        int mandRows = freshRows;                    // mandatory rows + chunks (the optional rows are decided in step 3)
+        for (int t = 0; t < len; t++) if (Mandatory(t) && tiers[t] != KvTier.Evicted) mandRows++;
+        long chunks = 0;
         int groups = Math.Min(grouped.Length, (len + G - 1) / G);
-        for (int g = 0; g < groups; g++) if (grouped[g]) cost += c.GroupBytes;
+        for (int g = 0; g < groups; g++) if (grouped[g]) chunks += c.GroupBytes;
+        long cost = RowsBytes(mandRows, c) + chunks;
         // 2. evict whole groups, lowest score first (the last ⌈Recent/G⌉ complete groups last), while over budget
         if (cost > budget)
         {
@@ -80,7 +87,7 @@ public static class MixPlanner
             foreach (int g in order)
             {
                 if (cost <= budget) break;
-                grouped[g] = false; cost -= c.GroupBytes;
+                grouped[g] = false; cost -= c.GroupBytes; chunks -= c.GroupBytes;
                 for (int t = g * G; t < (g + 1) * G; t++)
                     if (!Mandatory(t)) tiers[t] = KvTier.Evicted;
             }
@@ -89,7 +96,8 @@ public static class MixPlanner
         //    half to the highest attention mass (H2O's split); every other such row is dropped (its codes stay)
         var cand = new List<int>();
         for (int t = 0; t < complete * G; t++) if (!Mandatory(t) && tiers[t] == KvTier.Full) cand.Add(t);
-        long extra = Math.Max(0, (budget - cost) / c.RowBytes);
+        long rowsAllowed = Math.Max(0, budget - chunks) / c.RowBytes / c.RowBlock * c.RowBlock;   // whole blocks only
+        long extra = Math.Max(0, rowsAllowed - mandRows);
         if (extra < cand.Count)
         {
             int recent = (int)((extra + 1) / 2), heavy = (int)extra - recent;
@@ -102,15 +110,18 @@ public static class MixPlanner
             for (int r = 0; r < heavy && r < ra.Length; r++) keep[ra[r]] = true;
             for (int i = 0; i < cand.Count; i++) if (!keep[i]) tiers[cand[i]] = KvTier.LowBit;
         }
-        return Cost(tiers, grouped, c, extraBytes);
+        return Cost(tiers, grouped, c, freshRows);
     }
 
-    /// <summary>Bytes a plan holds: Full rows + group chunks + <paramref name="extraBytes"/>.</summary>
-    public static long Cost(ReadOnlySpan<KvTier> tiers, ReadOnlySpan<bool> grouped, MixCosts c, long extraBytes)
+    /// <summary>Bytes a plan holds: Full rows (+ <paramref name="freshRows"/>) rounded up to whole row blocks + group chunks.</summary>
+    public static long Cost(ReadOnlySpan<KvTier> tiers, ReadOnlySpan<bool> grouped, MixCosts c, int freshRows)
     {
-        long cost = extraBytes;
-        foreach (var t in tiers) if (t == KvTier.Full) cost += c.RowBytes;
+        int rows = freshRows;
+        foreach (var t in tiers) if (t == KvTier.Full) rows++;
+        long cost = RowsBytes(rows, c);
         foreach (bool g in grouped) if (g) cost += c.GroupBytes;
         return cost;
     }
+
+    private static long RowsBytes(int rows, MixCosts c) => (long)((rows + c.RowBlock - 1) / c.RowBlock) * c.RowBlock * c.RowBytes;
 }

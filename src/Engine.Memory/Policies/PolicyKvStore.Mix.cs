@@ -18,11 +18,45 @@ public sealed unsafe partial class PolicyKvStore
 {
     private bool LowBitTier => Spec.Retention is RetentionKind.Kivi or RetentionKind.Mix;
 
+    // mix/auto keep their Full tier (sinks, incomplete group, recent, heavy hitters) as half rows when the store owns them
+    private bool OwnHalfRows => _own && Spec.HalfRows;
+    private int FullElementBytes => OwnHalfRows ? 2 : 4;
+    // mix/auto hold few, scattered Full rows under a byte budget: smaller row blocks (4 tokens) waste less
+    private int FullRowBlockTokens => Spec.Retention == RetentionKind.Mix ? Math.Min(BlockTokens, MixRowBlock) : BlockTokens;
+    private const int MixRowBlock = 4;
+
+    private void ToHalf(ReadOnlySpan<float> src, byte* dst)
+    {
+        var d = new Span<Half>(dst, KvDim);
+        for (int i = 0; i < KvDim; i++) d[i] = (Half)src[i];
+    }
+
+    private void FromHalf(byte* src, Span<float> dst)
+    {
+        var s = new ReadOnlySpan<Half>(src, KvDim);
+        for (int i = 0; i < KvDim; i++) dst[i] = (float)s[i];
+    }
+
     /// <summary>Bits of the bulk tier of (layer, seq) (0 before its first plan or for other policies).</summary>
     public int LowBits(int layer, int seqId)
     {
         Check(layer, seqId);
         return _state[layer, seqId]?.LowBits ?? 0;
+    }
+
+    /// <summary>K + V bytes (payload + scales / params) attention reads from a page.</summary>
+    internal static long PageBytes(in KvPage pg)
+    {
+        long n = pg.TokenCount, w = pg.RowStride;
+        return pg.Type switch
+        {
+            KvElementType.F32 => 2 * n * w * 4,
+            KvElementType.F16 => 2 * n * w * 2,
+            KvElementType.Int8 => 2 * n * (w + w / pg.GroupSize * 4),
+            KvElementType.Int4 => n * w + ((n + pg.GroupSize - 1) / pg.GroupSize) * w * 8 + n * (w / pg.GroupSize) * 8,
+            KvElementType.Kivi => 2 * n * KiviLowBit.RowBytes((int)w, pg.Bits) + 4 * w + 4 * n * (w / pg.GroupSize),
+            _ => 0,
+        };
     }
 
     private long LowGroupBytes(int bits) => KiviLowBit.GroupBytes(G, KvDim, bits, Spec.ValueGroupFor(KvDim));
@@ -32,17 +66,17 @@ public sealed unsafe partial class PolicyKvStore
     {
         int fresh = len - Math.Min(st.NewFrom, len), old = len - fresh;
         if (old == 0) return;
-        long row = 2L * KvDim * sizeof(float);
+        long row = 2L * KvDim * FullElementBytes, row32 = 2L * KvDim * sizeof(float);
         if (st.LowBits == 0)
             st.LowBits = Spec.Bits != 0 ? Spec.Bits : MixPlanner.ChooseBits(Spec.Budget, KvDim, G, Spec.ValueGroupFor(KvDim));
-        var costs = new MixCosts(row, LowGroupBytes(st.LowBits), G, Spec.SinkTokens, Spec.RecentFullPrecision);
-        long? budget = Spec.Retention == RetentionKind.Mix ? (long)Math.Floor(Spec.Budget * len * row) : null;
+        var costs = new MixCosts(row, LowGroupBytes(st.LowBits), G, Spec.SinkTokens, Spec.RecentFullPrecision, _own ? FullRowBlockTokens : 1);
+        long? budget = Spec.Retention == RetentionKind.Mix ? (long)Math.Floor(Spec.Budget * len * row32) : null;
         int groups = (old + G - 1) / G;
         var grouped = new bool[groups];
         for (int g = 0; g < groups; g++) grouped[g] = st.Low[g] != 0;
         var tiers = st.Tiers.AsSpan(0, old);
         var scores = Spec.NeedsAttentionMass ? st.Mass.AsSpan(0, old) : new float[old];   // kivi2/3 do not rank
-        MixPlanner.Plan(tiers, grouped, scores, costs, budget, fresh * row);
+        MixPlanner.Plan(tiers, grouped, scores, costs, budget, fresh);
         // new chunks first (they need the float32 rows), then freed groups, then dropped rows
         for (int g = 0; g < groups; g++)
         {

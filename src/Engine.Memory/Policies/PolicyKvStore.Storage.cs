@@ -19,9 +19,13 @@ public sealed unsafe partial class PolicyKvStore
         if (held == Held.Int8) { st.Int8Rows!.Remove(st.Slot[p]); held = Held.None; }
         if (_own)
         {
-            if (held != Held.Full) st.Slot[p] = (st.Rows ??= new RowBlocks(BlockTokens, KvDim * 4, KvDim * 4)).Append(p);
-            k.CopyTo(new Span<float>(st.Rows!.Row(st.Slot[p], 0), KvDim));
-            v.CopyTo(new Span<float>(st.Rows.Row(st.Slot[p], 1), KvDim));
+            if (held != Held.Full) st.Slot[p] = (st.Rows ??= new RowBlocks(FullRowBlockTokens, KvDim * FullElementBytes, KvDim * FullElementBytes)).Append(p);
+            if (OwnHalfRows) { ToHalf(k, st.Rows!.Row(st.Slot[p], 0)); ToHalf(v, st.Rows.Row(st.Slot[p], 1)); }
+            else
+            {
+                k.CopyTo(new Span<float>(st.Rows!.Row(st.Slot[p], 0), KvDim));
+                v.CopyTo(new Span<float>(st.Rows.Row(st.Slot[p], 1), KvDim));
+            }
         }
         st.Stored[p] = Held.Full;
     }
@@ -106,6 +110,7 @@ public sealed unsafe partial class PolicyKvStore
     {
         if (!_own) { CopyRow(inner, pos, k, v); return; }
         if (st.Stored[pos] != Held.Full) throw new InvalidOperationException($"position {pos} holds no float32 row");
+        if (OwnHalfRows) { FromHalf(st.Rows!.Row(st.Slot[pos], 0), k); FromHalf(st.Rows.Row(st.Slot[pos], 1), v); return; }
         new ReadOnlySpan<float>(st.Rows!.Row(st.Slot[pos], 0), KvDim).CopyTo(k);
         new ReadOnlySpan<float>(st.Rows.Row(st.Slot[pos], 1), KvDim).CopyTo(v);
     }
@@ -150,7 +155,7 @@ public sealed unsafe partial class PolicyKvStore
     }
 
     private KvPage FullPage(State st, int slot, int pos, int count)
-        => new((nint)st.Rows!.Row(slot, 0), (nint)st.Rows.Row(slot, 1), count, pos, KvDim);
+        => new((nint)st.Rows!.Row(slot, 0), (nint)st.Rows.Row(slot, 1), count, pos, KvDim) { Type = OwnHalfRows ? KvElementType.F16 : KvElementType.F32 };
 
     private KvPage Int8Page(State st, int slot, int pos, int count)
         => new((nint)st.Int8Rows!.Row(slot, 0), (nint)st.Int8Rows.Row(slot, 1), count, pos, KvDim)
@@ -175,7 +180,7 @@ public sealed unsafe partial class PolicyKvStore
         public float[] Mass = [];                   // [≥ Length] accumulated attention mass (Σ KV heads); heavy-hitter policies only
         public float[] Snap = [];                   // [≥ Length] SnapKV observation-window score; heavy-hitter policies only
         public nint[] Int4 = [];                    // [groups] Int4 chunk of each quantized group (0 = none); kivi4 only
-        public RowBlocks? Rows;                     // own float32 rows of Full tokens: regions K [B, kvDim], V [B, kvDim]
+        public RowBlocks? Rows;                     // own float32 (mix/auto: half) rows of Full tokens: regions K [B, kvDim], V [B, kvDim]
         public RowBlocks? Int8Rows;                 // int8 rows: K, V [B, kvDim] sbyte; K, V scales [B, kvDim / G] float
         public int Length;
         public int Int4Groups;                      // groups [0, Int4Groups) were quantized (kivi4)

@@ -99,6 +99,11 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
     /// <summary>Tokens attention read in the last Attend call (after selection).</summary>
     public long LastReadTokens { get; private set; }
 
+    /// <summary>K/V bytes attention has read through this store since it was created (payload + scales of the pages read;
+    /// a selection read counts its tokens as float32 rows), all layers and sequences: the per-step difference is the bytes
+    /// read per decode step.</summary>
+    public long ReadBytesTotal { get; private set; }
+
     private int G => Spec.BlockSize;
 
     private void Check(int layer, int seqId)
@@ -227,7 +232,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
     private void BuildPages(State st, ReadOnlySpan<KvPage> inner, int len)
     {
         _pageCount = 0;
-        int ip = 0, B = BlockTokens;
+        int ip = 0;
         var stored = MemoryMarshal.Cast<Held, byte>(st.Stored.AsSpan(0, len));
         for (int p = 0; p < len;)
         {
@@ -254,6 +259,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
                 case Held.Full:
                 case Held.Int8:
                 {
+                    int B = held == Held.Full ? st.Rows!.B : st.Int8Rows!.B;
                     int slot = st.Slot[p], room = B - slot % B;
                     while (q < len && q - p < room && st.Stored[q] == held && st.Slot[q] == slot + (q - p)) q++;
                     Add(held == Held.Full ? FullPage(st, slot, p, q - p) : Int8Page(st, slot, p, q - p));
@@ -310,11 +316,12 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
             }
             LastReadTokens = _selector.Attend(backend, _lastLayer, _lastSeq, q, qPositions, pages, p, len,
                 allPresent: Spec.Retention == RetentionKind.Full, output, feedback);
+            ReadBytesTotal += LastReadTokens * 2L * KvDim * sizeof(float);
             return true;
         }
         ReadOnlySpan<KvPage> read = pages;
         long total = 0;
-        foreach (var pg in read) total += pg.TokenCount;
+        foreach (var pg in read) { total += pg.TokenCount; ReadBytesTotal += PageBytes(pg); }
         LastReadTokens = total;
         if (!Spec.NeedsAttentionMass) { backend.Attention(q, qPositions, read, p, output); return true; }
 
