@@ -6,8 +6,9 @@
 // Invariants: Low[g] != 0 ⇔ group g is quantized; every kept token of a quantized group has codes in its chunk (a token
 // held Full there is a duplicate that can be dropped at no cost); LowBytes = Σ bytes of the chunks held. A write into a
 // quantized group first decodes the group's LowBit tokens to Full rows and frees the chunk (as UnpackInt4 does).
-// Byte budget: Spec.Budget · length · (float32 K + V row) per (layer, sequence) for mix/auto; allocation may exceed it by
-// the partly used float32 row block (RowBlocks) only.
+// Byte budget: Spec.Budget · length · (float32 K + V row) per (layer, sequence) for mix/auto, checked after every step's
+// plan. The current write's rows are charged up to one key group: a long prompt chunk is held whole during its own step
+// and planned (charged) with the next one — SnapKV's timing, as for the token policies.
 using System.Runtime.InteropServices;
 using Engine.Kernels;
 using Engine.Tensors.Quants;
@@ -38,10 +39,25 @@ public sealed unsafe partial class PolicyKvStore
     }
 
     /// <summary>Bits of the bulk tier of (layer, seq) (0 before its first plan or for other policies).</summary>
+    /// <summary>Bits of the bulk tier of (layer, seq) (0 before its first plan or for other policies).</summary>
     public int LowBits(int layer, int seqId)
     {
         Check(layer, seqId);
         return _state[layer, seqId]?.LowBits ?? 0;
+    }
+
+    /// <summary>Tokens per key group of the bulk tier of (layer, seq) (0 before its first plan).</summary>
+    public int LowGroup(int layer, int seqId)
+    {
+        Check(layer, seqId);
+        return _state[layer, seqId]?.LowG ?? 0;
+    }
+
+    /// <summary>auto: the prompt-attention entropy its choice was based on (NaN otherwise).</summary>
+    public double PromptEntropy(int layer, int seqId)
+    {
+        Check(layer, seqId);
+        return _state[layer, seqId]?.Entropy ?? double.NaN;
     }
 
     /// <summary>K + V bytes (payload + scales / params) attention reads from a page.</summary>
@@ -59,7 +75,56 @@ public sealed unsafe partial class PolicyKvStore
         };
     }
 
-    private long LowGroupBytes(int bits) => KiviLowBit.GroupBytes(G, KvDim, bits, Spec.ValueGroupFor(KvDim));
+    private long LowGroupBytes(State st, int bits) => KiviLowBit.GroupBytes(st.LowG, KvDim, bits, Spec.ValueGroupFor(KvDim));
+
+    /// <summary>
+    /// The bulk tier of a (layer, sequence), chosen at its first plan (after the prompt's step). Named widths (kivi2/3,
+    /// mix2/3/4) use <see cref="KvPolicySpec.BlockSize"/>-token key groups. auto reads the prompt's attention: the mass
+    /// each token received per query that could see it (mass_t / queries at positions ≥ t); its normalized entropy says whether a few
+    /// tokens carry the attention (below <see cref="DiffuseEntropy"/>: rank and evict, MixPlanner.ChooseBits) or it is
+    /// spread out with nothing to rank by (a needle-like context: keep every token at the widest width whose bytes fit,
+    /// 2× larger key groups if needed — eviction by score would drop what a later query looks for). ARKV uses the same
+    /// entropy signal for its per-layer full-precision share.
+    /// </summary>
+    private void ChooseLow(State st, int old)
+    {
+        int g0 = Spec.BlockSize, cg = Spec.ValueGroupFor(KvDim);
+        st.LowG = g0;
+        if (Spec.Bits != 0) { st.LowBits = Spec.Bits; return; }
+        // visibility of t = queries at positions ≥ t so far (suffix sum of the per-position query counts)
+        var m = new float[old];
+        long seen = 0;
+        for (int t = Math.Min(old, st.Queries.Length) - 1; t >= 0; t--)
+        {
+            seen += st.Queries[t];
+            m[t] = seen > 0 ? st.Mass[t] / seen : 0;
+        }
+        st.Queries = [];
+        st.Entropy = Planners.NormalizedEntropy(m);
+        double perToken = Spec.Budget * 2.0 * KvDim * sizeof(float);
+        if (st.Entropy >= DiffuseEntropy)
+        {
+            foreach (int b in (int[])[4, 3, 2])
+                foreach (int g in (int[])[g0, 2 * g0])
+                    if (KiviLowBit.GroupBytes(g, KvDim, b, cg) / (double)g <= 0.9 * perToken) { st.LowBits = b; st.LowG = g; return; }
+            st.LowBits = 2; st.LowG = 2 * g0;
+            return;
+        }
+        st.LowBits = MixPlanner.ChooseBits(Spec.Budget, KvDim, g0, cg);
+    }
+
+    /// <summary>Counts the query positions of an attention call (until the first plan: auto's visibility per token).</summary>
+    private static void CountQueries(State st, ReadOnlySpan<int> qPositions)
+    {
+        foreach (int q in qPositions)
+        {
+            if (q >= st.Queries.Length) Array.Resize(ref st.Queries, Math.Max(q + 1, 2 * st.Queries.Length));
+            st.Queries[q]++;
+        }
+    }
+
+    /// <summary>auto: prompt attention at least this spread out (normalized entropy of per-query mass) keeps every token.</summary>
+    public const double DiffuseEntropy = 0.95;
 
     /// <summary>Plans (MixPlanner) and applies the composed tiers over the positions older than the current write.</summary>
     private void RetainLow(State st, ReadOnlySpan<KvPage> inner, int len)
@@ -67,16 +132,15 @@ public sealed unsafe partial class PolicyKvStore
         int fresh = len - Math.Min(st.NewFrom, len), old = len - fresh;
         if (old == 0) return;
         long row = 2L * KvDim * FullElementBytes, row32 = 2L * KvDim * sizeof(float);
-        if (st.LowBits == 0)
-            st.LowBits = Spec.Bits != 0 ? Spec.Bits : MixPlanner.ChooseBits(Spec.Budget, KvDim, G, Spec.ValueGroupFor(KvDim));
-        var costs = new MixCosts(row, LowGroupBytes(st.LowBits), G, Spec.SinkTokens, Spec.RecentFullPrecision, _own ? FullRowBlockTokens : 1);
+        if (st.LowBits == 0) ChooseLow(st, old);
+        var costs = new MixCosts(row, LowGroupBytes(st, st.LowBits), st.LowG, Spec.SinkTokens, Spec.RecentFullPrecision, _own ? FullRowBlockTokens : 1);
         long? budget = Spec.Retention == RetentionKind.Mix ? (long)Math.Floor(Spec.Budget * len * row32) : null;
-        int groups = (old + G - 1) / G;
+        int groups = (old + st.LowG - 1) / st.LowG;
         var grouped = new bool[groups];
         for (int g = 0; g < groups; g++) grouped[g] = st.Low[g] != 0;
         var tiers = st.Tiers.AsSpan(0, old);
         var scores = Spec.NeedsAttentionMass ? st.Mass.AsSpan(0, old) : new float[old];   // kivi2/3 do not rank
-        MixPlanner.Plan(tiers, grouped, scores, costs, budget, fresh);
+        MixPlanner.Plan(tiers, grouped, scores, costs, budget, Math.Min(fresh, st.LowG));
         // new chunks first (they need the float32 rows), then freed groups, then dropped rows
         for (int g = 0; g < groups; g++)
         {
@@ -97,19 +161,19 @@ public sealed unsafe partial class PolicyKvStore
     private void QuantizeGroup(State st, ReadOnlySpan<KvPage> inner, int g, int bits)
     {
         int w = KvDim, cg = Spec.ValueGroupFor(KvDim), rb = KiviLowBit.RowBytes(w, bits);
-        var rowsK = new float[G * w]; var rowsV = new float[G * w];
-        for (int i = 0; i < G; i++)
+        var rowsK = new float[st.LowG * w]; var rowsV = new float[st.LowG * w];
+        for (int i = 0; i < st.LowG; i++)
         {
-            int p = g * G + i;
+            int p = g * st.LowG + i;
             if (st.Stored[p] == Held.Full) ReadFull(st, inner, p, rowsK.AsSpan(i * w, w), rowsV.AsSpan(i * w, w));
             else if (st.Stored[p] != Held.None) throw new InvalidOperationException($"position {p} held as {st.Stored[p]} cannot be quantized");
         }
-        long bytes = LowGroupBytes(bits);
+        long bytes = LowGroupBytes(st, bits);
         byte* c = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
         var chunk = new Span<byte>(c, (int)bytes);
-        long vOff = (long)G * rb, kpOff = 2L * G * rb, vpOff = kpOff + 4L * w;
-        KiviLowBit.QuantizeKeys(rowsK, w, G, w, bits, chunk[..(G * rb)], MemoryMarshal.Cast<byte, Half>(chunk.Slice((int)kpOff, 4 * w)));
-        KiviLowBit.QuantizeValues(rowsV, w, G, w, bits, cg, chunk.Slice((int)vOff, G * rb), MemoryMarshal.Cast<byte, Half>(chunk[(int)vpOff..]));
+        long vOff = (long)st.LowG * rb, kpOff = 2L * st.LowG * rb, vpOff = kpOff + 4L * w;
+        KiviLowBit.QuantizeKeys(rowsK, w, st.LowG, w, bits, chunk[..(st.LowG * rb)], MemoryMarshal.Cast<byte, Half>(chunk.Slice((int)kpOff, 4 * w)));
+        KiviLowBit.QuantizeValues(rowsV, w, st.LowG, w, bits, cg, chunk.Slice((int)vOff, st.LowG * rb), MemoryMarshal.Cast<byte, Half>(chunk[(int)vpOff..]));
         st.Low[g] = (nint)c; st.LowBytes += bytes;
     }
 
@@ -117,7 +181,7 @@ public sealed unsafe partial class PolicyKvStore
     {
         NativeMemory.AlignedFree((void*)st.Low[g]);
         st.Low[g] = 0;
-        st.LowBytes -= LowGroupBytes(st.LowBits);
+        st.LowBytes -= LowGroupBytes(st, st.LowBits);
     }
 
     /// <summary>Tokens [offset, offset + count) of group g's chunk as a Kivi page.</summary>
@@ -126,8 +190,8 @@ public sealed unsafe partial class PolicyKvStore
         nint c = st.Low[g];
         if (c == 0) throw new InvalidOperationException($"low-bit group {g} is not held");
         int bits = st.LowBits, w = KvDim, rb = KiviLowBit.RowBytes(w, bits), cg = Spec.ValueGroupFor(KvDim);
-        long vOff = (long)G * rb, kpOff = 2L * G * rb, vpOff = kpOff + 4L * w;
-        var pg = new KvPage(c, c + (nint)vOff, G, g * G, w)
+        long vOff = (long)st.LowG * rb, kpOff = 2L * st.LowG * rb, vpOff = kpOff + 4L * w;
+        var pg = new KvPage(c, c + (nint)vOff, st.LowG, g * st.LowG, w)
         { Type = KvElementType.Kivi, Bits = bits, GroupSize = cg, KScale = c + (nint)kpOff, VScale = c + (nint)vpOff };
         return KvPages.Slice(pg, offset, count);
     }
@@ -135,34 +199,35 @@ public sealed unsafe partial class PolicyKvStore
     /// <summary>A write into quantized group g: its LowBit tokens become Full (decoded rows) and the chunk is freed.</summary>
     private void UnpackLow(State st, int g)
     {
-        var chunk = LowPage(st, g, 0, G);
+        var chunk = LowPage(st, g, 0, st.LowG);
         nint mem = st.Low[g];
         st.Low[g] = 0;                              // detached first: the StoreFull calls below must not unpack it again
-        int end = Math.Min((g + 1) * G, st.Length);
+        int end = Math.Min((g + 1) * st.LowG, st.Length);
         var rk = new float[KvDim]; var rv = new float[KvDim];
-        for (int q = g * G; q < end; q++)
+        for (int q = g * st.LowG; q < end; q++)
         {
             if (st.Stored[q] != Held.Low) continue;
             fixed (float* pk = rk, pv = rv)
             {
-                KvDecode.Row(chunk, true, q - g * G, pk, KvDim);
-                KvDecode.Row(chunk, false, q - g * G, pv, KvDim);
+                KvDecode.Row(chunk, true, q - g * st.LowG, pk, KvDim);
+                KvDecode.Row(chunk, false, q - g * st.LowG, pv, KvDim);
             }
             st.Stored[q] = Held.None;
             st.Tiers[q] = KvTier.Full;
             StoreFull(st, q, rk, rv);
         }
         NativeMemory.AlignedFree((void*)mem);
-        st.LowBytes -= LowGroupBytes(st.LowBits);
+        st.LowBytes -= LowGroupBytes(st, st.LowBits);
     }
 
     /// <summary>Truncation to <paramref name="length"/>: groups past it are freed, a group cut in two is unpacked.</summary>
     private void TruncateLow(State st, int length)
     {
-        for (int g = length / G; g < st.Low.Length; g++)
+        if (st.LowG == 0) return;
+        for (int g = length / st.LowG; g < st.Low.Length; g++)
         {
             if (st.Low[g] == 0) continue;
-            if (g * G < length)
+            if (g * st.LowG < length)
             {
                 // positions ≥ length were already released by the caller; keep [gG, length) as Full rows
                 int saved = st.Length; st.Length = length;
@@ -178,6 +243,9 @@ public sealed unsafe partial class PolicyKvStore
         public nint[] Low = [];                     // [groups] low-bit chunk of each quantized group (0 = none); kivi2/3, mix, auto
         public long LowBytes;                       // bytes of the chunks held
         public int LowBits;                         // bits of this (layer, seq)'s bulk tier (chosen at its first plan)
+        public int LowG;                            // tokens per key group of this (layer, seq) (chosen with LowBits)
+        public int[] Queries = [];                  // [position] query rows attended at that position, until the first plan (auto)
+        public double Entropy = double.NaN;         // auto: normalized entropy of the per-query attention mass at the first plan
 
         partial void DisposeLow()
         {

@@ -15,7 +15,7 @@ public sealed unsafe partial class PolicyKvStore
     {
         var held = p < st.Length ? st.Stored[p] : Held.None;
         if (held == Held.Int4) { UnpackInt4(st, p / G); held = st.Stored[p]; }
-        if (LowBitTier && p < st.Length && p / G < st.Low.Length && st.Low[p / G] != 0) { UnpackLow(st, p / G); held = st.Stored[p]; }
+        if (LowBitTier && st.LowG > 0 && p < st.Length && st.Low[p / st.LowG] != 0) { UnpackLow(st, p / st.LowG); held = st.Stored[p]; }
         if (held == Held.Int8) { st.Int8Rows!.Remove(st.Slot[p]); held = Held.None; }
         if (_own)
         {
@@ -141,8 +141,8 @@ public sealed unsafe partial class PolicyKvStore
         {
             case Held.Full: ReadFull(st, inner, pos, k, v); return true;
             case Held.Low:
-                var lp = LowPage(st, pos / G, 0, G);
-                fixed (float* pk = k, pv = v) { KvDecode.Row(lp, true, pos % G, pk, KvDim); KvDecode.Row(lp, false, pos % G, pv, KvDim); }
+                var lp = LowPage(st, pos / st.LowG, 0, st.LowG);
+                fixed (float* pk = k, pv = v) { KvDecode.Row(lp, true, pos % st.LowG, pk, KvDim); KvDecode.Row(lp, false, pos % st.LowG, pv, KvDim); }
                 return true;
             case Held.Int8:
             case Held.Int4:

@@ -275,9 +275,9 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
                 }
                 case Held.Low:
                 {
-                    int g = p / G;
-                    while (q < len && q < (g + 1) * G && st.Stored[q] == Held.Low) q++;
-                    Add(LowPage(st, g, p - g * G, q - p));
+                    int lg = st.LowG, g = p / lg;
+                    while (q < len && q < (g + 1) * lg && st.Stored[q] == Held.Low) q++;
+                    Add(LowPage(st, g, p - g * lg, q - p));
                     break;
                 }
             }
@@ -325,6 +325,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
         LastReadTokens = total;
         if (!Spec.NeedsAttentionMass) { backend.Attention(q, qPositions, read, p, output); return true; }
 
+        if (Spec.Retention == RetentionKind.Mix && st.LowBits == 0) CountQueries(st, qPositions);   // auto's first plan
         long massLen = (long)p.KvHeadCount * total;
         if (_massBuf.Length < massLen) _massBuf = new float[Math.Max(massLen, 2L * _massBuf.Length)];
         var mass = _massBuf.AsSpan(0, (int)massLen);
