@@ -45,7 +45,7 @@ public static class ServeCommand
             {
                 Backend = pr.GetValue(backend)!, Threads = pr.GetValue(threads), ContextLength = pr.GetValue(ctx), TokenizerPath = pr.GetValue(tokenizer),
                 KvBudgetBytes = GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), KvDiskBytes = GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)),
-                KvPolicy = pr.GetValue(kvPolicy), KvPolicyBudget = pr.GetValue(kvPolicyBudget), Memory = pr.GetValue(memory), MaxConcurrentSequences = mc,
+                KvPolicy = GenerationCommandSupport.KvPolicyName(pr, kvPolicy, kvPolicyBudget), KvPolicyBudget = pr.GetValue(kvPolicyBudget), Memory = pr.GetValue(memory), MaxConcurrentSequences = mc,
             });
             var options = new ServerOptions
             {
