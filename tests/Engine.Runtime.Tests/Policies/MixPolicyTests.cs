@@ -18,7 +18,7 @@ public class MixPolicyTests
 
     /// <summary>Bytes of one low-bit group chunk, from the layout: K + V codes, key (scale, min) per channel, value (scale,
     /// min) per token and 32-channel group, halves.</summary>
-    private static long Chunk(int bits) => 2L * G * ((KvDim * bits + 7) / 8) + 4L * KvDim + 4L * G * (KvDim / 32);
+    private static long Chunk(int bits, int g = G) => 2L * g * ((KvDim * bits + 7) / 8) + 4L * KvDim + 4L * g * (KvDim / 32);
 
     private static float[] Rand(int n, int seed, float scale = 1f)
     {
@@ -129,8 +129,7 @@ public class MixPolicyTests
         var pb = new PolicyBackend(new ReferenceBackend()) { Store = store };
         var k = Rand(total * KvDim * layers, 1, 2f); var v = Rand(total * KvDim * layers, 2); var q = Rand(total * Heads * HeadDim, 3);
         var o = new float[prefill * Heads * HeadDim];
-        int bits = spec.Bits != 0 ? spec.Bits : MixPlanner.ChooseBits(budget, KvDim, G, 32);
-        long slack = 4 * HalfRow + Chunk(bits);                          // one row block and one chunk per layer
+        long slack = 4 * HalfRow + Chunk(4, 2 * G);                      // one row block and one chunk (the largest) per layer
         int evictedSeen = 0;
         for (int from = 0; from < total;)
         {
@@ -148,15 +147,61 @@ public class MixPolicyTests
             {
                 long allowed = (long)Math.Floor(budget * from * F32Row);
                 // what cannot be evicted: sinks, up to G − 1 tokens of the incomplete group and the fresh row
-                long mandatory = (4 + G - 1 + 1 + 3) / 4 * 4 * HalfRow;
+                int lg = store.LowGroup(l, 0);
+                long mandatory = (4 + lg - 1 + 1 + 3) / 4 * 4 * HalfRow;
                 double held = store.HeldBytes(l, 0);
                 Assert.That(held, Is.LessThanOrEqualTo(Math.Max(allowed, mandatory) + slack), $"{policy} {budget} layer {l} length {from}");
-                if (from >= 128 && budget >= 0.1) Assert.That(held, Is.LessThanOrEqualTo(allowed), $"{policy} {budget}: within the budget itself at length {from}");
-                Assert.That(store.LowBits(l, 0), Is.EqualTo(bits));
+                if (mandatory <= allowed) Assert.That(held, Is.LessThanOrEqualTo(allowed), $"{policy} {budget}: within the budget itself at length {from}");
+                if (spec.Bits != 0) Assert.That((store.LowBits(l, 0), lg), Is.EqualTo((spec.Bits, G)));
+                else Assert.That(store.LowBits(l, 0), Is.InRange(2, 4));
                 evictedSeen += store.Tiers(l, 0).Count(x => x == KvTier.Evicted);
             }
         }
         if (budget <= 0.1) Assert.That(evictedSeen, Is.GreaterThan(0), "this budget needs eviction: the test exercises it");
+    }
+
+    /// <summary>auto reads the prompt's attention: spread out (all-zero queries: uniform attention) → every token kept at
+    /// the widest width that fits (3 bits in 32-token groups at 0.15: 32 B/token ≤ 0.9 · 38.4); concentrated (every query
+    /// looks at token 0) → ranked and evicted at MixPlanner.ChooseBits (4 bits, 16-token groups).</summary>
+    [TestCase(true), TestCase(false)]
+    public void Auto_FollowsThePromptsAttention(bool diffuse)
+    {
+        const int total = 1000, prefill = 64;
+        double budget = 0.15;
+        using var store = new PolicyKvStore(new ContiguousKvStore(1, KvDim, total), KvPolicySpec.Parse("auto", budget));
+        var pb = new PolicyBackend(new ReferenceBackend()) { Store = store };
+        var k = Rand(total * KvDim, 21); var v = Rand(total * KvDim, 22);
+        var q = new float[total * Heads * HeadDim];
+        if (!diffuse)
+        {
+            for (int c = 0; c < KvDim; c++) k[c] = 4f;                       // token 0: a large key every query aligns with
+            for (int i = 0; i < q.Length; i++) q[i] = 4f;
+        }
+        var o = new float[prefill * Heads * HeadDim];
+        for (int from = 0; from < total;)
+        {
+            int n = from == 0 ? prefill : 1;
+            var pos = Enumerable.Range(from, n).ToArray();
+            store.Write(0, 0, pos, k.AsSpan(from * KvDim, n * KvDim), v.AsSpan(from * KvDim, n * KvDim));
+            pb.Attention(q.AsSpan(from * Heads * HeadDim, n * Heads * HeadDim), pos, store.Pages(0, 0), P, o.AsSpan(0, n * Heads * HeadDim));
+            from += n;
+        }
+        var tiers = store.Tiers(0, 0);
+        Assert.That(store.HeldBytes(0, 0), Is.LessThanOrEqualTo(budget * total * F32Row));
+        if (diffuse)
+        {
+            Assert.That(store.PromptEntropy(0, 0), Is.GreaterThanOrEqualTo(PolicyKvStore.DiffuseEntropy));
+            Assert.That((store.LowBits(0, 0), store.LowGroup(0, 0)), Is.EqualTo((3, 2 * G)));
+            // only while the sequence was short (sinks + a 32-token incomplete group outweigh the budget) were groups evicted
+            Assert.That(tiers.Skip(300).Count(t => t == KvTier.Evicted), Is.EqualTo(0), "nothing evicted once the sequence is long");
+            Assert.That(tiers.Count(t => t == KvTier.Evicted), Is.LessThan(total / 10));
+        }
+        else
+        {
+            Assert.That(store.PromptEntropy(0, 0), Is.LessThan(PolicyKvStore.DiffuseEntropy));
+            Assert.That((store.LowBits(0, 0), store.LowGroup(0, 0)), Is.EqualTo((4, G)));
+            Assert.That(tiers.Count(t => t == KvTier.Evicted), Is.GreaterThan(0), "4 bits at 44 B/token do not fit 38.4: groups evicted");
+        }
     }
 
     /// <summary>The composition's attention output = a float64 attention over what the store keeps, built here: Full rows
