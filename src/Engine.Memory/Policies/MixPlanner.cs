@@ -58,14 +58,15 @@ public static class MixPlanner
             for (int t = g * G; t < (g + 1) * G; t++)
                 if (!Mandatory(t) && tiers[t] != KvTier.Evicted) { grouped[g] = true; break; }
         }
+        var bytes = System.Runtime.InteropServices.MemoryMarshal.Cast<KvTier, byte>(tiers);
         if (budgetBytes is not { } budget)
         {
-            for (int g = 0; g < complete; g++)
-                for (int t = g * G; t < (g + 1) * G; t++) if (!Mandatory(t) && tiers[t] == KvTier.Full) tiers[t] = KvTier.LowBit;
+            for (int t = NextFull(bytes, sinks); t < complete * G; t = NextFull(bytes, t + 1)) tiers[t] = KvTier.LowBit;
             return Cost(tiers, grouped, c, freshRows);
         }
         int mandRows = freshRows;                    // mandatory rows + chunks (the optional rows are decided in step 3)
-        for (int t = 0; t < len; t++) if (Mandatory(t) && tiers[t] != KvTier.Evicted) mandRows++;
+        for (int t = 0; t < sinks; t++) if (tiers[t] != KvTier.Evicted) mandRows++;
+        for (int t = Math.Max(sinks, complete * G); t < len; t++) if (tiers[t] != KvTier.Evicted) mandRows++;
         long chunks = 0;
         int groups = Math.Min(grouped.Length, (len + G - 1) / G);
         for (int g = 0; g < groups; g++) if (grouped[g]) chunks += c.GroupBytes;
@@ -95,7 +96,7 @@ public static class MixPlanner
         // 3. the bytes left keep float32 rows of quantized-group tokens that still have one: half to the most recent,
         //    half to the highest attention mass (H2O's split); every other such row is dropped (its codes stay)
         var cand = new List<int>();
-        for (int t = 0; t < complete * G; t++) if (!Mandatory(t) && tiers[t] == KvTier.Full) cand.Add(t);
+        for (int t = NextFull(bytes, sinks); t < complete * G; t = NextFull(bytes, t + 1)) cand.Add(t);
         long rowsAllowed = Math.Max(0, budget - chunks) / c.RowBytes / c.RowBlock * c.RowBlock;   // whole blocks only
         long extra = Math.Max(0, rowsAllowed - mandRows);
         if (extra < cand.Count)
@@ -116,11 +117,18 @@ public static class MixPlanner
     /// <summary>Bytes a plan holds: Full rows (+ <paramref name="freshRows"/>) rounded up to whole row blocks + group chunks.</summary>
     public static long Cost(ReadOnlySpan<KvTier> tiers, ReadOnlySpan<bool> grouped, MixCosts c, int freshRows)
     {
-        int rows = freshRows;
-        foreach (var t in tiers) if (t == KvTier.Full) rows++;
+        int rows = freshRows + System.Runtime.InteropServices.MemoryMarshal.Cast<KvTier, byte>(tiers).Count((byte)KvTier.Full);
         long cost = RowsBytes(rows, c);
-        foreach (bool g in grouped) if (g) cost += c.GroupBytes;
+        cost += System.Runtime.InteropServices.MemoryMarshal.Cast<bool, byte>(grouped).Count((byte)1) * c.GroupBytes;
         return cost;
+    }
+
+    // first position ≥ from holding a Full tier (vectorized search; Length when none)
+    private static int NextFull(ReadOnlySpan<byte> tiers, int from)
+    {
+        if (from >= tiers.Length) return tiers.Length;
+        int i = tiers[from..].IndexOf((byte)KvTier.Full);
+        return i < 0 ? tiers.Length : from + i;
     }
 
     private static long RowsBytes(int rows, MixCosts c) => (long)((rows + c.RowBlock - 1) / c.RowBlock) * c.RowBlock * c.RowBytes;

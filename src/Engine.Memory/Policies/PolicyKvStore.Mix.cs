@@ -139,7 +139,7 @@ public sealed unsafe partial class PolicyKvStore
         var grouped = new bool[groups];
         for (int g = 0; g < groups; g++) grouped[g] = st.Low[g] != 0;
         var tiers = st.Tiers.AsSpan(0, old);
-        var scores = Spec.NeedsAttentionMass ? st.Mass.AsSpan(0, old) : new float[old];   // kivi2/3 do not rank
+        var scores = budget != null ? st.Mass.AsSpan(0, old) : ReadOnlySpan<float>.Empty;   // kivi2/3 do not rank
         MixPlanner.Plan(tiers, grouped, scores, costs, budget, Math.Min(fresh, st.LowG));
         // new chunks first (they need the float32 rows), then freed groups, then dropped rows
         for (int g = 0; g < groups; g++)
@@ -147,10 +147,13 @@ public sealed unsafe partial class PolicyKvStore
             if (grouped[g] && st.Low[g] == 0) QuantizeGroup(st, inner, g, st.LowBits);
             else if (!grouped[g] && st.Low[g] != 0) FreeGroup(st, g);
         }
+        var plan = MemoryMarshal.Cast<KvTier, byte>(st.Tiers.AsSpan(0, old));
+        var now = MemoryMarshal.Cast<Held, byte>(st.Stored.AsSpan(0, old));
         for (int t = 0; t < old; t++)
         {
+            t += plan[t..].CommonPrefixLength(now[t..]);             // skip positions already held as planned
+            if (t >= old) break;
             var tier = st.Tiers[t]; var held = st.Stored[t];
-            if ((byte)tier == (byte)held) continue;
             if (tier == KvTier.LowBit && held == Held.Full) { DropFull(st, t); st.Stored[t] = Held.Low; }
             else if (tier == KvTier.Evicted && held == Held.Full) { DropFull(st, t); st.Stored[t] = Held.None; }
             else if (tier == KvTier.Evicted && held == Held.Low) st.Stored[t] = Held.None;
