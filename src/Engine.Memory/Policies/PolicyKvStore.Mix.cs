@@ -1,6 +1,6 @@
 // Owns: the low-bit KIVI tier storage of PolicyKvStore (kivi2 / kivi3 and the byte-budget compositions mix2/3/4 and
 // auto): one native chunk per quantized group of G = BlockSize tokens (KiviLowBit layout: K codes, V codes, key params
-// [W, 2] half, value params [G, W / C, 2] half), applying MixPlanner's plan (quantize complete groups, drop float32 rows
+// [W, 2] half, value params [G, W / C, 2] half), applying MixPlanner's plan (quantize complete groups, drop the Full rows
 // of tokens planned LowBit, free evicted groups), the Kivi page views (a page lies inside one group) and the chunk
 // bookkeeping for rewrites / truncation. The rest of the store (Full rows, pages, attention mass) is shared.
 // Invariants: Low[g] != 0 ⇔ group g is quantized; every kept token of a quantized group has codes in its chunk (a token

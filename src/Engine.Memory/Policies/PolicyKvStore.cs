@@ -16,7 +16,8 @@
 // ≤ (kept Full tokens + B − 1) float32 rows and ≤ (Int8 tokens + B − 1) int8 rows per (layer, seq) (RowBlocks.Compact).
 // HeldBytes / AllocatedBytes count the bytes allocated for K/V payload, scales and quest/msa summaries (plus, when the
 // inner store holds the rows, its float32 rows of positions [0, Length)); per-position bookkeeping (tiers, slots, scores)
-// grows with the length on demand and is reported apart (MetadataBytes). Row storage and State: PolicyKvStore.Storage.cs.
+// grows with the length on demand and is reported apart (MetadataBytes). Row storage and State: PolicyKvStore.Storage.cs;
+// the 2/3/4-bit KIVI groups and the byte-budget compositions (kivi2/kivi3, mix2/3/4, auto): PolicyKvStore.Mix.cs.
 using System.Runtime.InteropServices;
 using Engine.Kernels;
 

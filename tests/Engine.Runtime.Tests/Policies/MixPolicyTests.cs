@@ -241,6 +241,24 @@ public class MixPolicyTests
         Assert.That(lowSeen, Is.GreaterThan(0), "low-bit groups were present");
     }
 
+    /// <summary>auto on an engine, both store paths: the single-sequence store (own half rows) and the paged serving
+    /// loop (PolicyKvRouter: rows stay in the paged blocks, Kivi groups beside them) generate and report what they hold.</summary>
+    [TestCase(false), TestCase(true)]
+    public async Task Auto_RunsOnBothEnginePaths(bool paged)
+    {
+        string model = SharedData.Get("reference/stories260K/stories260K.gguf");
+        using var e = InferenceEngine.Load(model, new EngineOptions { Threads = 2, Paged = paged, KvPolicy = "auto", KvPolicyBudget = 0.25, MaxConcurrentSequences = 1 });
+        var o = new GenerationOptions { Sampling = Engine.Runtime.Sampling.SamplingOptions.Greedy, StopAtEndOfGeneration = false, MaxTokens = 120 };
+        var r = await e.GenerateTextAsync(e.GenerateAsync([1, 400, 30, 250], o));
+        Assert.That(r.TokenIds, Has.Length.EqualTo(120));
+        if (!paged)
+        {
+            var u = e.KvPolicyUsage!;
+            Assert.That(u.Policy, Is.EqualTo("auto"));
+            Assert.That(u.HeldBytes, Is.LessThanOrEqualTo(0.25 * u.FullBytes), "the single-sequence store holds a quarter of the bytes");
+        }
+    }
+
     private static double[] Expected(ReadOnlySpan<float> q, int qPos, KvTier[] tiers, float[] k, float[] v, int bits)
     {
         int len = tiers.Length, qmax = (1 << bits) - 1;
