@@ -24,6 +24,10 @@ public enum KvElementType : byte
     /// <summary>KIVI-style asymmetric 4-bit: keys per channel over groups of GroupSize tokens, values per token over groups of
     /// GroupSize channels; x = q · scale + min with q in 0..15; two nibbles per byte, the even channel in the low nibble.</summary>
     Int4,
+    /// <summary>Low-bit KIVI (2, 3 or 4 bits, <see cref="KvPage.Bits"/>; Engine.Tensors.Quants.KiviLowBit): bit-packed rows;
+    /// the page lies inside one key group, <see cref="KvPage.KScale"/> = half <c>[RowStride, 2]</c> (scale, min) per channel of
+    /// that group, <see cref="KvPage.VScale"/> = half <c>[TokenCount, RowStride / GroupSize, 2]</c> per (token, channel group).</summary>
+    Kivi,
 }
 
 /// <summary>
@@ -50,8 +54,11 @@ public readonly record struct KvPage(nint K, nint V, int TokenCount, int StartPo
     /// <summary>Value quantization parameters (Int8 / Int4 only).</summary>
     public nint VScale { get; init; }
 
-    /// <summary>Quantization group size (Int8 / Int4 only): channels per scale (Int8, Int4 values), tokens per key group (Int4).</summary>
+    /// <summary>Quantization group size (Int8 / Int4 / Kivi only): channels per scale (Int8, Int4 and Kivi values), tokens per key group (Int4).</summary>
     public int GroupSize { get; init; }
+
+    /// <summary>Bits per element of a <see cref="KvElementType.Kivi"/> page (2, 3 or 4).</summary>
+    public int Bits { get; init; }
 }
 
 /// <summary>Causal attention over KV pages with grouped-query heads.</summary>

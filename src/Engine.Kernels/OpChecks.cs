@@ -98,6 +98,12 @@ internal static class OpChecks
                     if (page.Type == KvElementType.Int4 && (page.RowStride & 1) != 0)
                         throw new ArgumentException($"Attention: Int4 page row stride {page.RowStride} must be even");
                     break;
+                case KvElementType.Kivi:
+                    if (page.KScale == 0 || page.VScale == 0) throw new ArgumentException("Attention: Kivi page without params");
+                    if (page.Bits is < 2 or > 4) throw new ArgumentException($"Attention: Kivi page with {page.Bits} bits (2, 3 or 4)");
+                    if (page.GroupSize <= 0 || page.RowStride % page.GroupSize != 0)
+                        throw new ArgumentException($"Attention: Kivi value group {page.GroupSize} must divide the row stride {page.RowStride}");
+                    break;
                 default: throw new NotSupportedException($"Attention: KV element type {page.Type} is not supported");
             }
         }

@@ -46,7 +46,7 @@ public static class ChatCommand
             };
             options.Validate();   // a bad sampling value fails before the model is loaded
             using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx), pr.GetValue(tokenizer),
-                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), memory: pr.GetValue(memory), kvPolicy: pr.GetValue(kvPolicy), kvPolicyBudget: pr.GetValue(kvPolicyBudget), kvPolicyBudgetTokens: pr.GetValue(kvPolicyBudgetTokens), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)),
+                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), memory: pr.GetValue(memory), kvPolicy: GenerationCommandSupport.KvPolicyName(pr, kvPolicy, kvPolicyBudget), kvPolicyBudget: pr.GetValue(kvPolicyBudget), kvPolicyBudgetTokens: pr.GetValue(kvPolicyBudgetTokens), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)),
                 memoryDir: pr.GetValue(memoryDir));
             var history = new List<ChatMessage>();
             if (pr.GetValue(system) is { Length: > 0 } sys) history.Add(new ChatMessage("system", sys));

@@ -15,7 +15,7 @@ public static class EvalCommand
         var model = GenerationCommandSupport.ModelOption();
         var text = new Option<string?>("--text") { Description = "Text file to evaluate on (default: the built-in ≥ 512-token story)." };
         var policy = new Option<string>("--policy") { Description = "Comma-separated KV policies (e.g. sinks,h2o,arkv+quest).", DefaultValueFactory = _ => "full,sinks,h2o,snapkv,arkv,quest,msa,int8,kivi4" };
-        var budget = new Option<string>("--budget") { Description = "Comma-separated budgets, fractions of the context in (0, 1].", DefaultValueFactory = _ => "0.1,0.25,0.5" };
+        var budget = new Option<string>("--budget") { Description = "Comma-separated budgets in (0, 1]: fractions of the full float32 cache's bytes for mix2/mix3/mix4/auto, of the context's tokens for the other policies.", DefaultValueFactory = _ => "0.1,0.25,0.5" };
         var prefill = new Option<int>("--prefill") { Description = "Tokens processed as one prompt batch before teacher-forced decoding (0 = a quarter of the text, at most 128).", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "One JSON object per line." };
         var needle = new Option<bool>("--needle") { Description = "Run the planted-needle retrieval test instead." };
@@ -72,15 +72,15 @@ public static class EvalCommand
                     {
                         model = Path.GetFileName(path), policy = r.Policy, budget = r.Budget, tokens = r.Tokens, steps = r.Steps,
                         kld_mean = r.KldMean, top1 = r.Top1, bytes_per_token = Math.Round(r.BytesPerToken, 1),
-                        full_bytes_per_token = r.FullBytesPerToken, read_fraction = Math.Round(r.ReadFraction, 4), tokens_per_s = Math.Round(r.TokensPerSecond, 1),
+                        full_bytes_per_token = r.FullBytesPerToken, held_fraction = Math.Round(r.HeldFraction, 4), bytes_read_per_step = Math.Round(r.BytesReadPerStep), read_fraction = Math.Round(r.ReadFraction, 4), tokens_per_s = Math.Round(r.TokensPerSecond, 1),
                     }));
                 }
             }
             if (!asJson)
             {
-                Console.WriteLine($"{"policy",-14} {"budget",6} {"KLD mean",10} {"top-1",7} {"bytes/tok",10} {"read",6} {"tok/s",9}");
+                Console.WriteLine($"{"policy",-14} {"budget",6} {"KLD mean",10} {"top-1",7} {"bytes/tok",10} {"held",6} {"read B/step",11} {"read",6} {"tok/s",9}");
                 foreach (var r in rows)
-                    Console.WriteLine($"{r.Policy,-14} {r.Budget,6:0.###} {r.KldMean,10:0.00000} {r.Top1,7:0.000} {r.BytesPerToken,10:0.0} {r.ReadFraction,6:0.00} {r.TokensPerSecond,9:0}");
+                    Console.WriteLine($"{r.Policy,-14} {r.Budget,6:0.###} {r.KldMean,10:0.00000} {r.Top1,7:0.000} {r.BytesPerToken,10:0.0} {r.HeldFraction,6:0.000} {r.BytesReadPerStep,11:0} {r.ReadFraction,6:0.00} {r.TokensPerSecond,9:0}");
             }
             return Task.FromResult(0);
         }));

@@ -105,16 +105,24 @@ internal static class GenerationCommandSupport
     /// <summary>`--kv-policy SPEC`: a KV memory policy for the engine (per engine; the runtime picks the store).</summary>
     public static Option<string?> KvPolicyOption() => new("--kv-policy")
     {
-        Description = "KV memory policy: full, sinks, h2o, snapkv, arkv, int8, kivi4, optionally +quest or +msa (e.g. arkv+quest). "
+        Description = "KV memory policy: full, sinks, h2o, snapkv, arkv, int8, kivi4, optionally +quest or +msa (e.g. arkv+quest); "
+            + "kivi2, kivi3 (all tokens, low-bit bulk); mix2, mix3, mix4, auto (composed under a byte budget). "
             + "The runtime picks the store: one stream (run/chat) uses the single-sequence policy store, which frees evicted rows. Default: none.",
     };
 
     /// <summary>`--kv-budget-fraction F`: the policy's budget, a fraction of the sequence in (0, 1].</summary>
     public static Option<double> KvPolicyBudgetOption() => new("--kv-budget-fraction")
     {
-        Description = "With --kv-policy: the fraction of the sequence in (0, 1] the policy may hold/read.",
+        Description = "The fraction in (0, 1] the KV policy may hold: of the full float32 cache's bytes for mix2/mix3/mix4/auto, "
+            + "of the sequence's tokens for the others (quest/msa: tokens read). Given without --kv-policy: the policy is auto.",
         DefaultValueFactory = _ => new KvPolicyOptions().Budget,
     };
+
+    /// <summary>The KV policy a command runs: --kv-policy when given; else "auto" when --kv-budget-fraction was given
+    /// explicitly (a byte budget and no policy named); else none.</summary>
+    public static string? KvPolicyName(ParseResult pr, Option<string?> kvPolicy, Option<double> kvPolicyBudget)
+        => pr.GetValue(kvPolicy) is { Length: > 0 } named ? named
+            : pr.GetResult(kvPolicyBudget) is { Implicit: false } ? "auto" : null;
 
     /// <summary>`--kv-budget-tokens N`: a selection policy's (quest, msa) fixed read budget in tokens per step.</summary>
     public static Option<int?> KvPolicyBudgetTokensOption(string policyOption = "--kv-policy") => new("--kv-budget-tokens")

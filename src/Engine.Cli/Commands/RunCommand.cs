@@ -44,7 +44,7 @@ public static class RunCommand
             };
             options.Validate();   // a bad sampling value fails before the model is loaded
             using var engine = GenerationCommandSupport.LoadEngine(pr.GetValue(model), pr.GetValue(backend)!, pr.GetValue(threads), pr.GetValue(ctx), pr.GetValue(tokenizer),
-                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), pr.GetValue(memory), pr.GetValue(kvPolicy), pr.GetValue(kvPolicyBudget), pr.GetValue(kvPolicyBudgetTokens), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)),
+                GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), pr.GetValue(memory), GenerationCommandSupport.KvPolicyName(pr, kvPolicy, kvPolicyBudget), pr.GetValue(kvPolicyBudget), pr.GetValue(kvPolicyBudgetTokens), kvDiskBytes: GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)),
                 memoryDir: pr.GetValue(memoryDir));
             var stdout = Console.Out;
             await foreach (var chunk in engine.GenerateAsync(pr.GetValue(prompt) ?? "", options, ct))

@@ -45,7 +45,7 @@ public static class ServeCommand
             {
                 Backend = pr.GetValue(backend)!, Threads = pr.GetValue(threads), ContextLength = pr.GetValue(ctx), TokenizerPath = pr.GetValue(tokenizer),
                 Kv = new KvCacheOptions { BudgetBytes = GenerationCommandSupport.ParseBytes(pr.GetValue(kvBudget)), DiskBytes = GenerationCommandSupport.KvDiskBytes(pr.GetValue(kvDisk)) },
-                Policy = new KvPolicyOptions { Spec = pr.GetValue(kvPolicy), Budget = pr.GetValue(kvPolicyBudget) },
+                Policy = new KvPolicyOptions { Spec = GenerationCommandSupport.KvPolicyName(pr, kvPolicy, kvPolicyBudget), Budget = pr.GetValue(kvPolicyBudget) },
                 Documents = new DocumentMemoryOptions { Name = pr.GetValue(memory) },
                 Serving = new ServingOptions { MaxConcurrentSequences = mc },
             });

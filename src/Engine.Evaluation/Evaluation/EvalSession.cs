@@ -28,7 +28,7 @@ public sealed class EvalSession : IDisposable
     public static bool IsBudgetFree(string policy)
     {
         var spec = KvPolicySpec.Parse(policy, 1.0);
-        return spec.Selection == SelectionKind.None && spec.Retention is RetentionKind.Full or RetentionKind.Int8 or RetentionKind.Kivi4;
+        return spec.Selection == SelectionKind.None && spec.Retention is RetentionKind.Full or RetentionKind.Int8 or RetentionKind.Kivi4 or RetentionKind.Kivi;
     }
 
     /// <summary>The planted-needle retrieval test (<see cref="NeedleEvaluator.Run"/>).</summary>

@@ -3,7 +3,8 @@
 // allocated per token (all layers: PolicyKvStore.HeldBytes, real allocations incl. partly used row blocks), decode tokens/s.
 // Protocol: the first `Prefill` tokens run as one batch (prefill; SnapKV/ARKV take their statistics there), then each
 // following token is fed one at a time (teacher forcing) and its logits compared with the full-cache logits at the same
-// step. The budget is a fraction of the current length at every step. Same model, weights and backend for both runs.
+// step. The budget is a fraction of the current length at every step: of its bytes (float32 K+V) for mix*/auto, of its
+// tokens for the older policies. Bytes read per decode step = K/V payload + scales attention read (PolicyKvStore.ReadBytesTotal). Same model, weights and backend for both runs.
 // Source: the standard KV-compression evaluation (KL vs full cache, as in e.g. KIVI / H2O ablations), reduced to CPU.
 using System.Diagnostics;
 using Engine.Kernels;
@@ -15,7 +16,11 @@ namespace Engine.Runtime.Evaluation;
 
 /// <summary>One row of the quality table.</summary>
 public sealed record KvEvalResult(string Policy, double Budget, int Tokens, int Steps, double KldMean, double Top1,
-    double BytesPerToken, double FullBytesPerToken, double TokensPerSecond, double ReadFraction);
+    double BytesPerToken, double FullBytesPerToken, double TokensPerSecond, double ReadFraction, double BytesReadPerStep = 0)
+{
+    /// <summary>Held bytes as a fraction of the full float32 cache's (the byte budget's axis).</summary>
+    public double HeldFraction => FullBytesPerToken > 0 ? BytesPerToken / FullBytesPerToken : 0;
+}
 
 public sealed class KvEvaluator : IDisposable
 {
@@ -23,7 +28,7 @@ public sealed class KvEvaluator : IDisposable
     private readonly PolicyBackend _backend;
     private readonly int[] _tokens;
     private float[]? _fullLogits;              // [steps, vocab]
-    private double _fullTokensPerSecond;
+    private double _fullTokensPerSecond, _fullReadBytes;
 
     /// <param name="model">A model built over <paramref name="backend"/> (so the policy store sees every query).</param>
     public KvEvaluator(TransformerModel model, PolicyBackend backend, int[] tokens, int prefill)
@@ -45,17 +50,19 @@ public sealed class KvEvaluator : IDisposable
         return r.ReadToEnd();
     }
 
-    /// <summary>Runs the text with a store; logits [steps, vocab]; returns (decode seconds, Σ held bytes / length over steps, Σ read fraction).</summary>
-    private (double Seconds, double BytesPerToken, double ReadFraction) RunText(IKvStore store, PolicyKvStore? policy, float[] logits)
+    /// <summary>Runs the text with a store; logits [steps, vocab]; returns (decode seconds, mean held bytes / length, mean read
+    /// fraction, mean K/V bytes read per decode step).</summary>
+    private (double Seconds, double BytesPerToken, double ReadFraction, double ReadBytes) RunText(IKvStore store, PolicyKvStore? policy, float[] logits)
     {
         int vocab = _model.Config.VocabSize;
         var pre = new float[vocab];
         _model.Forward(ForwardBatch.ForSequence(_tokens.AsSpan(0, Prefill), 0), store, pre, allLogits: false);
-        double bytes = 0, read = 0;
+        double bytes = 0, read = 0, readBytes = 0;
         var sw = new Stopwatch();
         for (int s = 0; s < Steps; s++)
         {
             int t = Prefill + s;
+            long r0 = policy?.ReadBytesTotal ?? 0;
             sw.Start();
             // logits after feeding token t−1 predict token t; step s compares the prediction of token t
             if (s == 0) { pre.CopyTo(logits.AsSpan(0, vocab)); }
@@ -68,10 +75,15 @@ public sealed class KvEvaluator : IDisposable
                 for (int l = 0; l < store.LayerCount; l++) held += policy.HeldBytes(l, 0);
                 bytes += held / len;
                 read += policy.LastReadTokens / (double)len;
+                if (s > 0) readBytes += policy.ReadBytesTotal - r0;
             }
-            else { bytes += 2.0 * store.LayerCount * store.KvDim * sizeof(float); read += 1; }
+            else
+            {
+                bytes += 2.0 * store.LayerCount * store.KvDim * sizeof(float); read += 1;
+                if (s > 0) readBytes += 2.0 * store.LayerCount * store.KvDim * sizeof(float) * len;
+            }
         }
-        return (sw.Elapsed.TotalSeconds, bytes / Steps, read / Steps);
+        return (sw.Elapsed.TotalSeconds, bytes / Steps, read / Steps, readBytes / Math.Max(1, Steps - 1));
     }
 
     private void EnsureFull()
@@ -83,7 +95,7 @@ public sealed class KvEvaluator : IDisposable
         for (int rep = 0; rep < 2; rep++)                          // the first pass warms up (JIT, scratch growth); timed: the second
         {
             using var kv = _model.CreateKvStore(_tokens.Length);
-            (sec, _, _) = RunText(kv, null, _fullLogits);
+            (sec, _, _, _fullReadBytes) = RunText(kv, null, _fullLogits);
         }
         _fullTokensPerSecond = (Steps - 1) / Math.Max(sec, 1e-9);
     }
@@ -93,7 +105,7 @@ public sealed class KvEvaluator : IDisposable
     {
         EnsureFull();
         double fb = 2.0 * _model.Config.LayerCount * _model.Config.KvDim * sizeof(float);
-        return new KvEvalResult("full-cache", 1.0, _tokens.Length, Steps, 0, 1, fb, fb, _fullTokensPerSecond, 1);
+        return new KvEvalResult("full-cache", 1.0, _tokens.Length, Steps, 0, 1, fb, fb, _fullTokensPerSecond, 1, _fullReadBytes);
     }
 
     public KvEvalResult Evaluate(KvPolicySpec spec)
@@ -103,7 +115,7 @@ public sealed class KvEvaluator : IDisposable
         var logits = new float[Steps * vocab];
         using var store = new PolicyKvStore(_model.CreateKvStore(_tokens.Length), spec);
         _backend.Store = store;
-        (double sec, double bpt, double readFrac) r;
+        (double sec, double bpt, double readFrac, double readBytes) r;
         try { r = RunText(store, store, logits); }
         finally { _backend.Store = null; }
         double kld = 0; int agree = 0;
@@ -115,7 +127,7 @@ public sealed class KvEvaluator : IDisposable
         }
         double fb = 2.0 * _model.Config.LayerCount * _model.Config.KvDim * sizeof(float);
         return new KvEvalResult(spec.Name, spec.Budget, _tokens.Length, Steps, kld / Steps, agree / (double)Steps, r.bpt, fb,
-            (Steps - 1) / Math.Max(r.sec, 1e-9), r.readFrac);
+            (Steps - 1) / Math.Max(r.sec, 1e-9), r.readFrac, r.readBytes);
     }
 
     /// <summary>KL(softmax(p) ‖ softmax(q)) in nats, float64; exactly 0 when p and q are bitwise equal.</summary>

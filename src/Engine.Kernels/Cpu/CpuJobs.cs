@@ -218,6 +218,7 @@ internal sealed unsafe class AttentionJob : CpuJob
         int heads = P.HeadCount, hd = P.HeadDim, group = P.HeadCount / P.KvHeadCount, qpos = Positions[t], kvDim = P.KvHeadCount * hd;
         float* q = Q + (long)t * heads * hd;
         for (int h = 0; h < heads; h++) { max[h] = float.NegativeInfinity; sum[h] = 0; new Span<float>(acc + (long)h * accStride, hd).Clear(); }
+        KvDecodeSimd.Forget();                                                    // page memory may have been reused since the last call
 
         int c = 0;
         for (int pi = 0; pi < PageCount; pi++)

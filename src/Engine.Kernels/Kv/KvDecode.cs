@@ -1,8 +1,11 @@
 // Owns: decoding one cached K or V row of a KvPage of any tier (F32, F16, Int8, Int4) to float32 — the definition of
 // what each KvElementType means (see KvPage), used by the reference attention and by the CPU backend for non-F32 pages.
 // Invariants: decodes channels [0, width) of row j; never reads outside the page's row, scale and parameter arrays.
+// Kivi (2/3/4-bit) follows Engine.Tensors.Quants.KiviLowBit, the scalar reference of that tier.
 // Sources: int8 per-token symmetric scales (as in llama.cpp's q8 KV cache, per group); int4 asymmetric KIVI layout
 // (Liu et al., 2024, "KIVI: a tuning-free asymmetric 2bit quantization for KV cache": keys per channel, values per token).
+using Engine.Tensors.Quants;
+
 namespace Engine.Kernels;
 
 public static unsafe class KvDecode
@@ -52,6 +55,18 @@ public static unsafe class KvDecode
                 }
                 break;
             }
+            case KvElementType.Kivi:
+            {
+                int rb = KiviLowBit.RowBytes((int)stride, page.Bits);
+                var row = new ReadOnlySpan<byte>((byte*)data + (long)j * rb, rb);
+                if (key) KiviLowBit.DecodeKey(row, new ReadOnlySpan<Half>((Half*)page.KScale, (int)stride * 2), page.Bits, new Span<float>(dst, width));
+                else
+                {
+                    int groups = (int)(stride / page.GroupSize);
+                    KiviLowBit.DecodeValue(row, new ReadOnlySpan<Half>((Half*)page.VScale + (long)j * groups * 2, groups * 2), page.Bits, page.GroupSize, new Span<float>(dst, width));
+                }
+                break;
+            }
             default: throw new NotSupportedException($"KV element type {page.Type}");
         }
     }
@@ -94,6 +109,11 @@ public static class KvPages
                     K = page.K + (nint)(o * s / 2), V = page.V + (nint)(o * s / 2), KScale = page.KScale + (nint)(o / g * s * 2 * 4),
                     VScale = page.VScale + (nint)(o * (s / g) * 2 * 4), TokenCount = count, StartPosition = page.StartPosition + offset,
                 },
+            KvElementType.Kivi => page with
+            {
+                K = page.K + (nint)(o * KiviLowBit.RowBytes((int)s, page.Bits)), V = page.V + (nint)(o * KiviLowBit.RowBytes((int)s, page.Bits)),
+                VScale = page.VScale + (nint)(o * (s / g) * 2 * 2), TokenCount = count, StartPosition = page.StartPosition + offset,
+            },
             _ => throw new NotSupportedException($"KV element type {page.Type}"),
         };
     }

@@ -7,8 +7,8 @@
 // score); Quest (Tang et al., 2024) Σ max(q·min, q·max) block bound; MSA-style mean-pooled chunk routing keys.
 namespace Engine.Memory.Policies;
 
-/// <summary>Per-token storage tier decided by a policy.</summary>
-public enum KvTier : byte { Full = 0, Int8 = 1, Int4 = 2, Evicted = 3 }
+/// <summary>Per-token storage tier decided by a policy. LowBit: the 2/3/4-bit KIVI group chunk (kivi2/kivi3, mix*, auto; MixPlanner).</summary>
+public enum KvTier : byte { Full = 0, Int8 = 1, Int4 = 2, Evicted = 3, LowBit = 4 }
 
 public static class Planners
 {

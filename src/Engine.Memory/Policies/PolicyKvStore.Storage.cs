@@ -15,12 +15,17 @@ public sealed unsafe partial class PolicyKvStore
     {
         var held = p < st.Length ? st.Stored[p] : Held.None;
         if (held == Held.Int4) { UnpackInt4(st, p / G); held = st.Stored[p]; }
+        if (LowBitTier && st.LowG > 0 && p < st.Length && st.Low[p / st.LowG] != 0) { UnpackLow(st, p / st.LowG); held = st.Stored[p]; }
         if (held == Held.Int8) { st.Int8Rows!.Remove(st.Slot[p]); held = Held.None; }
         if (_own)
         {
-            if (held != Held.Full) st.Slot[p] = (st.Rows ??= new RowBlocks(BlockTokens, KvDim * 4, KvDim * 4)).Append(p);   // (Slots: set by Rebind)
-            k.CopyTo(new Span<float>(st.Rows!.Row(st.Slot[p], 0), KvDim));
-            v.CopyTo(new Span<float>(st.Rows.Row(st.Slot[p], 1), KvDim));
+            if (held != Held.Full) st.Slot[p] = (st.Rows ??= new RowBlocks(FullRowBlockTokens, KvDim * FullElementBytes, KvDim * FullElementBytes)).Append(p);   // (Slots: set by Rebind)
+            if (OwnHalfRows) { ToHalf(k, st.Rows!.Row(st.Slot[p], 0)); ToHalf(v, st.Rows.Row(st.Slot[p], 1)); }
+            else
+            {
+                k.CopyTo(new Span<float>(st.Rows!.Row(st.Slot[p], 0), KvDim));
+                v.CopyTo(new Span<float>(st.Rows.Row(st.Slot[p], 1), KvDim));
+            }
         }
         st.Stored[p] = Held.Full;
     }
@@ -61,6 +66,7 @@ public sealed unsafe partial class PolicyKvStore
             Array.Resize(ref st.Slot, cap);
             if (Spec.NeedsAttentionMass) { Array.Resize(ref st.Mass, cap); Array.Resize(ref st.Snap, cap); }
             if (Spec.Retention == RetentionKind.Kivi4) Array.Resize(ref st.Int4, (cap + G - 1) / G);
+            if (LowBitTier) Array.Resize(ref st.Low, (cap + G - 1) / G);
         }
     }
 
@@ -113,6 +119,7 @@ public sealed unsafe partial class PolicyKvStore
     {
         if (!_own) { CopyRow(inner, pos, k, v); return; }
         if (st.Stored[pos] != Held.Full) throw new InvalidOperationException($"position {pos} holds no float32 row");
+        if (OwnHalfRows) { FromHalf(st.Rows!.Row(st.Slot[pos], 0), k); FromHalf(st.Rows.Row(st.Slot[pos], 1), v); return; }
         new ReadOnlySpan<float>(st.Rows!.Row(st.Slot[pos], 0), KvDim).CopyTo(k);
         new ReadOnlySpan<float>(st.Rows.Row(st.Slot[pos], 1), KvDim).CopyTo(v);
     }
@@ -142,6 +149,10 @@ public sealed unsafe partial class PolicyKvStore
         switch (st.Stored[pos])
         {
             case Held.Full: ReadFull(st, inner, pos, k, v); return true;
+            case Held.Low:
+                var lp = LowPage(st, pos / st.LowG, 0, st.LowG);
+                fixed (float* pk = k, pv = v) { KvDecode.Row(lp, true, pos % st.LowG, pk, KvDim); KvDecode.Row(lp, false, pos % st.LowG, pv, KvDim); }
+                return true;
             case Held.Int8:
             case Held.Int4:
                 var pg = st.Stored[pos] == Held.Int8 ? Int8Page(st, st.Slot[pos], pos, 1) : Int4Page(st, pos / G, G);
@@ -153,7 +164,7 @@ public sealed unsafe partial class PolicyKvStore
     }
 
     private KvPage FullPage(State st, int slot, int pos, int count)
-        => new((nint)st.Rows!.Row(slot, 0), (nint)st.Rows.Row(slot, 1), count, pos, KvDim);
+        => new((nint)st.Rows!.Row(slot, 0), (nint)st.Rows.Row(slot, 1), count, pos, KvDim) { Type = OwnHalfRows ? KvElementType.F16 : KvElementType.F32 };
 
     private KvPage Int8Page(State st, int slot, int pos, int count)
         => new((nint)st.Int8Rows!.Row(slot, 0), (nint)st.Int8Rows.Row(slot, 1), count, pos, KvDim)
@@ -170,7 +181,7 @@ public sealed unsafe partial class PolicyKvStore
     }
 
     /// <summary>Per-(layer, sequence) policy state. Per-position arrays are indexed by position and grown on demand.</summary>
-    private sealed class State : IDisposable
+    private sealed partial class State : IDisposable
     {
         public KvTier[] Tiers = [];                 // [≥ Length] planned tier
         public Held[] Stored = [];                  // [≥ Length] what holds the position now (None past Length)
@@ -178,7 +189,7 @@ public sealed unsafe partial class PolicyKvStore
         public float[] Mass = [];                   // [≥ Length] accumulated attention mass (Σ KV heads); heavy-hitter policies only
         public float[] Snap = [];                   // [≥ Length] SnapKV observation-window score; heavy-hitter policies only
         public nint[] Int4 = [];                    // [groups] Int4 chunk of each quantized group (0 = none); kivi4 only
-        public IRowStore? Rows;                     // own float32 rows of Full tokens: regions K [B, kvDim], V [B, kvDim] (RowBlocks, or SlotRows in the pool)
+        public IRowStore? Rows;                     // own rows of Full tokens (float32; mix/auto in own blocks: half): regions K [B, kvDim], V [B, kvDim] (RowBlocks, or float32 SlotRows in the pool)
         public RowBlocks? Int8Rows;                 // int8 rows: K, V [B, kvDim] sbyte; K, V scales [B, kvDim / G] float
         public int Length;
         public int Int4Groups;                      // groups [0, Int4Groups) were quantized (kivi4)
@@ -194,6 +205,9 @@ public sealed unsafe partial class PolicyKvStore
             for (int g = 0; g < Int4.Length; g++)
                 if (Int4[g] != 0) { NativeMemory.AlignedFree((void*)Int4[g]); Int4[g] = 0; }
             Int4Chunks = 0;
+            DisposeLow();
         }
+
+        partial void DisposeLow();                  // PolicyKvStore.Mix.cs
     }
 }

@@ -18,7 +18,8 @@
 // ≤ (kept Full tokens + B − 1) float32 rows and ≤ (Int8 tokens + B − 1) int8 rows per (layer, seq) (RowBlocks.Compact).
 // HeldBytes / AllocatedBytes count the bytes allocated for K/V payload, scales and quest/msa summaries (plus, when the
 // inner store holds the rows, its float32 rows of positions [0, Length)); per-position bookkeeping (tiers, slots, scores)
-// grows with the length on demand and is reported apart (MetadataBytes). Row storage and State: PolicyKvStore.Storage.cs.
+// grows with the length on demand and is reported apart (MetadataBytes). Row storage and State: PolicyKvStore.Storage.cs;
+// the 2/3/4-bit KIVI groups and the byte-budget compositions (kivi2/kivi3, mix2/3/4, auto): PolicyKvStore.Mix.cs.
 using System.Runtime.InteropServices;
 using Engine.Kernels;
 
@@ -47,7 +48,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
 
     // What holds a position; numbered like KvTier (None = Evicted) so "storage matches the plan" is a byte-wise equality
     // of the two arrays (Settle and BuildPages skip settled / evicted runs with vectorized span searches).
-    private enum Held : byte { Full = KvTier.Full, Int8 = KvTier.Int8, Int4 = KvTier.Int4, None = KvTier.Evicted }
+    private enum Held : byte { Full = KvTier.Full, Int8 = KvTier.Int8, Int4 = KvTier.Int4, None = KvTier.Evicted, Low = KvTier.LowBit }
 
     private readonly IKvStore _inner;
     private readonly State?[,] _state;          // [layer, seq]
@@ -107,6 +108,11 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
 
     /// <summary>Tokens attention read in the last Attend call (after selection).</summary>
     public long LastReadTokens { get; private set; }
+
+    /// <summary>K/V bytes attention has read through this store since it was created (payload + scales of the pages read;
+    /// a selection read counts its tokens as float32 rows), all layers and sequences: the per-step difference is the bytes
+    /// read per decode step.</summary>
+    public long ReadBytesTotal { get; private set; }
 
     private int G => Spec.BlockSize;
 
@@ -227,6 +233,8 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
                 st.Int4Groups = Math.Max(st.Int4Groups, groups);
                 break;
             }
+            case RetentionKind.Kivi:
+            case RetentionKind.Mix: RetainLow(st, inner, len); break;   // PolicyKvStore.Mix.cs
         }
     }
 
@@ -236,7 +244,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
     private void BuildPages(State st, ReadOnlySpan<KvPage> inner, int len)
     {
         _pageCount = 0;
-        int ip = 0, B = BlockTokens;
+        int ip = 0;
         var stored = MemoryMarshal.Cast<Held, byte>(st.Stored.AsSpan(0, len));
         for (int p = 0; p < len;)
         {
@@ -263,6 +271,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
                 case Held.Full:
                 case Held.Int8:
                 {
+                    int B = held == Held.Full ? st.Rows!.B : st.Int8Rows!.B;
                     int slot = st.Slot[p], room = B - slot % B;
                     while (q < len && q - p < room && st.Stored[q] == held && st.Slot[q] == slot + (q - p)) q++;
                     Add(held == Held.Full ? FullPage(st, slot, p, q - p) : Int8Page(st, slot, p, q - p));
@@ -274,6 +283,13 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
                     if (p != g * G) throw new InvalidOperationException($"Int4 run at position {p} does not start its group");
                     while (q < len && q < (g + 1) * G && st.Stored[q] == Held.Int4) q++;
                     Add(Int4Page(st, g, q - p));
+                    break;
+                }
+                case Held.Low:
+                {
+                    int lg = st.LowG, g = p / lg;
+                    while (q < len && q < (g + 1) * lg && st.Stored[q] == Held.Low) q++;
+                    Add(LowPage(st, g, p - g * lg, q - p));
                     break;
                 }
             }
@@ -312,14 +328,16 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
             }
             LastReadTokens = _selector.Attend(backend, _lastLayer, _lastSeq, q, qPositions, pages, p, len,
                 allPresent: Spec.Retention == RetentionKind.Full, output, feedback);
+            ReadBytesTotal += LastReadTokens * 2L * KvDim * sizeof(float);
             return true;
         }
         ReadOnlySpan<KvPage> read = pages;
         long total = 0;
-        foreach (var pg in read) total += pg.TokenCount;
+        foreach (var pg in read) { total += pg.TokenCount; ReadBytesTotal += PageBytes(pg); }
         LastReadTokens = total;
         if (!Spec.NeedsAttentionMass) { backend.Attention(q, qPositions, read, p, output); return true; }
 
+        if (Spec.Retention == RetentionKind.Mix && st.LowBits == 0) CountQueries(st, qPositions);   // auto's first plan
         long massLen = (long)p.KvHeadCount * total;
         if (_massBuf.Length < massLen) _massBuf = new float[Math.Max(massLen, 2L * _massBuf.Length)];
         var mass = _massBuf.AsSpan(0, (int)massLen);
@@ -362,7 +380,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
         Check(layer, seqId);
         var st = _state[layer, seqId];
         if (st == null) return 0;
-        long bytes = (st.Rows?.AllocatedBytes ?? 0) + (st.Int8Rows?.AllocatedBytes ?? 0) + st.Int4Chunks * _int4Bytes
+        long bytes = (st.Rows?.AllocatedBytes ?? 0) + (st.Int8Rows?.AllocatedBytes ?? 0) + st.Int4Chunks * _int4Bytes + st.LowBytes
             + (_selector?.HeldBytes(layer, seqId) ?? 0);
         if (!_own) bytes += (long)st.Length * 2 * KvDim * sizeof(float);
         return bytes;
@@ -394,14 +412,14 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
     }
 
     /// <summary>Bytes this store holds for <paramref name="seqId"/> outside the inner store, all layers: own float32 row
-    /// blocks (Own storage), int8 rows + scales, Int4 chunks, quest/msa summaries.</summary>
+    /// blocks (Own storage), int8 rows + scales, Int4 chunks, low-bit (2/3/4-bit KIVI) chunks, quest/msa summaries.</summary>
     public long OwnBytes(int seqId)
     {
         Check(0, seqId);
         long bytes = 0;
         for (int l = 0; l < LayerCount; l++)
             if (_state[l, seqId] is { } st)
-                bytes += (_slots ? 0 : st.Rows?.AllocatedBytes ?? 0) + (st.Int8Rows?.AllocatedBytes ?? 0) + st.Int4Chunks * _int4Bytes
+                bytes += (_slots ? 0 : st.Rows?.AllocatedBytes ?? 0) + (st.Int8Rows?.AllocatedBytes ?? 0) + st.Int4Chunks * _int4Bytes + st.LowBytes
                     + (_selector?.HeldBytes(l, seqId) ?? 0);
         return bytes;
     }
@@ -415,7 +433,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
             long sum = 0;
             foreach (var st in _state)
                 if (st != null)
-                    sum += 2L * st.Tiers.Length + 4L * (st.Slot.Length + st.Mass.Length + st.Snap.Length) + 8L * st.Int4.Length;
+                    sum += 2L * st.Tiers.Length + 4L * (st.Slot.Length + st.Mass.Length + st.Snap.Length) + 8L * (st.Int4.Length + st.Low.Length);
             return sum;
         }
     }
@@ -450,6 +468,7 @@ public sealed unsafe partial class PolicyKvStore : IKvStore
                 for (int g = keep; g < st.Int4.Length; g++)
                     if (st.Int4[g] != 0) { NativeMemory.AlignedFree((void*)st.Int4[g]); st.Int4[g] = 0; st.Int4Chunks--; }
                 st.Int4Groups = Math.Min(st.Int4Groups, keep);
+                if (LowBitTier) TruncateLow(st, length);
                 st.Rows?.Compact(st.Slot);
                 st.Int8Rows?.Compact(st.Slot);
                 st.Length = length;
